@@ -1,0 +1,368 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { decodeValue, encodeValue } from './codec.js'
+import { type DerivedKeys, deriveKeys } from './crypto.js'
+import { InvalidOptionError, ReentrantCallError, StoreClosedError } from './errors.js'
+import { FileBackend, type Persistence } from './file-backend.js'
+import { Mutex } from './mutex.js'
+import {
+  type AnyStoreOptions,
+  expandPath,
+  type ResolvedOptions,
+  resolveOptions,
+} from './options.js'
+import { Overlay } from './overlay.js'
+import { checkKey, type Entry, type EntryMap } from './payload.js'
+import type { StoreKey, Transaction } from './types.js'
+
+type Mutation =
+  | { kind: 'set'; key: StoreKey; entry: Entry }
+  | { kind: 'delete'; key: StoreKey }
+  | { kind: 'clear' }
+
+interface Pending {
+  mutation: Mutation
+  resolve(result: boolean | undefined): void
+  reject(error: unknown): void
+}
+
+/** The writes waiting for one persistence target; they go out together in the next commit. */
+interface CommitQueue {
+  persistence: Persistence
+  pending: Pending[]
+  flushScheduled: boolean
+}
+
+/** Which files (or in-memory stores) the current async context holds exclusively, to catch deadlocks. */
+const heldLocks = new AsyncLocalStorage<ReadonlySet<unknown>>()
+
+function apply(overlay: Overlay, mutation: Mutation): boolean | undefined {
+  switch (mutation.kind) {
+    case 'set':
+      overlay.set(mutation.key, mutation.entry)
+      return undefined
+    case 'delete':
+      return overlay.delete(mutation.key)
+    case 'clear':
+      overlay.clear()
+      return undefined
+  }
+}
+
+/**
+ * A key/value store held in memory, optionally persisted to one encrypted file shared by any
+ * number of processes. See README.md for the API and docs/DESIGN.md for the protocol.
+ */
+export class AnyStore<V = unknown> {
+  readonly #options: ResolvedOptions
+  readonly #keys: DerivedKeys
+  /** The latest state this instance loaded or committed: never holds uncommitted writes. */
+  #map: EntryMap = new Map()
+  #queue: CommitQueue | undefined
+  readonly #memoryMutex = new Mutex()
+  readonly #inFlight = new Set<Promise<unknown>>()
+  #closing: Promise<void> | undefined
+
+  private constructor(options: ResolvedOptions) {
+    this.#options = options
+    this.#keys = deriveKeys(options.key)
+  }
+
+  /** Opens a store; with a `file`, loads it (throwing WrongKeyError, CorruptFileError, ... right away). */
+  static async open<V = unknown>(options: AnyStoreOptions = {}): Promise<AnyStore<V>> {
+    const store = new AnyStore<V>(resolveOptions(options))
+    if (store.#options.persist) await store.enablePersistence()
+    return store
+  }
+
+  /** The file this store persists to, or undefined while it lives in memory only. */
+  get file(): string | undefined {
+    return this.#queue?.persistence.file
+  }
+
+  /** The cross-process lock in use, or undefined while in memory only. */
+  get lockMode(): 'flock' | 'proper-lockfile' | undefined {
+    return this.#queue?.persistence.lockMode
+  }
+
+  get closed(): boolean {
+    return this.#closing !== undefined
+  }
+
+  async get(key: StoreKey): Promise<V | undefined> {
+    const entry = this.#current().get(checkKey(key))
+    return entry === undefined ? undefined : (decodeValue(entry.value) as V)
+  }
+
+  async has(key: StoreKey): Promise<boolean> {
+    return this.#current().has(checkKey(key))
+  }
+
+  async keys(): Promise<StoreKey[]> {
+    return [...this.#current().keys()]
+  }
+
+  async size(): Promise<number> {
+    return this.#current().size
+  }
+
+  async entries(): Promise<[StoreKey, V][]> {
+    return Array.from(this.#current(), ([key, entry]) => [key, decodeValue(entry.value) as V])
+  }
+
+  /** Resolves once the value is committed (and, with `sync: 'always'`, durable). */
+  async set(key: StoreKey, value: V): Promise<void> {
+    const entry: Entry = { value: encodeValue(value) }
+    await this.#write({ kind: 'set', key: checkKey(key), entry }, 'set')
+  }
+
+  /** Resolves to whether the key existed when the delete was committed. */
+  async delete(key: StoreKey): Promise<boolean> {
+    return (await this.#write({ kind: 'delete', key: checkKey(key) }, 'delete')) === true
+  }
+
+  async clear(): Promise<void> {
+    await this.#write({ kind: 'clear' }, 'clear')
+  }
+
+  /**
+   * Runs `fn` as one transaction, holding the cross-process lock throughout. Reads through
+   * `tx` see the latest committed state plus the transaction's own writes; the writes are
+   * committed in one file write when `fn` resolves, and dropped if it throws.
+   */
+  async run<T>(fn: (tx: Transaction<V>) => Promise<T> | T): Promise<T> {
+    this.#assertOpen()
+    const queue = this.#queue
+    const lockId = queue === undefined ? this : queue.persistence.file
+    this.#assertNotInside(lockId, 'run')
+    const body = async () => {
+      if (queue !== undefined) this.#refreshFrom(queue.persistence)
+      const overlay = new Overlay(this.#map)
+      const tx = new StoreTransaction<V>(overlay)
+      let result: T
+      try {
+        result = await heldLocks.run(withHeld(lockId), () => fn(tx))
+      } finally {
+        tx.end()
+      }
+      if (overlay.hasChanges) {
+        queue?.persistence.commit(overlay.entries())
+        overlay.applyTo(overlay.base)
+      }
+      return result
+    }
+    return this.#track(
+      queue === undefined ? this.#memoryMutex.run(body) : queue.persistence.exclusive(body),
+    )
+  }
+
+  /**
+   * Starts persisting to `file` (default: the `file` option). One commit merges the in-memory
+   * entries into what the file holds; on a key present in both, the in-memory value wins.
+   */
+  async enablePersistence(file: string | undefined = this.#options.file): Promise<void> {
+    this.#assertOpen()
+    if (file === undefined) {
+      throw new InvalidOptionError('enablePersistence() needs a file: pass one or set `file`')
+    }
+    const path = expandPath(file)
+    if (this.#queue !== undefined) {
+      if (this.#queue.persistence.file === path) return
+      throw new InvalidOptionError(
+        `This store already persists to ${this.#queue.persistence.file}: call disablePersistence() first`,
+      )
+    }
+    const o = this.#options
+    const persistence = new FileBackend(path, {
+      keys: this.#keys,
+      compress: o.compress,
+      sync: o.sync,
+      lock: o.lock,
+      lockTimeoutMs: o.lockTimeoutMs,
+      maxFileSize: o.maxFileSize,
+      staleMs: o.staleMs,
+      io: o.fs,
+    })
+    try {
+      const inMemory = this.#map
+      if (inMemory.size === 0) {
+        this.#map = persistence.refresh() ?? new Map()
+      } else {
+        await this.#memoryMutex.run(() =>
+          persistence.exclusive(async () => {
+            const overlay = new Overlay(persistence.refresh() ?? new Map())
+            for (const [key, entry] of inMemory) overlay.set(key, entry)
+            persistence.commit(overlay.entries())
+            overlay.applyTo(overlay.base)
+            this.#map = overlay.base
+          }),
+        )
+      }
+    } catch (error) {
+      persistence.close()
+      throw error
+    }
+    this.#queue = { persistence, pending: [], flushScheduled: false }
+  }
+
+  /**
+   * Stops persisting: from now on the store lives in memory, starting from the last state this
+   * instance loaded or committed. Writes already in flight still complete against the file
+   * (await them first if the in-memory state should include them).
+   */
+  disablePersistence(): void {
+    const queue = this.#queue
+    if (queue === undefined) return
+    this.#queue = undefined
+    this.#map = new Map(this.#map)
+    const idle = Promise.allSettled([...this.#inFlight])
+    void idle.then(() => queue.persistence.close())
+  }
+
+  /** Waits for writes in flight, then releases file descriptors. Never deletes the lockfile. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight])
+      this.#queue?.persistence.close()
+      this.#queue = undefined
+      this.#map = new Map()
+    })()
+    return this.#closing
+  }
+
+  #assertOpen(): void {
+    if (this.#closing !== undefined) throw new StoreClosedError()
+  }
+
+  #assertNotInside(lockId: unknown, method: string): void {
+    if (heldLocks.getStore()?.has(lockId)) throw new ReentrantCallError(method)
+  }
+
+  /** The state to read from: reloaded first if another process committed since. */
+  #current(): EntryMap {
+    this.#assertOpen()
+    if (this.#queue !== undefined) this.#refreshFrom(this.#queue.persistence)
+    return this.#map
+  }
+
+  #refreshFrom(persistence: Persistence): void {
+    const fresh = persistence.refresh()
+    if (fresh !== undefined) this.#map = fresh
+  }
+
+  #track<T>(promise: Promise<T>): Promise<T> {
+    this.#inFlight.add(promise)
+    const forget = () => this.#inFlight.delete(promise)
+    promise.then(forget, forget)
+    return promise
+  }
+
+  #write(mutation: Mutation, method: string): Promise<boolean | undefined> {
+    this.#assertOpen()
+    const queue = this.#queue
+    if (queue === undefined) {
+      this.#assertNotInside(this, method)
+      const overlay = new Overlay(this.#map)
+      const result = apply(overlay, mutation)
+      overlay.applyTo(this.#map)
+      return Promise.resolve(result)
+    }
+    this.#assertNotInside(queue.persistence.file, method)
+    return new Promise((resolve, reject) => {
+      queue.pending.push({ mutation, resolve, reject })
+      if (!queue.flushScheduled) {
+        queue.flushScheduled = true
+        void this.#track(this.#flush(queue))
+      }
+    })
+  }
+
+  /**
+   * Group commit: every write queued until this flush holds the lock goes out in one file
+   * write; each caller's promise settles with the outcome of that commit.
+   */
+  async #flush(queue: CommitQueue): Promise<void> {
+    // Let writes issued in the same turn of the event loop join this commit.
+    await Promise.resolve()
+    let batch: Pending[] = []
+    try {
+      await queue.persistence.exclusive(async () => {
+        batch = queue.pending.splice(0)
+        queue.flushScheduled = false
+        if (batch.length === 0) return
+        this.#refreshFrom(queue.persistence)
+        const overlay = new Overlay(this.#map)
+        const results = batch.map((p) => apply(overlay, p.mutation))
+        if (overlay.hasChanges) {
+          queue.persistence.commit(overlay.entries())
+          overlay.applyTo(overlay.base)
+        }
+        batch.forEach((p, i) => p.resolve(results[i]))
+      })
+    } catch (error) {
+      if (batch.length === 0) {
+        // The lock was never ours: fail everything that was waiting for it.
+        batch = queue.pending.splice(0)
+        queue.flushScheduled = false
+      }
+      for (const p of batch) p.reject(error)
+    }
+  }
+}
+
+function withHeld(lockId: unknown): ReadonlySet<unknown> {
+  const held = new Set(heldLocks.getStore())
+  held.add(lockId)
+  return held
+}
+
+class StoreTransaction<V> implements Transaction<V> {
+  readonly #overlay: Overlay
+  #ended = false
+
+  constructor(overlay: Overlay) {
+    this.#overlay = overlay
+  }
+
+  end(): void {
+    this.#ended = true
+  }
+
+  #open(): Overlay {
+    if (this.#ended) throw new StoreClosedError('transaction')
+    return this.#overlay
+  }
+
+  async get(key: StoreKey): Promise<V | undefined> {
+    const entry = this.#open().get(checkKey(key))
+    return entry === undefined ? undefined : (decodeValue(entry.value) as V)
+  }
+
+  async has(key: StoreKey): Promise<boolean> {
+    return this.#open().has(checkKey(key))
+  }
+
+  async set(key: StoreKey, value: V): Promise<void> {
+    const overlay = this.#open()
+    overlay.set(checkKey(key), { value: encodeValue(value) })
+  }
+
+  async delete(key: StoreKey): Promise<boolean> {
+    return this.#open().delete(checkKey(key))
+  }
+
+  async keys(): Promise<StoreKey[]> {
+    return Array.from(this.#open().entries(), ([key]) => key)
+  }
+
+  async size(): Promise<number> {
+    return this.#open().size
+  }
+
+  async entries(): Promise<[StoreKey, V][]> {
+    return Array.from(this.#open().entries(), ([key, entry]) => [key, decodeValue(entry.value) as V])
+  }
+
+  async clear(): Promise<void> {
+    this.#open().clear()
+  }
+}

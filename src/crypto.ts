@@ -1,0 +1,236 @@
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createHmac,
+  hkdfSync,
+  randomBytes,
+  randomFillSync,
+  timingSafeEqual,
+} from 'node:crypto'
+import { deflateRawSync, inflateRawSync } from 'node:zlib'
+import {
+  CorruptFileError,
+  InvalidKeyError,
+  NotAnyStoreFileError,
+  UnsupportedFormatError,
+  WrongKeyError,
+} from './errors.js'
+
+/**
+ * The key used when none is given. It is published here, so it only obfuscates the file;
+ * anyone with this package can decrypt a store that uses it. Use `newKey()` for secrecy.
+ */
+export const DEFAULT_ENCRYPTION_KEY = 'RxuPYyQuFXM1byAkrzAiGmzf/CPzrdtR+QVbCUNYnv8'
+
+/** 32 random bytes as base64 without padding: a key for AES-256-GCM. */
+export function newKey(): string {
+  return randomBytes(32).toString('base64').replace(/=+$/, '')
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]*|[A-Za-z0-9_-]*)={0,2}$/
+const KEY_LENGTHS = new Set([16, 24, 32])
+
+/** Accepts base64 (standard or URL-safe, padded or not) or raw bytes of 16, 24 or 32 bytes. */
+export function parseKey(key: unknown): Uint8Array {
+  if (key instanceof Uint8Array) {
+    if (!KEY_LENGTHS.has(key.length)) throw new InvalidKeyError(`got ${key.length} bytes`)
+    return Uint8Array.from(key)
+  }
+  if (typeof key !== 'string') throw new InvalidKeyError(`got a value of type ${typeof key}`)
+  const text = key.trim()
+  if (!BASE64.test(text)) throw new InvalidKeyError('got a string that is not base64')
+  const bytes = Buffer.from(text, text.includes('-') || text.includes('_') ? 'base64url' : 'base64')
+  const unpadded = text.replace(/=+$/, '')
+  const roundTrip = bytes
+    .toString(text.includes('-') || text.includes('_') ? 'base64url' : 'base64')
+    .replace(/=+$/, '')
+  if (roundTrip !== unpadded) throw new InvalidKeyError('got a string that is not base64')
+  if (!KEY_LENGTHS.has(bytes.length)) throw new InvalidKeyError(`got ${bytes.length} bytes`)
+  return new Uint8Array(bytes)
+}
+
+/** Keys derived from the user's key, one per purpose, so the raw key is never used directly. */
+export interface DerivedKeys {
+  readonly keyLength: number
+  readonly encryption: Buffer
+  readonly keyCheck: Buffer
+}
+
+export function deriveKeys(key: Uint8Array): DerivedKeys {
+  const derive = (info: string, length: number) =>
+    Buffer.from(hkdfSync('sha256', key, new Uint8Array(0), info, length))
+  return {
+    keyLength: key.length,
+    encryption: derive('anystore/v1/encryption', key.length),
+    keyCheck: derive('anystore/v1/key-check', 32),
+  }
+}
+
+export const MAGIC = Buffer.from('ANYSTORE', 'ascii')
+export const FORMAT_VERSION = 1
+export const HEADER_SIZE = 72
+export const TAG_SIZE = 16
+export const FLAG_DEFLATE = 0x0001
+const KNOWN_FLAGS = FLAG_DEFLATE
+
+const OFFSET = {
+  version: 8,
+  flags: 10,
+  keyLength: 12,
+  reserved: 13,
+  commitTime: 16,
+  commitId: 24,
+  nonce: 40,
+  keyCheck: 52,
+  checksum: 68,
+} as const
+
+export interface FileHeader {
+  version: number
+  flags: number
+  keyLength: number
+  commitTime: number
+  /** 16 random bytes, new for every commit: names this exact version of the file. */
+  commitId: Buffer
+}
+
+function headerChecksum(header: Buffer): Buffer {
+  return createHash('sha256').update(header.subarray(0, OFFSET.checksum)).digest().subarray(0, 4)
+}
+
+function keyCheckValue(keys: DerivedKeys, header: Buffer): Buffer {
+  return createHmac('sha256', keys.keyCheck)
+    .update(header.subarray(0, OFFSET.keyCheck))
+    .digest()
+    .subarray(0, 16)
+}
+
+function cipherName(keyLength: number): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm' {
+  return keyLength === 16 ? 'aes-128-gcm' : keyLength === 24 ? 'aes-192-gcm' : 'aes-256-gcm'
+}
+
+/** Feeding the cipher in slices this size keeps it near its best throughput. */
+const CHUNK = 1024 * 1024
+
+export interface SealedFile {
+  header: Buffer
+  /** Header, ciphertext slices and tag, in file order. */
+  parts: Buffer[]
+  size: number
+}
+
+/** Encrypts a payload into the parts of a complete store file (header, ciphertext, tag). */
+export function seal(
+  keys: DerivedKeys,
+  payload: Uint8Array,
+  options: { compress: boolean },
+): SealedFile {
+  const flags = options.compress ? FLAG_DEFLATE : 0
+  const body = options.compress ? deflateRawSync(payload) : payload
+  const header = Buffer.alloc(HEADER_SIZE)
+  MAGIC.copy(header, 0)
+  header.writeUInt16BE(FORMAT_VERSION, OFFSET.version)
+  header.writeUInt16BE(flags, OFFSET.flags)
+  header.writeUInt8(keys.keyLength, OFFSET.keyLength)
+  header.writeBigUInt64BE(BigInt(Date.now()), OFFSET.commitTime)
+  randomFillSync(header, OFFSET.commitId, 16 + 12)
+  keyCheckValue(keys, header).copy(header, OFFSET.keyCheck)
+  headerChecksum(header).copy(header, OFFSET.checksum)
+
+  const nonce = header.subarray(OFFSET.nonce, OFFSET.nonce + 12)
+  const cipher = createCipheriv(cipherName(keys.keyLength), keys.encryption, nonce)
+  cipher.setAAD(header)
+  const parts: Buffer[] = [header]
+  for (let at = 0; at < body.length; at += CHUNK) {
+    parts.push(cipher.update(body.subarray(at, at + CHUNK)))
+  }
+  const last = cipher.final()
+  if (last.length > 0) parts.push(last)
+  parts.push(cipher.getAuthTag())
+  return { header, parts, size: HEADER_SIZE + body.length + TAG_SIZE }
+}
+
+/**
+ * Reads and checks the header without any key: `info` uses this. Throws NotAnyStoreFileError,
+ * CorruptFileError or UnsupportedFormatError.
+ */
+export function parseHeader(file: string, bytes: Uint8Array): FileHeader {
+  const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  if (data.length === 0) throw new NotAnyStoreFileError(file, 'the file is empty')
+  const magicPart = data.subarray(0, Math.min(data.length, MAGIC.length))
+  if (!magicPart.equals(MAGIC.subarray(0, magicPart.length))) {
+    throw new NotAnyStoreFileError(file, 'it does not start with the anystore magic bytes')
+  }
+  if (data.length < HEADER_SIZE) {
+    throw new CorruptFileError(file, `truncated: ${data.length} bytes, shorter than the header`)
+  }
+  const version = data.readUInt16BE(OFFSET.version)
+  const header = data.subarray(0, HEADER_SIZE)
+  const checksumOk = headerChecksum(header).equals(
+    data.subarray(OFFSET.checksum, OFFSET.checksum + 4),
+  )
+  if (version > FORMAT_VERSION) {
+    throw new UnsupportedFormatError(file, `format version ${version}`)
+  }
+  if (!checksumOk) throw new CorruptFileError(file, 'the header checksum does not match')
+  if (version !== FORMAT_VERSION) throw new CorruptFileError(file, `format version ${version}`)
+  const flags = data.readUInt16BE(OFFSET.flags)
+  if ((flags & ~KNOWN_FLAGS) !== 0) {
+    throw new UnsupportedFormatError(file, `flags 0x${flags.toString(16)}`)
+  }
+  if (data.readUIntBE(OFFSET.reserved, 3) !== 0) {
+    throw new UnsupportedFormatError(file, 'reserved header bytes')
+  }
+  const keyLength = data.readUInt8(OFFSET.keyLength)
+  if (!KEY_LENGTHS.has(keyLength)) throw new CorruptFileError(file, `key length ${keyLength}`)
+  if (data.length < HEADER_SIZE + TAG_SIZE) {
+    throw new CorruptFileError(file, `truncated: ${data.length} bytes, no room for the tag`)
+  }
+  return {
+    version,
+    flags,
+    keyLength,
+    commitTime: Number(data.readBigUInt64BE(OFFSET.commitTime)),
+    commitId: Buffer.from(data.subarray(OFFSET.commitId, OFFSET.commitId + 16)),
+  }
+}
+
+/** Authenticates and decrypts a whole store file; returns the header and the plaintext payload. */
+export function open(
+  file: string,
+  keys: DerivedKeys,
+  bytes: Uint8Array,
+): { header: FileHeader; payload: Buffer } {
+  const header = parseHeader(file, bytes)
+  const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const headerBytes = data.subarray(0, HEADER_SIZE)
+  if (header.keyLength !== keys.keyLength) throw new WrongKeyError(file)
+  const expectedCheck = keyCheckValue(keys, headerBytes)
+  if (!timingSafeEqual(expectedCheck, data.subarray(OFFSET.keyCheck, OFFSET.keyCheck + 16))) {
+    throw new WrongKeyError(file)
+  }
+  const nonce = data.subarray(OFFSET.nonce, OFFSET.nonce + 12)
+  const decipher = createDecipheriv(cipherName(keys.keyLength), keys.encryption, nonce)
+  decipher.setAAD(headerBytes)
+  decipher.setAuthTag(data.subarray(data.length - TAG_SIZE))
+  const ciphertext = data.subarray(HEADER_SIZE, data.length - TAG_SIZE)
+  const body = Buffer.allocUnsafe(ciphertext.length)
+  let written = 0
+  try {
+    for (let at = 0; at < ciphertext.length; at += CHUNK) {
+      written += decipher.update(ciphertext.subarray(at, at + CHUNK)).copy(body, written)
+    }
+    written += decipher.final().copy(body, written)
+  } catch (cause) {
+    throw new CorruptFileError(file, 'authentication failed: the data was changed or truncated', {
+      cause,
+    })
+  }
+  if ((header.flags & FLAG_DEFLATE) === 0) return { header, payload: body }
+  try {
+    return { header, payload: inflateRawSync(body) }
+  } catch (cause) {
+    throw new CorruptFileError(file, 'the compressed payload does not inflate', { cause })
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * Every error anystore raises on purpose is an `AnyStoreError` with a stable `code`.
+ * Match on `code` (or `instanceof`), never on message text: messages may be reworded.
+ * System errors from the file system (ENOSPC, EACCES, EIO, ...) reach the caller unchanged.
+ */
+export class AnyStoreError extends Error {
+  readonly code: string
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+  }
+
+  override get name(): string {
+    return this.constructor.name
+  }
+}
+
+/** The file authenticates with a different key than the one given. */
+export class WrongKeyError extends AnyStoreError {
+  constructor(file: string) {
+    super(
+      'ERR_ANYSTORE_WRONG_KEY',
+      `${file} was written with a different encryption key: pass the key it was created with (the file is left untouched)`,
+    )
+  }
+}
+
+/** The file has our header but its bytes are damaged: truncated, tampered or bit-rotted. */
+export class CorruptFileError extends AnyStoreError {
+  readonly file: string
+
+  constructor(file: string, detail: string, options?: { cause?: unknown }) {
+    super(
+      'ERR_ANYSTORE_CORRUPT_FILE',
+      `${file} is corrupt (${detail}): restore it from a backup; anystore will not overwrite it`,
+      options,
+    )
+    this.file = file
+  }
+}
+
+/** The file does not start with the anystore magic: it belongs to something else. */
+export class NotAnyStoreFileError extends AnyStoreError {
+  constructor(file: string, detail: string) {
+    super(
+      'ERR_ANYSTORE_NOT_ANYSTORE_FILE',
+      `${file} is not an anystore file (${detail}): choose another path; anystore will not overwrite it`,
+    )
+  }
+}
+
+/** The file was written by a newer anystore (format version or flags this version does not know). */
+export class UnsupportedFormatError extends AnyStoreError {
+  constructor(file: string, detail: string) {
+    super(
+      'ERR_ANYSTORE_UNSUPPORTED_FORMAT',
+      `${file} uses ${detail} that this version of anystore does not support: upgrade anystore`,
+    )
+  }
+}
+
+/** The encryption key is not base64 of 16, 24 or 32 bytes. */
+export class InvalidKeyError extends AnyStoreError {
+  constructor(detail: string) {
+    super(
+      'ERR_ANYSTORE_INVALID_KEY',
+      `Expected \`encryptionKey\` to be base64 (or bytes) of 16, 24 or 32 bytes, ${detail}; newKey() makes one`,
+    )
+  }
+}
+
+/** The cross-process lock could not be taken within `lockTimeoutMs`. */
+export class LockTimeoutError extends AnyStoreError {
+  /** Process id of the last process known to have taken the lock, when known. */
+  readonly holderPid: number | undefined
+
+  constructor(lockPath: string, timeoutMs: number, holderPid: number | undefined) {
+    const holder = holderPid === undefined ? '' : ` (last taken by pid ${holderPid})`
+    super(
+      'ERR_ANYSTORE_LOCK_TIMEOUT',
+      `Could not lock ${lockPath} within ${timeoutMs} ms${holder}: another process holds it; raise \`lockTimeoutMs\` or find the holder`,
+    )
+    this.holderPid = holderPid
+  }
+}
+
+/** The lock was lost while held (lockfile deleted or replaced, stale lock taken over). Nothing was written. */
+export class LockCompromisedError extends AnyStoreError {
+  constructor(lockPath: string, detail: string) {
+    super(
+      'ERR_ANYSTORE_LOCK_COMPROMISED',
+      `The lock ${lockPath} was lost while held (${detail}); the commit was abandoned and nothing was written. Never delete lockfiles of a store in use`,
+    )
+  }
+}
+
+/** A value (or part of one) that cannot be stored and restored exactly. */
+export class UnsupportedValueError extends AnyStoreError {
+  /** Where in the value the problem is, e.g. `value.list[3]`. */
+  readonly path: string
+
+  constructor(path: string, detail: string) {
+    super('ERR_ANYSTORE_UNSUPPORTED_VALUE', `Cannot store ${path}: ${detail}`)
+    this.path = path
+  }
+}
+
+/** A key that is neither a string nor a number. */
+export class UnsupportedKeyError extends AnyStoreError {
+  constructor(detail: string) {
+    super('ERR_ANYSTORE_UNSUPPORTED_KEY', `Keys must be strings or numbers, got ${detail}`)
+  }
+}
+
+/** The store (or the transaction) was used after `close()` (or after the transaction ended). */
+export class StoreClosedError extends AnyStoreError {
+  constructor(what = 'store') {
+    super('ERR_ANYSTORE_CLOSED', `This ${what} is closed: open a new one`)
+  }
+}
+
+/** An option has a wrong type or value. */
+export class InvalidOptionError extends AnyStoreError {
+  constructor(message: string) {
+    super('ERR_ANYSTORE_INVALID_OPTION', message)
+  }
+}
+
+/** The store path cannot hold a store file: a directory, a dangling symlink, ... */
+export class InvalidPathError extends AnyStoreError {
+  constructor(file: string, detail: string, options?: { cause?: unknown }) {
+    super('ERR_ANYSTORE_INVALID_PATH', `Cannot use ${file} as a store file: ${detail}`, options)
+  }
+}
+
+/** The file is larger than `maxFileSize`. */
+export class FileTooLargeError extends AnyStoreError {
+  constructor(file: string, size: number, limit: number) {
+    super(
+      'ERR_ANYSTORE_FILE_TOO_LARGE',
+      `${file} is ${size} bytes, over the \`maxFileSize\` limit of ${limit} bytes: raise the limit if the file is trusted`,
+    )
+  }
+}
+
+/**
+ * A write on a store was made from inside a `run()` callback on the same file, which would
+ * wait for the lock its own transaction holds. Use the `tx` argument instead.
+ */
+export class ReentrantCallError extends AnyStoreError {
+  constructor(method: string) {
+    super(
+      'ERR_ANYSTORE_REENTRANT',
+      `store.${method}() was called inside run() on the same file and would deadlock: use the transaction argument (tx.${method}) instead`,
+    )
+  }
+}

@@ -1,0 +1,272 @@
+import { randomBytes } from 'node:crypto'
+import type { Stats } from 'node:fs'
+import { basename, dirname } from 'node:path'
+import { type DerivedKeys, open, seal } from './crypto.js'
+import { CorruptFileError, FileTooLargeError, InvalidPathError } from './errors.js'
+import { closeQuietly, type FileSystem, readFully, unlinkQuietly, writeFully } from './fsio.js'
+import { type CrossProcessLock, createLock } from './lock.js'
+import { withPathMutex } from './mutex.js'
+import type { LockMode, SyncMode } from './options.js'
+import {
+  decodePayload,
+  type Entry,
+  type EntryMap,
+  encodePayload,
+  PayloadError,
+} from './payload.js'
+import type { StoreKey } from './types.js'
+
+/**
+ * Where the encrypted bytes live and how a commit is made atomic. The store above it deals in
+ * entry maps only; another backend implements the same four calls.
+ */
+export interface Persistence {
+  readonly file: string
+  readonly lockMode: 'flock' | 'proper-lockfile'
+  /** The committed state if it changed since this instance last loaded or wrote it, else undefined. Takes no lock. */
+  refresh(): EntryMap | undefined
+  /** Runs `fn` holding this thread's mutex for the file and then the cross-process lock. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T>
+  /** Inside `exclusive`: atomically replaces the stored state with `entries`. */
+  commit(entries: Iterable<[StoreKey, Entry]>): void
+  /** Releases descriptors. Never deletes the lockfile. */
+  close(): void
+}
+
+export interface FileBackendOptions {
+  keys: DerivedKeys
+  compress: boolean
+  sync: SyncMode
+  lock: LockMode
+  lockTimeoutMs: number
+  maxFileSize: number
+  staleMs: number
+  io: FileSystem
+}
+
+const TEMP_NAME = /^\.?(.+)\.([0-9a-f]{16})\.tmp$/
+
+/** What identifies one version of the file: the inode (pinned open, so never reused) plus size and mtime. */
+interface Identity {
+  dev: number
+  ino: number
+  size: number
+  mtimeMs: number
+}
+
+function sameIdentity(stats: Stats, known: Identity): boolean {
+  return (
+    stats.ino === known.ino &&
+    stats.dev === known.dev &&
+    stats.size === known.size &&
+    stats.mtimeMs === known.mtimeMs
+  )
+}
+
+function identityOf(stats: Stats): Identity {
+  return { dev: stats.dev, ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs }
+}
+
+/** Resolves the store path to the real file to replace, creating missing directories (0700). */
+export function prepareStorePath(io: FileSystem, file: string): string {
+  const dir = dirname(file)
+  try {
+    io.mkdirSync(dir, 0o700)
+  } catch (cause) {
+    throw new InvalidPathError(file, `its directory cannot be created (${String(cause)})`, {
+      cause,
+    })
+  }
+  const realDir = io.realpathSync(dir)
+  const path = `${realDir}/${basename(file)}`
+  const link = io.lstatSync(path)
+  if (link === undefined) return path
+  if (link.isSymbolicLink()) {
+    const target = io.statSync(path)
+    if (target === undefined) throw new InvalidPathError(file, 'it is a dangling symbolic link')
+    if (!target.isFile()) throw new InvalidPathError(file, 'its link target is not a regular file')
+    // Replace the link's target, not the link: renaming over the link would turn it into a file.
+    return prepareStorePath(io, io.realpathSync(path))
+  }
+  if (!link.isFile()) throw new InvalidPathError(file, 'it exists and is not a regular file')
+  return path
+}
+
+export class FileBackend implements Persistence {
+  readonly file: string
+  readonly #dir: string
+  readonly #options: FileBackendOptions
+  readonly #io: FileSystem
+  readonly #lock: CrossProcessLock
+  /** The descriptor of the loaded version, kept open so its inode number cannot be reused. */
+  #pinnedFd: number | undefined
+  /** undefined: never loaded; null: loaded while the file did not exist. */
+  #loaded: Identity | null | undefined
+  #dirFd: number | undefined
+  #tempToken: string | undefined
+  #sweptTemps = false
+
+  constructor(file: string, options: FileBackendOptions) {
+    this.#io = options.io
+    this.file = prepareStorePath(this.#io, file)
+    this.#dir = dirname(this.file)
+    this.#options = options
+    this.#lock = createLock(options.lock, this.#io, this.file, options.staleMs)
+  }
+
+  get lockMode(): 'flock' | 'proper-lockfile' {
+    return this.#lock.mode
+  }
+
+  refresh(): EntryMap | undefined {
+    const stats = this.#io.statSync(this.file)
+    if (stats === undefined) {
+      if (this.#loaded === null) return undefined
+      this.#unpin()
+      this.#loaded = null
+      return new Map()
+    }
+    if (this.#loaded && sameIdentity(stats, this.#loaded)) return undefined
+    return this.#load()
+  }
+
+  #load(): EntryMap {
+    let fd: number | undefined
+    try {
+      fd = this.#io.openSync(this.file, 'r')
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ENOENT') throw error
+      this.#unpin()
+      this.#loaded = null
+      return new Map()
+    }
+    try {
+      const stats = this.#io.fstatSync(fd)
+      if (!stats.isFile()) throw new InvalidPathError(this.file, 'it is not a regular file')
+      if (stats.size > this.#options.maxFileSize) {
+        throw new FileTooLargeError(this.file, stats.size, this.#options.maxFileSize)
+      }
+      const bytes = Buffer.allocUnsafe(stats.size)
+      const read = readFully(this.#io, fd, bytes, stats.size, 0)
+      const { payload } = open(this.file, this.#options.keys, bytes.subarray(0, read))
+      let map: EntryMap
+      try {
+        map = decodePayload(payload)
+      } catch (cause) {
+        if (!(cause instanceof PayloadError)) throw cause
+        throw new CorruptFileError(this.file, cause.message, { cause })
+      }
+      this.#pin(fd, stats)
+      fd = undefined
+      return map
+    } finally {
+      closeQuietly(this.#io, fd)
+    }
+  }
+
+  #pin(fd: number, stats: Stats): void {
+    this.#unpin()
+    this.#pinnedFd = fd
+    this.#loaded = identityOf(stats)
+  }
+
+  #unpin(): void {
+    closeQuietly(this.#io, this.#pinnedFd)
+    this.#pinnedFd = undefined
+  }
+
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return withPathMutex(this.file, async () => {
+      await this.#lock.acquire(this.#options.lockTimeoutMs)
+      try {
+        this.#takeOverRecord()
+        return await fn()
+      } finally {
+        this.#tempToken = undefined
+        await this.#lock.release()
+      }
+    })
+  }
+
+  /**
+   * Runs once per lock acquisition: removes the temp file a killed holder may have left (its
+   * name is in the lock record), and records us as the holder with a fresh temp name.
+   * The first acquisition of each instance also sweeps the directory for older temps: while we
+   * hold the lock no live writer has one.
+   */
+  #takeOverRecord(): void {
+    const previous = this.#lock.record.read()
+    if (previous !== undefined) unlinkQuietly(this.#io, this.#tempPath(previous.token))
+    if (!this.#sweptTemps) {
+      this.#sweepTemps()
+      this.#sweptTemps = true
+    }
+    this.#tempToken = randomBytes(8).toString('hex')
+    this.#lock.record.write({ pid: process.pid, token: this.#tempToken })
+  }
+
+  #sweepTemps(): void {
+    const name = basename(this.file)
+    for (const entry of this.#io.readdirSync(this.#dir)) {
+      const match = TEMP_NAME.exec(entry)
+      if (match && match[1] === name) unlinkQuietly(this.#io, `${this.#dir}/${entry}`)
+    }
+  }
+
+  #tempPath(token: string): string {
+    return `${this.file}.${token}.tmp`
+  }
+
+  commit(entries: Iterable<[StoreKey, Entry]>): void {
+    const token = this.#tempToken
+    if (token === undefined) throw new Error('commit() outside exclusive() or twice in one lock')
+    this.#tempToken = undefined
+    // Encode before touching the disk: an encoding failure leaves nothing behind.
+    const sealed = seal(this.#options.keys, encodePayload(entries), {
+      compress: this.#options.compress,
+    })
+    const temp = this.#tempPath(token)
+    const io = this.#io
+    const fd = io.openSync(temp, 'wx', 0o600)
+    let stats: Stats
+    try {
+      let position = 0
+      for (const part of sealed.parts) {
+        writeFully(io, fd, part, position)
+        position += part.length
+      }
+      if (this.#options.sync === 'always') io.fsyncSync(fd)
+      stats = io.fstatSync(fd)
+      this.#lock.assertHeld()
+      io.renameSync(temp, this.file)
+    } catch (error) {
+      closeQuietly(io, fd)
+      unlinkQuietly(io, temp)
+      throw error
+    }
+    // The new version is visible to everyone now. If making the rename durable fails, the
+    // caller is told, and this instance forgets what it loaded so its next read reloads.
+    try {
+      if (this.#options.sync === 'always') io.fsyncSync(this.#directoryFd())
+    } catch (error) {
+      closeQuietly(io, fd)
+      this.#unpin()
+      this.#loaded = undefined
+      throw error
+    }
+    this.#pin(fd, stats)
+  }
+
+  #directoryFd(): number {
+    if (this.#dirFd === undefined) this.#dirFd = this.#io.openSync(this.#dir, 'r')
+    return this.#dirFd
+  }
+
+  close(): void {
+    this.#unpin()
+    this.#loaded = undefined
+    closeQuietly(this.#io, this.#dirFd)
+    this.#dirFd = undefined
+    this.#lock.close()
+  }
+}

@@ -1,0 +1,277 @@
+import { constants } from 'node:fs'
+import { createRequire } from 'node:module'
+import { setTimeout as sleep } from 'node:timers/promises'
+import properLockfile from 'proper-lockfile'
+import { InvalidOptionError, LockCompromisedError, LockTimeoutError } from './errors.js'
+import { closeQuietly, type FileSystem, readFully, writeFully } from './fsio.js'
+import type { LockMode } from './options.js'
+
+/** What the last holder of the lock wrote into `<file>.lock`: who it is and which temp file it uses. */
+export interface LockHolder {
+  pid: number
+  /** 8 random bytes as 16 hex digits: the commit's temp file is `<file>.<token>.tmp`. */
+  token: string
+}
+
+const RECORD_MAGIC = 0x41534c4b // "ASLK"
+const RECORD_SIZE = 16
+
+/**
+ * `<file>.lock`: a regular file, mode 0600, never deleted. In flock mode it is the file that is
+ * locked; in both modes it holds a 16-byte record of the current holder (see docs/FORMAT.md).
+ */
+export class LockRecordFile {
+  readonly path: string
+  readonly #io: FileSystem
+  #fd: number | undefined
+
+  constructor(io: FileSystem, path: string) {
+    this.#io = io
+    this.path = path
+  }
+
+  get fd(): number {
+    if (this.#fd === undefined) {
+      this.#fd = this.#io.openSync(this.path, constants.O_RDWR | constants.O_CREAT, 0o600)
+    }
+    return this.#fd
+  }
+
+  read(): LockHolder | undefined {
+    const buffer = Buffer.alloc(RECORD_SIZE)
+    if (readFully(this.#io, this.fd, buffer, RECORD_SIZE, 0) < RECORD_SIZE) return undefined
+    if (buffer.readUInt32BE(0) !== RECORD_MAGIC) return undefined
+    return { pid: buffer.readUInt32BE(4), token: buffer.toString('hex', 8, 16) }
+  }
+
+  write(holder: LockHolder): void {
+    const buffer = Buffer.alloc(RECORD_SIZE)
+    buffer.writeUInt32BE(RECORD_MAGIC, 0)
+    buffer.writeUInt32BE(holder.pid, 4)
+    buffer.write(holder.token, 8, 'hex')
+    writeFully(this.#io, this.fd, buffer, 0)
+  }
+
+  /** Whether our descriptor still refers to the file at `path` (not deleted or replaced). */
+  isCurrent(): boolean {
+    if (this.#fd === undefined) return false
+    const atPath = this.#io.statSync(this.path)
+    const ours = this.#io.fstatSync(this.#fd)
+    return atPath !== undefined && atPath.ino === ours.ino && atPath.dev === ours.dev
+  }
+
+  close(): void {
+    closeQuietly(this.#io, this.#fd)
+    this.#fd = undefined
+  }
+}
+
+/** An exclusive lock shared by every process (and thread) that uses the same store file. */
+export interface CrossProcessLock {
+  /** The mode actually in use (`'auto'` resolved). */
+  readonly mode: 'flock' | 'proper-lockfile'
+  readonly record: LockRecordFile
+  /** Waits until the lock is ours, or throws LockTimeoutError after `timeoutMs`. */
+  acquire(timeoutMs: number): Promise<void>
+  /** Throws LockCompromisedError if the lock was lost since `acquire`. Call right before publishing. */
+  assertHeld(): void
+  release(): Promise<void>
+  close(): void
+}
+
+type FlockSync = (fd: number, flags: 'exnb' | 'un') => void
+
+let flockSync: FlockSync | null | undefined
+
+/** fs-ext is an optional native addon: `null` when it is not installed or did not build. */
+export function loadFlock(): FlockSync | null {
+  if (flockSync === undefined) {
+    try {
+      const fsExt = createRequire(import.meta.url)('fs-ext') as { flockSync: FlockSync }
+      flockSync = fsExt.flockSync
+    } catch {
+      flockSync = null
+    }
+  }
+  return flockSync
+}
+
+/**
+ * Waits between attempts: a couple of immediate retries (the holder of a short commit is often
+ * about to release), then exponential backoff with jitter up to 8 ms, so waiters do not
+ * retry in lockstep.
+ */
+export async function backoff(attempt: number): Promise<void> {
+  if (attempt < 2) {
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    return
+  }
+  const ceiling = Math.min(8, 0.25 * 2 ** (attempt - 2))
+  await sleep(ceiling / 2 + Math.random() * (ceiling / 2))
+}
+
+function isBusy(error: unknown): boolean {
+  const code = (error as { code?: string }).code
+  return code === 'EAGAIN' || code === 'EWOULDBLOCK'
+}
+
+/**
+ * flock(2) on `<file>.lock` through fs-ext's `flockSync(fd, 'exnb')`, retried with backoff.
+ * The blocking and async forms are never used: each async waiter parks a libuv thread (four
+ * of them starve every fs call in the process) and the async form aborts inside worker threads.
+ * The lockfile is opened once and kept; it is never deleted, because deleting it while another
+ * process holds or waits for it would let two processes believe they hold the lock.
+ */
+export class FlockLock implements CrossProcessLock {
+  readonly mode = 'flock' as const
+  readonly record: LockRecordFile
+  readonly #flock: FlockSync
+  #held = false
+
+  constructor(record: LockRecordFile, flock: FlockSync) {
+    this.record = record
+    this.#flock = flock
+  }
+
+  async acquire(timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs
+    for (let attempt = 0; ; attempt++) {
+      if (this.#tryLock()) return
+      if (performance.now() >= deadline) {
+        throw new LockTimeoutError(this.record.path, timeoutMs, this.record.read()?.pid)
+      }
+      await backoff(attempt)
+    }
+  }
+
+  #tryLock(): boolean {
+    try {
+      this.#flock(this.record.fd, 'exnb')
+    } catch (error) {
+      if (isBusy(error)) return false
+      throw error
+    }
+    // The lock belongs to the inode we opened. If the lockfile was deleted or replaced in the
+    // meantime, others lock the new file: drop ours and start over on the current one.
+    if (!this.record.isCurrent()) {
+      this.record.close()
+      return false
+    }
+    this.#held = true
+    return true
+  }
+
+  assertHeld(): void {
+    if (!this.#held) throw new LockCompromisedError(this.record.path, 'the lock is not held')
+    if (!this.record.isCurrent()) {
+      throw new LockCompromisedError(this.record.path, 'the lockfile was deleted or replaced')
+    }
+  }
+
+  async release(): Promise<void> {
+    if (!this.#held) return
+    this.#held = false
+    try {
+      this.#flock(this.record.fd, 'un')
+    } catch {
+      // Unlocking a valid fd does not fail; if it did, closing the fd releases the lock.
+      this.record.close()
+    }
+  }
+
+  close(): void {
+    this.#held = false
+    this.record.close()
+  }
+}
+
+/**
+ * The fallback where flock is unavailable: proper-lockfile's lock directory `<file>.plock`
+ * (not `<file>.lock`, which is the flock file and the lock record). Its mtime is refreshed
+ * while held; a holder that stops refreshing for `staleMs` (killed, or stalled) loses the lock.
+ * proper-lockfile's default reaction to that is to throw from a timer, which kills the process;
+ * here it only marks the lock compromised, and the commit in progress is abandoned.
+ */
+export class ProperLockfileLock implements CrossProcessLock {
+  readonly mode = 'proper-lockfile' as const
+  readonly record: LockRecordFile
+  readonly #target: string
+  readonly #lockDir: string
+  readonly #staleMs: number
+  #release: (() => Promise<void>) | undefined
+  #compromised: Error | undefined
+
+  constructor(record: LockRecordFile, target: string, staleMs: number) {
+    this.record = record
+    this.#target = target
+    this.#lockDir = `${target}.plock`
+    this.#staleMs = staleMs
+  }
+
+  async acquire(timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs
+    for (let attempt = 0; ; attempt++) {
+      try {
+        this.#compromised = undefined
+        this.#release = await properLockfile.lock(this.#target, {
+          lockfilePath: this.#lockDir,
+          realpath: false,
+          retries: 0,
+          stale: this.#staleMs,
+          onCompromised: (error) => {
+            this.#compromised = error
+          },
+        })
+        return
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ELOCKED') throw error
+      }
+      if (performance.now() >= deadline) {
+        throw new LockTimeoutError(this.#lockDir, timeoutMs, this.record.read()?.pid)
+      }
+      await backoff(attempt)
+    }
+  }
+
+  assertHeld(): void {
+    if (this.#release === undefined) {
+      throw new LockCompromisedError(this.#lockDir, 'the lock is not held')
+    }
+    if (this.#compromised !== undefined) {
+      throw new LockCompromisedError(this.#lockDir, this.#compromised.message)
+    }
+  }
+
+  async release(): Promise<void> {
+    const release = this.#release
+    this.#release = undefined
+    if (release === undefined) return
+    try {
+      await release()
+    } catch {
+      // Released already because it was compromised: nothing more to do.
+    }
+  }
+
+  close(): void {
+    this.record.close()
+  }
+}
+
+export function createLock(
+  mode: LockMode,
+  io: FileSystem,
+  target: string,
+  staleMs: number,
+): CrossProcessLock {
+  const flock = mode === 'proper-lockfile' ? null : loadFlock()
+  if (mode === 'flock' && flock === null) {
+    throw new InvalidOptionError(
+      "`lock: 'flock'` needs the optional dependency fs-ext, which did not load here: install it (it needs a C++ compiler) or use `lock: 'auto'`",
+    )
+  }
+  const record = new LockRecordFile(io, `${target}.lock`)
+  return flock === null
+    ? new ProperLockfileLock(record, target, staleMs)
+    : new FlockLock(record, flock)
+}

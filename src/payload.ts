@@ -1,0 +1,113 @@
+import { UnsupportedKeyError } from './errors.js'
+import type { StoreKey } from './types.js'
+
+/**
+ * One stored entry. `value` holds the encoded value (see codec.ts) and is never mutated, so
+ * entries can be shared between maps and copied into a commit as they are. `expiresAt` is the
+ * per-entry metadata slot the format reserves (milliseconds since the epoch).
+ */
+export interface Entry {
+  readonly value: Uint8Array
+  readonly expiresAt?: number | undefined
+}
+
+export type EntryMap = Map<StoreKey, Entry>
+
+const KEY_STRING = 1
+const KEY_NUMBER = 2
+const ENTRY_FLAG_EXPIRES = 0x01
+const KNOWN_ENTRY_FLAGS = ENTRY_FLAG_EXPIRES
+
+export function checkKey(key: unknown): StoreKey {
+  if (typeof key === 'string' || typeof key === 'number') return key
+  throw new UnsupportedKeyError(key === null ? 'null' : `a value of type ${typeof key}`)
+}
+
+/** Thrown for a payload that authenticated but does not parse; the caller names the file. */
+export class PayloadError extends Error {}
+
+/**
+ * Lays out entries as described in docs/FORMAT.md: a u32 count, then per entry its key, flags,
+ * optional expiry and the value bytes, each length-prefixed. Sized first, then filled by
+ * copying, so a commit does no per-value encoding.
+ */
+export function encodePayload(entries: Iterable<[StoreKey, Entry]>): Buffer {
+  const list: [StoreKey, Entry, number][] = []
+  let size = 4
+  for (const [key, entry] of entries) {
+    const keyLength = typeof key === 'string' ? Buffer.byteLength(key) : 8
+    list.push([key, entry, keyLength])
+    size += 1 + (typeof key === 'string' ? 4 : 0) + keyLength + 1
+    size += (entry.expiresAt === undefined ? 0 : 8) + 4 + entry.value.length
+  }
+  const out = Buffer.allocUnsafe(size)
+  let at = out.writeUInt32BE(list.length, 0)
+  for (const [key, entry, keyLength] of list) {
+    if (typeof key === 'string') {
+      at = out.writeUInt8(KEY_STRING, at)
+      at = out.writeUInt32BE(keyLength, at)
+      at += out.write(key, at, 'utf8')
+    } else {
+      at = out.writeUInt8(KEY_NUMBER, at)
+      at = out.writeDoubleBE(key, at)
+    }
+    if (entry.expiresAt === undefined) {
+      at = out.writeUInt8(0, at)
+    } else {
+      at = out.writeUInt8(ENTRY_FLAG_EXPIRES, at)
+      at = out.writeDoubleBE(entry.expiresAt, at)
+    }
+    at = out.writeUInt32BE(entry.value.length, at)
+    out.set(entry.value, at)
+    at += entry.value.length
+  }
+  return out
+}
+
+/** Parses a payload; values stay views into `payload`, which must therefore never be mutated. */
+export function decodePayload(payload: Buffer): EntryMap {
+  const map: EntryMap = new Map()
+  const need = (at: number, n: number) => {
+    if (at + n > payload.length) throw new PayloadError(`payload ends inside an entry at byte ${at}`)
+  }
+  need(0, 4)
+  const count = payload.readUInt32BE(0)
+  let at = 4
+  for (let i = 0; i < count; i++) {
+    need(at, 1)
+    const keyType = payload.readUInt8(at++)
+    let key: StoreKey
+    if (keyType === KEY_STRING) {
+      need(at, 4)
+      const length = payload.readUInt32BE(at)
+      at += 4
+      need(at, length)
+      key = payload.toString('utf8', at, at + length)
+      at += length
+    } else if (keyType === KEY_NUMBER) {
+      need(at, 8)
+      key = payload.readDoubleBE(at)
+      at += 8
+    } else {
+      throw new PayloadError(`unknown key type ${keyType} at byte ${at - 1}`)
+    }
+    need(at, 1)
+    const flags = payload.readUInt8(at++)
+    if ((flags & ~KNOWN_ENTRY_FLAGS) !== 0) throw new PayloadError(`unknown entry flags ${flags}`)
+    let expiresAt: number | undefined
+    if (flags & ENTRY_FLAG_EXPIRES) {
+      need(at, 8)
+      expiresAt = payload.readDoubleBE(at)
+      at += 8
+    }
+    need(at, 4)
+    const length = payload.readUInt32BE(at)
+    at += 4
+    need(at, length)
+    const value = payload.subarray(at, at + length)
+    at += length
+    map.set(key, expiresAt === undefined ? { value } : { value, expiresAt })
+  }
+  if (at !== payload.length) throw new PayloadError(`${payload.length - at} bytes after the last entry`)
+  return map
+}

@@ -327,7 +327,7 @@ test('every public operation matches an in-memory model', async () => {
         const model: Model = { memory: new Map(), file: new Map(), persisted: true }
         const checked = [...commands].map(
           (command): Command => ({
-            check: (m) => command.check(m),
+            check: (m) => command.check(m) as boolean,
             run: async (m, r) => {
               counters.commands++
               await command.run(m, r)

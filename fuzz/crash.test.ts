@@ -1,0 +1,169 @@
+import { type ChildProcess, fork } from 'node:child_process'
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { afterAll, expect, test } from 'vitest'
+import { AnyStore } from '../src/index.js'
+import { budgetFor, killBudget, report } from './budget.js'
+import { fixture, requireBuild } from './dist-check.js'
+import { prng } from './prng.js'
+
+/**
+ * Crash torture: a child commits in a loop (sync 'always') and reports each acknowledged
+ * commit; it is SIGKILLed, either by the parent at a random moment or by itself at a chosen
+ * step of a commit. After every kill: the lock is free, the store opens and decodes, every
+ * acknowledged commit is there, transactions are whole, and the next commit leaves no temp.
+ */
+
+const PHASES = [
+  'open-temp',
+  'write-temp',
+  'fsync-temp',
+  'rename',
+  'after-rename',
+  'fsync-dir',
+] as const
+const SLOTS = 8
+
+const flockSync = (
+  createRequire(import.meta.url)('fs-ext') as { flockSync(fd: number, flags: string): void }
+).flockSync
+
+const root = mkdtempSync(join(tmpdir(), 'anystore-crash-'))
+afterAll(() => rmSync(root, { recursive: true, force: true }))
+
+interface Generation {
+  child: ChildProcess
+  acked: { seq: number; b: number }
+  ready: Promise<void>
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+function spawnCommitter(spec: Record<string, unknown>): Generation {
+  const child = fork(fixture('committer.mjs'), [JSON.stringify(spec)], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
+  const acked = { seq: 0, b: 0 }
+  let markReady: () => void = () => {}
+  const ready = new Promise<void>((resolve) => {
+    markReady = resolve
+  })
+  child.on('message', (m: { type: string; seq?: number; b?: number }) => {
+    if (m.type === 'ready') markReady()
+    if (m.seq !== undefined) acked.seq = Math.max(acked.seq, m.seq)
+    if (m.b !== undefined) acked.b = Math.max(acked.b, m.b)
+  })
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  )
+  return { child, acked, ready, exited }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+function assertLockFree(file: string): void {
+  const fd = openSync(`${file}.lock`, 'r+')
+  try {
+    flockSync(fd, 'exnb') // throws EAGAIN if a dead holder still held it
+    flockSync(fd, 'un')
+  } finally {
+    closeSync(fd)
+  }
+}
+
+test('SIGKILL at random moments and at every commit step loses no acknowledged commit', async () => {
+  requireBuild()
+  const budget = budgetFor('crash', { runs: 0, seconds: 60 }, { runs: 0, seconds: 420 })
+  const kills = killBudget(50, 1000)
+  const random = prng(budget.seed)
+  const file = join(root, 'torture dir', 'store.db')
+  const stats = {
+    kills: 0,
+    parentKills: 0,
+    selfKills: 0,
+    acked: 0,
+    strayTempsSeen: 0,
+    byPhase: {} as Record<string, number>,
+  }
+  const acked = { seq: 0, b: 0 }
+  const started = performance.now()
+
+  while (stats.kills < kills) {
+    if (performance.now() - started > budget.seconds * 1000 && stats.kills >= 50) break
+    const selfKill = random() < 0.5
+    const dieAt = selfKill
+      ? {
+          phase: PHASES[Math.floor(random() * PHASES.length)]!,
+          afterCommits: Math.floor(random() * 12),
+        }
+      : undefined
+    const spec = { file, compress: random() < 0.3, bulk: random() < 0.2 ? 200_000 : 0, dieAt }
+    const generation = spawnCommitter(spec)
+    if (!selfKill) {
+      if (random() < 0.15) {
+        await sleep(random() * 200) // may land while the child starts or loads the store
+      } else {
+        await Promise.race([generation.ready, generation.exited])
+        await sleep(random() * 40)
+      }
+      generation.child.kill('SIGKILL')
+    } else {
+      const timer = setTimeout(() => generation.child.kill('SIGKILL'), 20_000)
+      await generation.exited
+      clearTimeout(timer)
+    }
+    const { code, signal } = await generation.exited
+    expect({ code, signal }).toStrictEqual({ code: null, signal: 'SIGKILL' })
+    stats.kills++
+    if (selfKill) {
+      stats.selfKills++
+      stats.byPhase[dieAt!.phase] = (stats.byPhase[dieAt!.phase] ?? 0) + 1
+    } else stats.parentKills++
+    stats.acked +=
+      Math.max(0, generation.acked.seq - acked.seq) + Math.max(0, generation.acked.b - acked.b)
+    acked.seq = Math.max(acked.seq, generation.acked.seq)
+    acked.b = Math.max(acked.b, generation.acked.b)
+
+    if (!existsSync(file)) {
+      expect(acked).toStrictEqual({ seq: 0, b: 0 })
+      continue
+    }
+    assertLockFree(file)
+    const store = await AnyStore.open<number>({ file, lock: 'flock' })
+    try {
+      const seq = (await store.get('seq')) ?? 0
+      const b = (await store.get('b')) ?? 0
+      // Every acknowledged commit is there (later, unacknowledged ones may be too).
+      expect(seq).toBeGreaterThanOrEqual(acked.seq)
+      expect(b).toBeGreaterThanOrEqual(acked.b)
+      if (acked.b > 0) expect(await store.get(`b${acked.b % 4}`)).toBeGreaterThanOrEqual(acked.b)
+      // Transactions are whole: the counter and the slot were written with seq, in one commit.
+      expect(await store.get('c')).toBe(seq === 0 ? undefined : seq)
+      if (seq > 0) expect(await store.get(`k${seq % SLOTS}`)).toBe(seq)
+      for (let slot = 0; slot < SLOTS; slot++) {
+        const value = await store.get(`k${slot}`)
+        if (value !== undefined) expect(value % SLOTS === slot && value <= seq).toBe(true)
+      }
+      acked.seq = seq
+      acked.b = b
+      stats.strayTempsSeen += readdirSync(dirname(file)).filter((n) => n.endsWith('.tmp')).length
+      // The next commit removes whatever temp file the killed holder left.
+      await store.set('checked', stats.kills)
+      expect(readdirSync(dirname(file)).filter((n) => n.endsWith('.tmp'))).toStrictEqual([])
+      expect(existsSync(`${file}.lock`)).toBe(true)
+    } finally {
+      await store.close()
+    }
+  }
+  report('crash', {
+    seed: budget.seed,
+    kills: stats.kills,
+    parentKills: stats.parentKills,
+    selfKills: stats.selfKills,
+    ackedCommits: stats.acked,
+    strayTempsRemoved: stats.strayTempsSeen,
+    ...Object.fromEntries(PHASES.map((p) => [`kills.${p}`, stats.byPhase[p] ?? 0])),
+  })
+  expect(stats.kills).toBeGreaterThanOrEqual(Math.min(kills, 50))
+})

@@ -1,0 +1,242 @@
+import { createHash } from 'node:crypto'
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import fc from 'fast-check'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { AnyStore, newKey } from '../src/index.js'
+
+/**
+ * Every kind of bad file at the store path must end in a typed error from open() (or from
+ * the first read or write), and must leave the file exactly as it was.
+ */
+
+const root = mkdtempSync(join(tmpdir(), 'anystore-bad-'))
+afterAll(() => rmSync(root, { recursive: true, force: true }))
+
+const CONTENT: [string, unknown][] = [
+  ['greeting', 'hello'],
+  ['n', 42],
+  ['nested', { list: [1, 2n, new Date(0)], map: new Map([['k', 'v']]) }],
+]
+
+/** The bytes of a small real store holding CONTENT. */
+let good: Buffer
+beforeAll(async () => {
+  const file = join(root, 'good', 'store.db')
+  const store = await AnyStore.open({ file })
+  for (const [k, v] of CONTENT) await store.set(k, v)
+  await store.close()
+  good = readFileSync(file)
+})
+
+let counter = 0
+/** Writes `bytes` at a fresh path and returns it. */
+function place(bytes: Uint8Array | string): string {
+  const dir = join(root, `case-${counter++}`)
+  mkdirSync(dir)
+  const file = join(dir, 'store.db')
+  writeFileSync(file, bytes)
+  return file
+}
+
+/** Opens the file, expects one of `codes`, and checks that the file was not touched. */
+async function expectRefused(file: string, codes: string[]): Promise<string> {
+  const before = readFileSync(file)
+  let code: string | undefined
+  try {
+    const store = await AnyStore.open({ file })
+    await store.close()
+  } catch (error) {
+    code = (error as { code?: string }).code
+  }
+  expect(code, 'open() must fail with a typed error').toBeDefined()
+  expect(codes).toContain(code)
+  expect(readFileSync(file).equals(before)).toBe(true)
+  return code!
+}
+
+const CORRUPT = 'ERR_ANYSTORE_CORRUPT_FILE'
+const NOT_OURS = 'ERR_ANYSTORE_NOT_ANYSTORE_FILE'
+const NEWER = 'ERR_ANYSTORE_UNSUPPORTED_FORMAT'
+const WRONG_KEY = 'ERR_ANYSTORE_WRONG_KEY'
+
+/** Recomputes the header checksum (bytes 68..72: first 4 bytes of SHA-256 over bytes 0..68). */
+function withChecksum(bytes: Buffer): Buffer {
+  const out = Buffer.from(bytes)
+  createHash('sha256').update(out.subarray(0, 68)).digest().copy(out, 68, 0, 4)
+  return out
+}
+
+describe('files that are not (or no longer) a valid store', () => {
+  test('the good store opens and holds its content (the baseline)', async () => {
+    const store = await AnyStore.open({ file: place(good) })
+    expect(await store.entries()).toStrictEqual(CONTENT)
+    await store.close()
+  })
+
+  test('an empty file', async () => {
+    await expectRefused(place(''), [NOT_OURS])
+  })
+
+  test('a one-byte file', async () => {
+    await expectRefused(place('x'), [NOT_OURS])
+    await expectRefused(place('A'), [CORRUPT]) // a prefix of the magic: a truncated store
+  })
+
+  test('the store truncated at every offset', async () => {
+    const codes = new Map<string, number>()
+    for (let length = 0; length < good.length; length++) {
+      const code = await expectRefused(place(good.subarray(0, length)), length === 0 ? [NOT_OURS] : [CORRUPT])
+      codes.set(code, (codes.get(code) ?? 0) + 1)
+    }
+    expect(codes.get(CORRUPT)).toBe(good.length - 1)
+  })
+
+  test('every single-bit flip of the store is detected', async () => {
+    const file = place(good)
+    const codes = new Map<string, number>()
+    for (let bit = 0; bit < good.length * 8; bit++) {
+      const bytes = Buffer.from(good)
+      bytes[bit >> 3]! ^= 1 << (bit & 7)
+      writeFileSync(file, bytes)
+      const code = await expectRefused(file, [CORRUPT, NOT_OURS, NEWER, WRONG_KEY])
+      codes.set(code, (codes.get(code) ?? 0) + 1)
+    }
+    console.log(`bit flips of a ${good.length}-byte store:`, Object.fromEntries(codes))
+    // Flips in the magic are "not ours", high version bits "newer"; the rest is corruption.
+    expect(codes.get(NOT_OURS)).toBe(64)
+    expect(codes.get(CORRUPT)).toBeGreaterThan(good.length * 8 - 64 - 32)
+    // Afterwards the intact bytes still open: nothing in the decoder was left broken.
+    writeFileSync(file, good)
+    const store = await AnyStore.open({ file })
+    expect(await store.entries()).toStrictEqual(CONTENT)
+    await store.close()
+  })
+
+  test('random bytes, with and without the magic in front', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ maxLength: 300 }), fc.boolean(), async (random, magic) => {
+        const bytes = magic ? Buffer.concat([Buffer.from('ANYSTORE'), random]) : Buffer.from(random)
+        await expectRefused(place(bytes), [CORRUPT, NOT_OURS, NEWER, WRONG_KEY])
+      }),
+      { numRuns: 200 },
+    )
+  })
+
+  test('a JSON file', async () => {
+    await expectRefused(place(JSON.stringify({ greeting: 'hello', n: 42 })), [NOT_OURS])
+  })
+
+  test('a file from a newer format version, or with flags this version does not know', async () => {
+    const newer = Buffer.from(good)
+    newer.writeUInt16BE(2, 8)
+    await expectRefused(place(withChecksum(newer)), [NEWER])
+    const flagged = Buffer.from(good)
+    flagged.writeUInt16BE(0x8000, 10)
+    await expectRefused(place(withChecksum(flagged)), [NEWER])
+  })
+
+  test('a store written with another key', async () => {
+    const file = join(root, `case-${counter++}`, 'store.db')
+    const key = newKey()
+    const other = await AnyStore.open({ file, encryptionKey: key })
+    await other.set('secret', 1)
+    await other.close()
+    await expectRefused(file, [WRONG_KEY])
+    const before = readFileSync(file)
+    await expect(AnyStore.open({ file, encryptionKey: Buffer.alloc(16, 7) })).rejects.toMatchObject({
+      code: WRONG_KEY,
+    })
+    expect(readFileSync(file).equals(before)).toBe(true)
+    const right = await AnyStore.open({ file, encryptionKey: key })
+    expect(await right.get('secret')).toBe(1)
+    await right.close()
+  })
+
+  test('a file that goes bad under an open store: reads and writes fail, the file is kept', async () => {
+    const file = place(good)
+    const store = await AnyStore.open({ file })
+    const garbage = Buffer.from(good)
+    garbage[100]! ^= 0xff
+    writeFileSync(`${file}.new`, garbage)
+    // Replaced the way another writer would (rename), so the store notices a new version.
+    const { renameSync } = await import('node:fs')
+    renameSync(`${file}.new`, file)
+    await expect(store.get('n')).rejects.toMatchObject({ code: CORRUPT })
+    await expect(store.set('n', 43)).rejects.toMatchObject({ code: CORRUPT })
+    await expect(store.run(async (tx) => tx.set('n', 44))).rejects.toMatchObject({ code: CORRUPT })
+    expect(readFileSync(file).equals(garbage)).toBe(true)
+    await store.close()
+  })
+})
+
+describe('paths that cannot hold a store', () => {
+  test('a directory where the file should be', async () => {
+    const file = join(root, `case-${counter++}`, 'store.db')
+    mkdirSync(file, { recursive: true })
+    await expect(AnyStore.open({ file })).rejects.toMatchObject({ code: 'ERR_ANYSTORE_INVALID_PATH' })
+    expect(lstatSync(file).isDirectory()).toBe(true)
+  })
+
+  test('a dangling symbolic link', async () => {
+    const dir = join(root, `case-${counter++}`)
+    mkdirSync(dir)
+    const file = join(dir, 'store.db')
+    symlinkSync(join(dir, 'missing-target.db'), file)
+    await expect(AnyStore.open({ file })).rejects.toMatchObject({ code: 'ERR_ANYSTORE_INVALID_PATH' })
+    expect(lstatSync(file).isSymbolicLink()).toBe(true)
+    expect(existsSync(join(dir, 'missing-target.db'))).toBe(false)
+  })
+
+  test('a symbolic link to a store: commits replace the target and keep the link', async () => {
+    const target = place(good)
+    const link = join(root, `case-${counter++}-link.db`)
+    symlinkSync(target, link)
+    const store = await AnyStore.open({ file: link })
+    await store.set('via', 'link')
+    await store.close()
+    expect(lstatSync(link).isSymbolicLink()).toBe(true)
+    const direct = await AnyStore.open({ file: target })
+    expect(await direct.get('via')).toBe('link')
+    expect(await direct.get('greeting')).toBe('hello')
+    await direct.close()
+  })
+
+  test('a path with unicode and spaces', async () => {
+    const file = join(root, `case-${counter++}`, 'dír with spaces', 'ünïcødé 🗄 store.db')
+    const store = await AnyStore.open({ file })
+    await store.set('ключ', 'значение')
+    await store.close()
+    expect(existsSync(file)).toBe(true)
+    const again = await AnyStore.open({ file })
+    expect(await again.get('ключ')).toBe('значение')
+    await again.close()
+  })
+
+  test("'~/' expands to the home directory", async () => {
+    const home = join(root, `case-${counter++}`, 'home')
+    mkdirSync(home, { recursive: true })
+    const saved = process.env.HOME
+    process.env.HOME = home
+    try {
+      const store = await AnyStore.open({ file: '~/.config/app/store.db' })
+      expect(store.file).toBe(join(home, '.config', 'app', 'store.db'))
+      await store.set('k', 'v')
+      await store.close()
+      expect(existsSync(join(home, '.config', 'app', 'store.db'))).toBe(true)
+      expect(existsSync(join(process.cwd(), '~'))).toBe(false)
+    } finally {
+      process.env.HOME = saved
+    }
+  })
+})

@@ -1,9 +1,13 @@
+import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import {
+  chmodSync,
+  chownSync,
   existsSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -11,6 +15,7 @@ import {
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { AnyStore, newKey } from '../src/index.js'
@@ -20,6 +25,7 @@ import { AnyStore, newKey } from '../src/index.js'
  * the first read or write), and must leave the file exactly as it was.
  */
 
+const fixturePath = fileURLToPath(new URL('./fixtures/unprivileged.mjs', import.meta.url))
 const root = mkdtempSync(join(tmpdir(), 'anystore-bad-'))
 afterAll(() => rmSync(root, { recursive: true, force: true }))
 
@@ -96,7 +102,10 @@ describe('files that are not (or no longer) a valid store', () => {
   test('the store truncated at every offset', async () => {
     const codes = new Map<string, number>()
     for (let length = 0; length < good.length; length++) {
-      const code = await expectRefused(place(good.subarray(0, length)), length === 0 ? [NOT_OURS] : [CORRUPT])
+      const code = await expectRefused(
+        place(good.subarray(0, length)),
+        length === 0 ? [NOT_OURS] : [CORRUPT],
+      )
       codes.set(code, (codes.get(code) ?? 0) + 1)
     }
     expect(codes.get(CORRUPT)).toBe(good.length - 1)
@@ -154,9 +163,11 @@ describe('files that are not (or no longer) a valid store', () => {
     await other.close()
     await expectRefused(file, [WRONG_KEY])
     const before = readFileSync(file)
-    await expect(AnyStore.open({ file, encryptionKey: Buffer.alloc(16, 7) })).rejects.toMatchObject({
-      code: WRONG_KEY,
-    })
+    await expect(AnyStore.open({ file, encryptionKey: Buffer.alloc(16, 7) })).rejects.toMatchObject(
+      {
+        code: WRONG_KEY,
+      },
+    )
     expect(readFileSync(file).equals(before)).toBe(true)
     const right = await AnyStore.open({ file, encryptionKey: key })
     expect(await right.get('secret')).toBe(1)
@@ -184,7 +195,9 @@ describe('paths that cannot hold a store', () => {
   test('a directory where the file should be', async () => {
     const file = join(root, `case-${counter++}`, 'store.db')
     mkdirSync(file, { recursive: true })
-    await expect(AnyStore.open({ file })).rejects.toMatchObject({ code: 'ERR_ANYSTORE_INVALID_PATH' })
+    await expect(AnyStore.open({ file })).rejects.toMatchObject({
+      code: 'ERR_ANYSTORE_INVALID_PATH',
+    })
     expect(lstatSync(file).isDirectory()).toBe(true)
   })
 
@@ -193,7 +206,9 @@ describe('paths that cannot hold a store', () => {
     mkdirSync(dir)
     const file = join(dir, 'store.db')
     symlinkSync(join(dir, 'missing-target.db'), file)
-    await expect(AnyStore.open({ file })).rejects.toMatchObject({ code: 'ERR_ANYSTORE_INVALID_PATH' })
+    await expect(AnyStore.open({ file })).rejects.toMatchObject({
+      code: 'ERR_ANYSTORE_INVALID_PATH',
+    })
     expect(lstatSync(file).isSymbolicLink()).toBe(true)
     expect(existsSync(join(dir, 'missing-target.db'))).toBe(false)
   })
@@ -238,5 +253,87 @@ describe('paths that cannot hold a store', () => {
     } finally {
       process.env.HOME = saved
     }
+  })
+})
+
+describe('permissions (checked as an ordinary user: root ignores mode bits)', () => {
+  const isRoot = process.getuid?.() === 0
+  const NOBODY = 65534
+
+  /** Runs a scenario of test/fixtures/unprivileged.mjs, as `nobody` when the suite runs as root. */
+  function runUnprivileged(scenario: string, file: string) {
+    const result = spawnSync(process.execPath, [fixturePath, scenario, file], {
+      encoding: 'utf8',
+      ...(isRoot ? { uid: NOBODY, gid: NOBODY } : {}),
+    })
+    if (result.status !== 0) throw new Error(`fixture failed: ${result.stderr}`)
+    return JSON.parse(result.stdout) as {
+      uid: number
+      steps: { name: string; ok: boolean; value?: unknown; code?: string }[]
+    }
+  }
+
+  /** A directory the unprivileged child owns, holding a copy of the good store it owns too. */
+  function ownedStore(): string {
+    const dir = join(root, `case-${counter++}`)
+    mkdirSync(dir, { mode: 0o700 })
+    const file = join(dir, 'store.db')
+    writeFileSync(file, good, { mode: 0o600 })
+    if (isRoot) {
+      chmodSync(root, 0o711) // let the child reach its directory
+      chownSync(dir, NOBODY, NOBODY)
+      chownSync(file, NOBODY, NOBODY)
+    }
+    return file
+  }
+
+  test('a file with mode 000 cannot be opened: EACCES reaches the caller, the file is kept', () => {
+    const file = ownedStore()
+    chmodSync(file, 0o000)
+    const { uid, steps } = runUnprivileged('mode-000', file)
+    expect(uid).not.toBe(0)
+    expect(steps).toStrictEqual([{ name: 'open', ok: false, code: 'EACCES' }])
+    expect(readFileSync(file).equals(good)).toBe(true)
+  })
+
+  test('a read-only directory: reads work, writes fail with EACCES, and work once it is writable', async () => {
+    const file = ownedStore()
+    chmodSync(join(file, '..'), 0o500)
+    const { uid, steps } = runUnprivileged('read-only-dir', file)
+    expect(uid).not.toBe(0)
+    expect(steps).toStrictEqual([
+      { name: 'get', ok: true, value: 'hello' },
+      { name: 'set', ok: false, code: 'EACCES' },
+      { name: 'run', ok: false, code: 'EACCES' },
+      { name: 'get after failed writes', ok: true, value: 'hello' },
+      { name: 'set once writable', ok: true },
+      { name: 'get after recovery', ok: true, value: 'changed' },
+    ])
+    expect(readdirSync(join(file, '..')).filter((n) => n.endsWith('.tmp'))).toStrictEqual([])
+    const store = await AnyStore.open({ file })
+    expect(await store.get('n')).toBe(42)
+    await store.close()
+  })
+
+  test('a read-only directory whose lockfile exists: the temp file cannot be created, nothing changes', async () => {
+    const file = ownedStore()
+    const first = await AnyStore.open({ file })
+    await first.set('greeting', 'hello') // creates <file>.lock
+    await first.close()
+    if (isRoot) chownSync(`${file}.lock`, NOBODY, NOBODY)
+    if (isRoot) chownSync(file, NOBODY, NOBODY)
+    chmodSync(join(file, '..'), 0o500)
+    const { steps } = runUnprivileged('read-only-dir', file)
+    expect(steps.slice(0, 4)).toStrictEqual([
+      { name: 'get', ok: true, value: 'hello' },
+      { name: 'set', ok: false, code: 'EACCES' },
+      { name: 'run', ok: false, code: 'EACCES' },
+      { name: 'get after failed writes', ok: true, value: 'hello' },
+    ])
+    expect(steps[4]).toStrictEqual({ name: 'set once writable', ok: true })
+    expect(readdirSync(join(file, '..')).filter((n) => n.endsWith('.tmp'))).toStrictEqual([])
+    const store = await AnyStore.open({ file })
+    expect(await store.entries()).toStrictEqual([['greeting', 'changed'], ...CONTENT.slice(1)])
+    await store.close()
   })
 })

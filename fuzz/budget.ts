@@ -41,8 +41,9 @@ export function budgetFor(
   return budget
 }
 
-export function killBudget(short: number, long: number): number {
-  return fromEnv('FUZZ_KILLS', longProfile ? long : short)
+/** A count (kills, commits, ...) with short and long defaults and an env override. */
+export function countBudget(short: number, long: number, env = 'FUZZ_KILLS'): number {
+  return fromEnv(env, longProfile ? long : short)
 }
 
 /** Prints one figure in a fixed shape, so docs/RELIABILITY.md can quote the long run's output. */

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterAll, expect, test } from 'vitest'
 import { AnyStore } from '../src/index.js'
-import { budgetFor, killBudget, report } from './budget.js'
+import { budgetFor, countBudget, report } from './budget.js'
 import { fixture, requireBuild } from './dist-check.js'
 import { prng } from './prng.js'
 
@@ -75,7 +75,7 @@ function assertLockFree(file: string): void {
 test('SIGKILL at random moments and at every commit step loses no acknowledged commit', async () => {
   requireBuild()
   const budget = budgetFor('crash', { runs: 0, seconds: 60 }, { runs: 0, seconds: 420 })
-  const kills = killBudget(50, 1000)
+  const kills = countBudget(50, 1000)
   const random = prng(budget.seed)
   const file = join(root, 'torture dir', 'store.db')
   const stats = {

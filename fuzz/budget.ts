@@ -16,6 +16,17 @@ function fromEnv(name: string, fallback: number): number {
   return value
 }
 
+function seedFromEnv(): number {
+  return fromEnv('FUZZ_SEED', Date.now() ^ (Math.random() * 0x7fffffff)) | 0
+}
+
+/** For suites whose budget is a count: the seed, printed with the count so a run can be replayed. */
+export function seedFor(suite: string, count: { name: string; value: number }): number {
+  const seed = seedFromEnv()
+  console.log(`[fuzz] ${suite}: FUZZ_SEED=${seed} ${count.name}=${count.value}`)
+  return seed
+}
+
 export interface Budget {
   seed: number
   runs: number
@@ -29,9 +40,8 @@ export function budgetFor(
   long: { runs: number; seconds: number },
 ): Budget {
   const defaults = longProfile ? long : short
-  const seed = fromEnv('FUZZ_SEED', Date.now() ^ (Math.random() * 0x7fffffff))
   const budget = {
-    seed: seed | 0,
+    seed: seedFromEnv(),
     runs: fromEnv('FUZZ_RUNS', defaults.runs),
     seconds: fromEnv('FUZZ_SECONDS', defaults.seconds),
   }

@@ -82,7 +82,7 @@ describe('accepts linearizable histories', () => {
     const budget = budgetFor(
       'linearizability-accept',
       { runs: 200, seconds: 10 },
-      { runs: 5000, seconds: 60 },
+      { runs: 20_000, seconds: 30 },
     )
     const keys = fc.constantFrom('a', 'b', 'c')
     const opArb = fc.oneof(

@@ -272,7 +272,8 @@ function explain(
   deepest: { order: number[]; state: State; stuckAt: number },
   done: Set<number>,
 ): string {
-  const origin = history.reduce((min, e) => (e.call < min ? e.call : min), history[0]!.call)
+  let origin = history[0]!.call
+  for (const entry of history) if (entry.call < origin) origin = entry.call
   const stuck = history[deepest.stuckAt]!
   const pending = history
     .map((entry, index) => ({ entry, index }))

@@ -314,7 +314,7 @@ const optionsArb = fc.record({
 })
 
 test('every public operation matches an in-memory model', async () => {
-  const budget = budgetFor('model', { runs: 250, seconds: 25 }, { runs: 1_000_000, seconds: 240 })
+  const budget = budgetFor('model', { runs: 250, seconds: 25 }, { runs: 1_000_000, seconds: 180 })
   let instance = 0
   await fc.assert(
     fc.asyncProperty(

@@ -269,7 +269,7 @@ test('concurrent processes produce linearizable histories and lose no updates', 
   const budget = budgetFor(
     'multiprocess',
     { runs: 6, seconds: 30 },
-    { runs: 100_000, seconds: 240 },
+    { runs: 100_000, seconds: 180 },
   )
   const maxOps = Number(process.env.FUZZ_OPS ?? 30)
   let index = 0

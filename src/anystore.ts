@@ -296,7 +296,7 @@ export class AnyStore<V = unknown> {
           queue.persistence.commit(overlay.entries())
           overlay.applyTo(overlay.base)
         }
-        batch.forEach((p, i) => p.resolve(results[i]))
+        for (const [i, p] of batch.entries()) p.resolve(results[i])
       })
     } catch (error) {
       if (batch.length === 0) {
@@ -359,7 +359,10 @@ class StoreTransaction<V> implements Transaction<V> {
   }
 
   async entries(): Promise<[StoreKey, V][]> {
-    return Array.from(this.#open().entries(), ([key, entry]) => [key, decodeValue(entry.value) as V])
+    return Array.from(this.#open().entries(), ([key, entry]) => [
+      key,
+      decodeValue(entry.value) as V,
+    ])
   }
 
   async clear(): Promise<void> {

@@ -55,7 +55,9 @@ describe('in memory', () => {
   it('rejects keys that are not strings or numbers', async () => {
     const store = await AnyStore.open()
     for (const key of [null, undefined, {}, Symbol('s'), 1n]) {
-      expect((await rejection(store.set(key as never, 1))).code).toBe('ERR_ANYSTORE_UNSUPPORTED_KEY')
+      expect((await rejection(store.set(key as never, 1))).code).toBe(
+        'ERR_ANYSTORE_UNSUPPORTED_KEY',
+      )
       expect((await rejection(store.get(key as never))).code).toBe('ERR_ANYSTORE_UNSUPPORTED_KEY')
     }
   })

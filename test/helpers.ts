@@ -20,7 +20,10 @@ afterEach(() => {
 export const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname
 
 /** Forks a fixture script with an IPC channel; stderr is collected for failure messages. */
-export function spawnFixture(name: string, args: string[]): ChildProcess & { stderrText: () => string } {
+export function spawnFixture(
+  name: string,
+  args: string[],
+): ChildProcess & { stderrText: () => string } {
   const child = fork(fixture(name), args, { stdio: ['ignore', 'inherit', 'pipe', 'ipc'] })
   let stderr = ''
   child.stderr?.on('data', (chunk) => {
@@ -45,7 +48,8 @@ export function runFixture(name: string, args: string[]): Promise<number> {
 
 export function nextMessage<T = unknown>(child: ChildProcess): Promise<T> {
   return new Promise((resolve, reject) => {
-    const onExit = (code: number | null) => reject(new Error(`child exited (${code}) before answering`))
+    const onExit = (code: number | null) =>
+      reject(new Error(`child exited (${code}) before answering`))
     child.once('exit', onExit)
     child.once('message', (message) => {
       child.off('exit', onExit)

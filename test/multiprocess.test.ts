@@ -46,7 +46,7 @@ describe.each(lockModes)('between real processes, lock %s', (lock) => {
     expect(statSync(`${file}.lock`).isFile()).toBe(true)
   })
 
-  it("a lock held by a SIGKILLed process does not block the next writer", async () => {
+  it('a lock held by a SIGKILLed process does not block the next writer', async () => {
     const file = join(tempDir(), 'held.db')
     const holder = spawnFixture('hold-lock.mjs', [file, lock])
     expect(await nextMessage(holder)).toBe('locked')
@@ -85,24 +85,27 @@ describe('readers in other processes', () => {
 })
 
 describe('worker threads', () => {
-  it.each(lockModes)('4 workers × 100 run() increments on one file end at 400 (%s)', async (lock) => {
-    const file = join(tempDir(), 'workers.db')
-    const workers = [1, 2, 3, 4].map(
-      () => new Worker(fixture('worker-counter.mjs'), { workerData: { file, count: 100, lock } }),
-    )
-    await Promise.all(
-      workers.map(
-        (worker) =>
-          new Promise<void>((resolve, reject) => {
-            worker.once('error', reject)
-            worker.once('exit', (code) =>
-              code === 0 ? resolve() : reject(new Error(`worker exit ${code}`)),
-            )
-          }),
-      ),
-    )
-    const store = await AnyStore.open<number>({ file, lock })
-    expect(await store.get('n')).toBe(400)
-    await store.close()
-  })
+  it.each(lockModes)(
+    '4 workers × 100 run() increments on one file end at 400 (%s)',
+    async (lock) => {
+      const file = join(tempDir(), 'workers.db')
+      const workers = [1, 2, 3, 4].map(
+        () => new Worker(fixture('worker-counter.mjs'), { workerData: { file, count: 100, lock } }),
+      )
+      await Promise.all(
+        workers.map(
+          (worker) =>
+            new Promise<void>((resolve, reject) => {
+              worker.once('error', reject)
+              worker.once('exit', (code) =>
+                code === 0 ? resolve() : reject(new Error(`worker exit ${code}`)),
+              )
+            }),
+        ),
+      )
+      const store = await AnyStore.open<number>({ file, lock })
+      expect(await store.get('n')).toBe(400)
+      await store.close()
+    },
+  )
 })

@@ -35,7 +35,9 @@ if (process.argv[2] === '--child') {
   const expected = PROCESSES * n
   console.log(`${PROCESSES} processes × ${n} increments (lock: ${lockMode})`)
   console.log(`final count: ${count} (expected ${expected})`)
-  console.log(`time: ${(elapsed / 1000).toFixed(2)} s, ${Math.round(expected / (elapsed / 1000))} transactions/s`)
+  console.log(
+    `time: ${(elapsed / 1000).toFixed(2)} s, ${Math.round(expected / (elapsed / 1000))} transactions/s`,
+  )
   if (count !== expected || codes.some((c) => c !== 0)) {
     console.error('LOST UPDATES: the count is wrong')
     process.exit(1)

@@ -261,10 +261,15 @@ export class AnyStore<V = unknown> {
     const queue = this.#queue
     if (queue === undefined) {
       this.#assertNotInside(this, method)
-      const overlay = new Overlay(this.#map)
-      const result = apply(overlay, mutation)
-      overlay.applyTo(this.#map)
-      return Promise.resolve(result)
+      // Through the mutex, so a write never lands in the middle of a run() transaction.
+      return this.#track(
+        this.#memoryMutex.run(async () => {
+          const overlay = new Overlay(this.#map)
+          const result = apply(overlay, mutation)
+          overlay.applyTo(overlay.base)
+          return result
+        }),
+      )
     }
     this.#assertNotInside(queue.persistence.file, method)
     return new Promise((resolve, reject) => {

@@ -4,6 +4,7 @@ import { join, relative } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { nodeFileSystem } from '../src/fsio.js'
 import { AnyStore, type FileSystem, newKey } from '../src/index.js'
+import { LockRecordFile } from '../src/lock.js'
 import { rejection, tempDir } from './helpers.js'
 
 /** A file system that counts the renames (one per commit) and can fail chosen calls. */
@@ -422,6 +423,78 @@ describe('file permissions', () => {
     const store = await AnyStore.open({ file })
     await store.set('a', 1)
     expect(await store.get('a')).toBe(1)
+    await store.close()
+  })
+})
+
+describe('in-memory transactions', () => {
+  it('serialize with plain writes, so a set() during run() is not lost', async () => {
+    const store = await AnyStore.open<number>()
+    let reached!: () => void
+    const insideTx = new Promise<void>((resolve) => {
+      reached = resolve
+    })
+    const tx = store.run(async (t) => {
+      const before = (await t.get('n')) ?? 0
+      reached()
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      await t.set('n', before + 1)
+    })
+    await insideTx
+    const write = store.set('n', 10)
+    await Promise.all([tx, write])
+    expect(await store.get('n')).toBe(10)
+  })
+})
+
+describe('temp files', () => {
+  const tempsIn = (file: string) =>
+    readdirSync(join(file, '..')).filter((name) => name.endsWith('.tmp'))
+
+  it('the next lock holder removes temps that a killed writer left behind', async () => {
+    const file = join(tempDir(), 't.db')
+    const store = await AnyStore.open({ file })
+    await store.set('a', 1)
+    // What a writer killed between creating its temp and renaming it leaves: a temp named in
+    // the lock record.
+    writeFileSync(`${file}.0123456789abcdef.tmp`, 'partial')
+    const record = new LockRecordFile(nodeFileSystem, `${file}.lock`)
+    record.write({ pid: 999_999, token: '0123456789abcdef' })
+    record.close()
+    await store.set('b', 2)
+    expect(tempsIn(file)).toEqual([])
+    // Older leftovers not named in the record are swept by each instance's first lock.
+    writeFileSync(`${file}.fedcba9876543210.tmp`, 'older')
+    writeFileSync(join(file, '..', 'unrelated.fedcba9876543210.tmp'), 'not ours')
+    const fresh = await AnyStore.open({ file })
+    await fresh.set('c', 3)
+    expect(tempsIn(file)).toEqual(['unrelated.fedcba9876543210.tmp'])
+    await Promise.all([store.close(), fresh.close()])
+  })
+
+  it('a failed fsync removes the temp, keeps the file, and the store recovers', async () => {
+    const file = join(tempDir(), 'f.db')
+    let failNext = false
+    const io: FileSystem = {
+      ...nodeFileSystem,
+      fsyncSync: (fd) => {
+        if (failNext) {
+          failNext = false
+          throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' })
+        }
+        nodeFileSystem.fsyncSync(fd)
+      },
+    }
+    const store = await AnyStore.open({ file, fs: io })
+    await store.set('a', 1)
+    const before = readFileSync(file)
+    failNext = true
+    expect((await rejection(store.set('b', 2))).code).toBe('EIO')
+    expect(readFileSync(file).equals(before)).toBe(true)
+    expect(tempsIn(file)).toEqual([])
+    expect(await store.has('b')).toBe(false)
+    await store.set('c', 3)
+    expect(await store.keys()).toEqual(['a', 'c'])
     await store.close()
   })
 })

@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { decodeValue, encodeValue, MAX_DEPTH } from '../src/codec.js'
+import { propertyOptions } from './helpers.js'
 
 const roundTrip = (value: unknown) => decodeValue(encodeValue(value))
 
@@ -73,7 +74,7 @@ describe('value codec', () => {
       fc.property(tree, (value) => {
         expect(roundTrip(value)).toEqual(value)
       }),
-      { numRuns: 300 },
+      propertyOptions(300),
     )
   })
 

@@ -67,3 +67,12 @@ export async function rejection(promise: Promise<unknown>): Promise<Error & { co
   }
   throw new Error('expected a rejection')
 }
+
+/**
+ * fast-check parameters: a failure prints its seed and path (fast-check does by default);
+ * FUZZ_SEED=<seed> replays that run.
+ */
+export function propertyOptions(numRuns: number): { numRuns: number; seed?: number } {
+  const seed = process.env.FUZZ_SEED
+  return seed === undefined ? { numRuns } : { numRuns, seed: Number(seed) }
+}

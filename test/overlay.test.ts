@@ -2,6 +2,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { Overlay } from '../src/overlay.js'
 import type { Entry, EntryMap } from '../src/payload.js'
+import { propertyOptions } from './helpers.js'
 
 const entry = (n: number): Entry => ({ value: Uint8Array.of(n) })
 const view = (map: Iterable<[unknown, Entry]>) => Array.from(map, ([k, e]) => [k, e.value[0]])
@@ -48,7 +49,7 @@ describe('Overlay', () => {
           expect(view(base)).toEqual(view(model))
         },
       ),
-      { numRuns: 500 },
+      propertyOptions(500),
     )
   })
 

@@ -261,10 +261,15 @@ export class AnyStore<V = unknown> {
     const queue = this.#queue
     if (queue === undefined) {
       this.#assertNotInside(this, method)
-      const overlay = new Overlay(this.#map)
-      const result = apply(overlay, mutation)
-      overlay.applyTo(this.#map)
-      return Promise.resolve(result)
+      // Through the mutex, so a write never lands in the middle of a run() transaction.
+      return this.#track(
+        this.#memoryMutex.run(async () => {
+          const overlay = new Overlay(this.#map)
+          const result = apply(overlay, mutation)
+          overlay.applyTo(overlay.base)
+          return result
+        }),
+      )
     }
     this.#assertNotInside(queue.persistence.file, method)
     return new Promise((resolve, reject) => {
@@ -296,7 +301,7 @@ export class AnyStore<V = unknown> {
           queue.persistence.commit(overlay.entries())
           overlay.applyTo(overlay.base)
         }
-        batch.forEach((p, i) => p.resolve(results[i]))
+        for (const [i, p] of batch.entries()) p.resolve(results[i])
       })
     } catch (error) {
       if (batch.length === 0) {
@@ -359,7 +364,10 @@ class StoreTransaction<V> implements Transaction<V> {
   }
 
   async entries(): Promise<[StoreKey, V][]> {
-    return Array.from(this.#open().entries(), ([key, entry]) => [key, decodeValue(entry.value) as V])
+    return Array.from(this.#open().entries(), ([key, entry]) => [
+      key,
+      decodeValue(entry.value) as V,
+    ])
   }
 
   async clear(): Promise<void> {

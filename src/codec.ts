@@ -98,7 +98,10 @@ function objectToWire(object: object, path: string, depth: number, seen: Set<obj
     const flat: unknown[] = []
     let i = 0
     for (const [k, v] of object) {
-      flat.push(toWire(k, `${path}<key ${i}>`, depth, seen), toWire(v, `${path}<value ${i}>`, depth, seen))
+      flat.push(
+        toWire(k, `${path}<key ${i}>`, depth, seen),
+        toWire(v, `${path}<value ${i}>`, depth, seen),
+      )
       i++
     }
     return new ExtData(EXT.map, encodeWire(flat))
@@ -109,7 +112,10 @@ function objectToWire(object: object, path: string, depth: number, seen: Set<obj
     for (const item of object) items.push(toWire(item, `${path}<item ${i++}>`, depth, seen))
     return new ExtData(EXT.set, encodeWire(items))
   }
-  if (object instanceof Uint8Array && (object.constructor === Uint8Array || Buffer.isBuffer(object))) {
+  if (
+    object instanceof Uint8Array &&
+    (object.constructor === Uint8Array || Buffer.isBuffer(object))
+  ) {
     return new ExtData(Buffer.isBuffer(object) ? EXT.buffer : EXT.bytes, Uint8Array.from(object))
   }
   const proto = Object.getPrototypeOf(object)
@@ -173,7 +179,11 @@ extensions.register({
   decode: (data) => new Set(decoder.decode(data) as unknown[]),
 })
 // Copies: decoded slices would otherwise be views into the store's own bytes.
-extensions.register({ type: EXT.bytes, encode: () => null, decode: (data) => Uint8Array.from(data) })
+extensions.register({
+  type: EXT.bytes,
+  encode: () => null,
+  decode: (data) => Uint8Array.from(data),
+})
 extensions.register({ type: EXT.buffer, encode: () => null, decode: (data) => Buffer.from(data) })
 
 /** Decodes bytes made by `encodeValue` into a fresh value the caller may mutate. */

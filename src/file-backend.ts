@@ -7,13 +7,7 @@ import { closeQuietly, type FileSystem, readFully, unlinkQuietly, writeFully } f
 import { type CrossProcessLock, createLock } from './lock.js'
 import { withPathMutex } from './mutex.js'
 import type { LockMode, SyncMode } from './options.js'
-import {
-  decodePayload,
-  type Entry,
-  type EntryMap,
-  encodePayload,
-  PayloadError,
-} from './payload.js'
+import { decodePayload, type Entry, type EntryMap, encodePayload, PayloadError } from './payload.js'
 import type { StoreKey } from './types.js'
 
 /**

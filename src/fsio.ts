@@ -10,7 +10,13 @@ export interface FileSystem {
   openSync(path: string, flags: string | number, mode?: number): number
   closeSync(fd: number): void
   readSync(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): number
-  writeSync(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): number
+  writeSync(
+    fd: number,
+    buffer: Uint8Array,
+    offset: number,
+    length: number,
+    position: number,
+  ): number
   fsyncSync(fd: number): void
   fstatSync(fd: number): fs.Stats
   statSync(path: string): fs.Stats | undefined

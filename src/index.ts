@@ -18,6 +18,6 @@ export {
   WrongKeyError,
 } from './errors.js'
 export type { FileSystem } from './fsio.js'
-export { DEFAULT_OPTIONS } from './options.js'
 export type { AnyStoreOptions, LockMode, SyncMode } from './options.js'
+export { DEFAULT_OPTIONS } from './options.js'
 export type { StoreKey, Transaction } from './types.js'

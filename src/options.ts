@@ -117,14 +117,18 @@ export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
   }
   const o = { ...DEFAULT_OPTIONS, ...withoutUndefined(options) }
   if (o.file !== undefined && (typeof o.file !== 'string' || o.file === '')) {
-    throw new InvalidOptionError(`Expected \`file\` to be a non-empty string, got ${String(o.file)}`)
+    throw new InvalidOptionError(
+      `Expected \`file\` to be a non-empty string, got ${String(o.file)}`,
+    )
   }
   const persist = options.persist ?? o.file !== undefined
-  if (typeof persist !== 'boolean') throw new InvalidOptionError('Expected `persist` to be a boolean')
+  if (typeof persist !== 'boolean')
+    throw new InvalidOptionError('Expected `persist` to be a boolean')
   if (persist && o.file === undefined) {
     throw new InvalidOptionError('`persist: true` needs a `file` to persist to')
   }
-  if (typeof o.compress !== 'boolean') throw new InvalidOptionError('Expected `compress` to be a boolean')
+  if (typeof o.compress !== 'boolean')
+    throw new InvalidOptionError('Expected `compress` to be a boolean')
   return {
     file: o.file === undefined ? undefined : expandPath(o.file),
     persist,

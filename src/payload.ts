@@ -68,7 +68,8 @@ export function encodePayload(entries: Iterable<[StoreKey, Entry]>): Buffer {
 export function decodePayload(payload: Buffer): EntryMap {
   const map: EntryMap = new Map()
   const need = (at: number, n: number) => {
-    if (at + n > payload.length) throw new PayloadError(`payload ends inside an entry at byte ${at}`)
+    if (at + n > payload.length)
+      throw new PayloadError(`payload ends inside an entry at byte ${at}`)
   }
   need(0, 4)
   const count = payload.readUInt32BE(0)
@@ -108,6 +109,7 @@ export function decodePayload(payload: Buffer): EntryMap {
     at += length
     map.set(key, expiresAt === undefined ? { value } : { value, expiresAt })
   }
-  if (at !== payload.length) throw new PayloadError(`${payload.length - at} bytes after the last entry`)
+  if (at !== payload.length)
+    throw new PayloadError(`${payload.length - at} bytes after the last entry`)
   return map
 }

@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest'
+import { decodePayload, type Entry, encodePayload, PayloadError } from '../src/payload.js'
+import type { StoreKey } from '../src/types.js'
+
+const entry = (text: string, expiresAt?: number): Entry =>
+  expiresAt === undefined ? { value: Buffer.from(text) } : { value: Buffer.from(text), expiresAt }
+
+describe('payload framing', () => {
+  it('round-trips keys of both types, order, empty values and expiry metadata', () => {
+    const entries: [StoreKey, Entry][] = [
+      ['a', entry('1')],
+      [1, entry('number one')],
+      ['1', entry('string one')],
+      ['', entry('')],
+      [-0.5, entry('x', 1_800_000_000_000)],
+      ['ключ ✓', entry('unicode')],
+    ]
+    const decoded = decodePayload(encodePayload(entries))
+    expect([...decoded.keys()]).toEqual(entries.map(([k]) => k))
+    for (const [key, e] of entries) {
+      expect(Buffer.from(decoded.get(key)!.value).equals(Buffer.from(e.value))).toBe(true)
+      expect(decoded.get(key)!.expiresAt).toBe(e.expiresAt)
+    }
+  })
+
+  it('rejects every truncation and trailing bytes with PayloadError', () => {
+    const bytes = encodePayload([
+      ['key', entry('value')],
+      [2, entry('two', 5)],
+    ])
+    for (let length = 0; length < bytes.length; length++) {
+      expect(() => decodePayload(bytes.subarray(0, length))).toThrow(PayloadError)
+    }
+    expect(() => decodePayload(Buffer.concat([bytes, Buffer.from([0])]))).toThrow(PayloadError)
+  })
+
+  it('rejects unknown key types and entry flags', () => {
+    const bytes = encodePayload([['k', entry('v')]])
+    const badKeyType = Buffer.from(bytes)
+    badKeyType[4] = 9
+    expect(() => decodePayload(badKeyType)).toThrow(PayloadError)
+    const badFlags = Buffer.from(bytes)
+    badFlags[4 + 1 + 4 + 1] = 0x80
+    expect(() => decodePayload(badFlags)).toThrow(PayloadError)
+  })
+})

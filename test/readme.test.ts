@@ -1,0 +1,64 @@
+import { execFileSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import * as api from '../src/index.js'
+import { tempDir } from './helpers.js'
+
+const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+const dist = new URL('../dist/index.js', import.meta.url).pathname
+
+function section(title: string): string {
+  const start = readme.indexOf(`\n## ${title}\n`)
+  expect(start, `README has a "## ${title}" section`).toBeGreaterThan(-1)
+  const end = readme.indexOf('\n## ', start + 1)
+  return readme.slice(start, end === -1 ? undefined : end)
+}
+
+describe('README', () => {
+  it('quick start runs as written', () => {
+    const code = /```js\n([\s\S]*?)```/.exec(section('Quick start'))?.[1]
+    expect(code).toBeDefined()
+    const script = join(tempDir(), 'quickstart.mjs')
+    writeFileSync(script, code!.replace("from 'anystore'", `from '${dist}'`))
+    const output = execFileSync(process.execPath, [script], { encoding: 'utf8' })
+    expect(output.trim()).toBe('quick start ok')
+  })
+
+  it('options table matches DEFAULT_OPTIONS', () => {
+    const rows = new Map(
+      [...section('Options').matchAll(/^\| `(\w+)` \| [^|]*(?:\\\|[^|]*)* \| (.+?) \|/gm)].map(
+        (m) => [m[1], m[2]],
+      ),
+    )
+    const defaults = api.DEFAULT_OPTIONS as Record<string, unknown>
+    for (const [name, value] of Object.entries(defaults)) {
+      if (name === 'persist') continue // documented as depending on `file`
+      const shown =
+        name === 'encryptionKey'
+          ? 'DEFAULT_ENCRYPTION_KEY'
+          : JSON.stringify(value).replaceAll('"', "'")
+      expect(rows.get(name), `README default for ${name}`).toBe(`\`${shown}\``)
+    }
+    for (const name of ['file', 'persist', 'fs']) expect(rows.has(name)).toBe(true)
+  })
+
+  it('errors table lists every exported error class with its code', () => {
+    const table = section('Errors')
+    const classes = Object.entries(api).filter(
+      ([name, value]) =>
+        typeof value === 'function' &&
+        value.prototype instanceof api.AnyStoreError &&
+        name !== 'AnyStoreError',
+    )
+    expect(classes.length).toBeGreaterThanOrEqual(14)
+    for (const [name, ErrorClass] of classes) {
+      const code = Reflect.construct(ErrorClass as new (...args: unknown[]) => api.AnyStoreError, [
+        'x',
+        'y',
+        'z',
+      ]).code
+      expect(table, name).toContain(`| \`${name}\` | \`${code}\` |`)
+    }
+  })
+})

@@ -285,6 +285,99 @@ class OtherInstanceWritesCommand implements Command {
   toString = () => `otherInstance.set(${describeKey(this.key)}, ${describeValue(this.value)})`
 }
 
+type Write = { key: StoreKey; value: unknown; remove: boolean }
+
+/** Applies plain writes to a copy of `state`; returns the new state and each write's result. */
+function applyWrites(state: Map<StoreKey, unknown>, writes: Write[]) {
+  const next = new Map(state)
+  const results = writes.map((w) => (w.remove ? next.delete(w.key) : (next.set(w.key, w.value), undefined)))
+  return { state: next, results }
+}
+
+/** Applies a transaction's steps to a copy of `state`; returns the new state and what it read. */
+function applyTx(state: Map<StoreKey, unknown>, steps: Write[]) {
+  const next = new Map(state)
+  const reads = steps.map((s) => {
+    const seen = next.get(s.key)
+    if (s.remove) next.delete(s.key)
+    else next.set(s.key, s.value)
+    return seen
+  })
+  return { state: next, reads }
+}
+
+/**
+ * A run() that yields between its steps, racing plain writes issued at the same time. The
+ * transaction must be atomic: the outcome is one of the two serial orders, never a mix.
+ */
+class RaceCommand implements Command {
+  constructor(
+    readonly steps: Write[],
+    readonly writes: Write[],
+  ) {}
+  check = () => true
+  async run(model: Model, real: Real) {
+    const reads: unknown[] = []
+    const tx = real.store.run(async (t) => {
+      for (const step of this.steps) {
+        reads.push(await t.get(step.key))
+        await new Promise((resolve) => setImmediate(resolve))
+        if (step.remove) await t.delete(step.key)
+        else await t.set(step.key, step.value)
+      }
+    })
+    const writes = Promise.all(
+      this.writes.map((w) => (w.remove ? real.store.delete(w.key) : real.store.set(w.key, w.value))),
+    )
+    const [, results] = await Promise.all([tx, writes])
+    const txFirst = (() => {
+      const a = applyTx(model.memory, this.steps)
+      const b = applyWrites(a.state, this.writes)
+      return { state: b.state, reads: a.reads, results: b.results }
+    })()
+    const writesFirst = (() => {
+      const b = applyWrites(model.memory, this.writes)
+      const a = applyTx(b.state, this.steps)
+      return { state: a.state, reads: a.reads, results: b.results }
+    })()
+    const entries = await real.store.entries()
+    const matches = (o: typeof txFirst) =>
+      same(reads, o.reads) && same(results, o.results) && same(entries, [...o.state])
+    if (matches(txFirst)) model.memory = txFirst.state
+    else if (matches(writesFirst)) model.memory = writesFirst.state
+    else {
+      expect({ reads, results, entries }).toStrictEqual({ ...txFirst, entries: [...txFirst.state] })
+      throw new Error('the transaction and the plain writes interleaved')
+    }
+    afterWrite(model)
+  }
+  toString = () =>
+    `race[run(${this.steps.map((s) => `${s.remove ? 'delete' : 'set'}(${describeKey(s.key)})`).join(', ')}) | ${this.writes.map((w) => `${w.remove ? 'delete' : 'set'}(${describeKey(w.key)})`).join(', ')}]`
+}
+
+/** Writes issued and close() called without waiting: close waits, and every write lands. */
+class CloseWhileWritingCommand implements Command {
+  constructor(readonly writes: Write[]) {}
+  check = () => true
+  async run(model: Model, real: Real) {
+    const pending = this.writes.map((w) =>
+      w.remove ? real.store.delete(w.key) : real.store.set(w.key, w.value),
+    )
+    const closed = real.store.close()
+    const results = await Promise.all(pending)
+    await closed
+    const applied = applyWrites(model.memory, this.writes)
+    expect(results).toStrictEqual(applied.results)
+    model.memory = applied.state
+    afterWrite(model)
+    real.store = await AnyStore.open({ ...real.options, file: real.file })
+    model.memory = new Map(model.file)
+    model.persisted = true
+  }
+  toString = () =>
+    `writes then close() at once [${this.writes.map((w) => `${w.remove ? 'delete' : 'set'}(${describeKey(w.key)})`).join(', ')}]; open()`
+}
+
 const commandArbs = [
   fc.tuple(keyArb, valueArb).map(([k, v]) => new SetCommand(k, v)),
   fc.tuple(keyArb, valueArb).map(([k, v]) => new SetCommand(k, v)),
@@ -305,6 +398,15 @@ const commandArbs = [
   fc.constant(new DisablePersistenceCommand()),
   fc.constant(new ReopenCommand()),
   fc.tuple(keyArb, valueArb).map(([k, v]) => new OtherInstanceWritesCommand(k, v)),
+  fc
+    .tuple(
+      fc.array(fc.record({ key: keyArb, value: valueArb, remove: fc.boolean() }), { minLength: 1, maxLength: 4 }),
+      fc.array(fc.record({ key: keyArb, value: valueArb, remove: fc.boolean() }), { minLength: 1, maxLength: 4 }),
+    )
+    .map(([steps, writes]) => new RaceCommand(steps, writes)),
+  fc
+    .array(fc.record({ key: keyArb, value: valueArb, remove: fc.boolean() }), { minLength: 1, maxLength: 4 })
+    .map((writes) => new CloseWhileWritingCommand(writes)),
 ]
 
 const optionsArb = fc.record({

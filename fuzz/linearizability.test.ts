@@ -223,6 +223,19 @@ describe('rejects non-linearizable histories and prints the offending sub-histor
     )
   })
 
+  test('many concurrent reads stay cheap to reject (reads are never re-ordered later)', () => {
+    // 60 overlapping reads, then an impossible one: without the read rule the search would
+    // try every subset of the 60 before giving up.
+    const history = [op('w', 0, 1, set('a', 'x'))]
+    for (let i = 0; i < 60; i++) history.push(op(`r${i}`, 2, 100, get('a', 'x')))
+    history.push(op('w', 2, 100, set('a', 'y')))
+    history.push(op('late', 101, 102, get('a', 'x')))
+    const result = checkHistory(history, { maxSteps: 100_000 })
+    expect(result.linearizable).toBe(false)
+    expect(result.report).not.toContain('gave up')
+    expect(result.report).toContain('get(a) -> "x"')
+  })
+
   test('a search that runs out of budget is a failure, not a pass', () => {
     const history = Array.from({ length: 12 }, (_, i) => op(`p${i}`, 0, 100, set('a', i)))
     history.push(op('r', 200, 201, get('a', 99)))

@@ -64,6 +64,8 @@ export function step(state: State, op: Operation): State | null {
       for (const [key, value] of Object.entries(op.reads)) {
         if (state.get(key) !== value) return null
       }
+      // Unchanged state is returned as the same object: the search relies on it to spot reads.
+      if (Object.keys(op.writes).length === 0) return state
       const next = new Map(state)
       for (const [key, value] of Object.entries(op.writes)) {
         if (value === undefined) next.delete(key)
@@ -239,7 +241,15 @@ function checkComponent(
       if (deepest === undefined || stack.length > deepest.order.length) {
         deepest = { order: stack.map((s) => s.call.index), state, stuckAt: entry.index }
       }
-      const top = stack.pop()
+      // An operation that left the state as it was (a read) never needs to be tried later
+      // instead: any order placing it later can place it here, where its result already fits.
+      // So when backtracking pops one, its alternatives are dead too: keep popping.
+      let top = stack.pop()
+      while (top !== undefined && top.state === state) {
+        linearized[top.call.index] = 0
+        unlift(top.call)
+        top = stack.pop()
+      }
       if (top === undefined) {
         return {
           keys,

@@ -72,6 +72,27 @@ function assertLockFree(file: string): void {
   }
 }
 
+/**
+ * Checks one committer's keys (named with `prefix`) against what it acknowledged: every
+ * acknowledged commit is there (later, unacknowledged ones may be too), and transactions are
+ * whole (the counter and the slot were written with seq, in one commit). Returns what is stored.
+ */
+async function checkWriter(store: AnyStore<number>, prefix: string, acked: { seq: number; b: number }) {
+  const get = (name: string) => store.get(`${prefix}${name}`)
+  const seq = (await get('seq')) ?? 0
+  const b = (await get('b')) ?? 0
+  expect(seq).toBeGreaterThanOrEqual(acked.seq)
+  expect(b).toBeGreaterThanOrEqual(acked.b)
+  if (acked.b > 0) expect(await get(`b${acked.b % 4}`)).toBeGreaterThanOrEqual(acked.b)
+  expect(await get('c')).toBe(seq === 0 ? undefined : seq)
+  if (seq > 0) expect(await get(`k${seq % SLOTS}`)).toBe(seq)
+  for (let slot = 0; slot < SLOTS; slot++) {
+    const value = await get(`k${slot}`)
+    if (value !== undefined) expect(value % SLOTS === slot && value <= seq).toBe(true)
+  }
+  return { seq, b }
+}
+
 type LockKind = 'flock' | 'proper-lockfile'
 
 /** Kills `kills` committers in a row on one file, checking the store after each kill. */
@@ -132,21 +153,9 @@ async function torture(lock: LockKind, kills: number, seed: number) {
     if (lock === 'flock') assertLockFree(file)
     const store = await AnyStore.open<number>({ file, lock, staleMs: 2000 })
     try {
-      const seq = (await store.get('seq')) ?? 0
-      const b = (await store.get('b')) ?? 0
-      // Every acknowledged commit is there (later, unacknowledged ones may be too).
-      expect(seq).toBeGreaterThanOrEqual(acked.seq)
-      expect(b).toBeGreaterThanOrEqual(acked.b)
-      if (acked.b > 0) expect(await store.get(`b${acked.b % 4}`)).toBeGreaterThanOrEqual(acked.b)
-      // Transactions are whole: the counter and the slot were written with seq, in one commit.
-      expect(await store.get('c')).toBe(seq === 0 ? undefined : seq)
-      if (seq > 0) expect(await store.get(`k${seq % SLOTS}`)).toBe(seq)
-      for (let slot = 0; slot < SLOTS; slot++) {
-        const value = await store.get(`k${slot}`)
-        if (value !== undefined) expect(value % SLOTS === slot && value <= seq).toBe(true)
-      }
-      acked.seq = seq
-      acked.b = b
+      const stored = await checkWriter(store, '', acked)
+      acked.seq = stored.seq
+      acked.b = stored.b
       stats.strayTempsSeen += readdirSync(dirname(file)).filter((n) => n.endsWith('.tmp')).length
       // The next commit removes whatever temp file the killed holder left.
       await store.set('checked', stats.kills)
@@ -184,4 +193,54 @@ test("the proper-lockfile fallback: a killed holder's stale lock is taken over, 
   const stats = await torture('proper-lockfile', kills, seed)
   report('crash-proper-lockfile', { seed, kills: stats.kills, ackedCommits: stats.acked })
   expect(stats.kills).toBe(kills)
+})
+
+test('several committers on one file, one killed at a time: the others carry on, nothing is lost', async () => {
+  requireBuild()
+  const kills = countBudget(20, 300, 'FUZZ_SHARED_KILLS')
+  const seed = seedFor('crash-shared', { name: 'FUZZ_SHARED_KILLS', value: kills })
+  const random = prng(seed)
+  const file = join(root, 'shared torture', 'store.db')
+  const writers = ['w0.', 'w1.', 'w2.']
+  const acked = writers.map(() => ({ seq: 0, b: 0 }))
+  const live = writers.map((prefix) => spawnCommitter({ file, lock: 'flock', prefix }))
+  let ackedCommits = 0
+  try {
+    for (let kill = 0; kill < kills; kill++) {
+      const victim = Math.floor(random() * writers.length)
+      const generation = live[victim]!
+      await Promise.race([generation.ready, generation.exited])
+      await sleep(random() * 40)
+      generation.child.kill('SIGKILL')
+      expect(await generation.exited).toStrictEqual({ code: null, signal: 'SIGKILL' })
+      // Take what every writer has acknowledged so far, then read: the file must hold at least that.
+      const snapshot = live.map((g, i) => ({
+        seq: Math.max(acked[i]!.seq, g.acked.seq),
+        b: Math.max(acked[i]!.b, g.acked.b),
+      }))
+      const store = await AnyStore.open<number>({ file, lock: 'flock' })
+      try {
+        for (const [i, prefix] of writers.entries()) {
+          const stored = await checkWriter(store, prefix, snapshot[i]!)
+          if (i === victim) {
+            ackedCommits += Math.max(0, snapshot[i]!.seq - acked[i]!.seq) + Math.max(0, snapshot[i]!.b - acked[i]!.b)
+            acked[i] = stored
+          }
+        }
+      } finally {
+        await store.close()
+      }
+      live[victim] = spawnCommitter({ file, lock: 'flock', prefix: writers[victim] })
+    }
+  } finally {
+    for (const g of live) g.child.kill('SIGKILL')
+    await Promise.all(live.map((g) => g.exited))
+  }
+  // With every writer gone, one commit clears whatever temps the killed ones left.
+  const store = await AnyStore.open<number>({ file, lock: 'flock' })
+  await store.set('done', 1)
+  await store.close()
+  expect(readdirSync(dirname(file)).filter((n) => n.endsWith('.tmp'))).toStrictEqual([])
+  assertLockFree(file)
+  report('crash-shared', { seed, kills, writers: writers.length, ackedCommitsOfKilledWriters: ackedCommits })
 })

@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, test } from 'vitest'
-import { budgetFor } from './budget.js'
+import { budgetFor, report } from './budget.js'
 import {
   checkHistory,
   components,
@@ -108,8 +108,10 @@ describe('accepts linearizable histories', () => {
         before: fc.nat(80),
         after: fc.nat(80),
       }),
-      { minLength: 1, maxLength: 40 },
+      { minLength: 5, maxLength: 40, size: 'max' },
     )
+    let checked = 0
+    let operations = 0
     fc.assert(
       fc.property(planned, (plan) => {
         const order = [...plan.keys()].sort((x, y) => plan[x]!.point - plan[y]!.point || x - y)
@@ -135,10 +137,14 @@ describe('accepts linearizable histories', () => {
         })
         const result = checkHistory(history)
         if (!result.linearizable) console.log(result.report)
+        checked++
+        operations += history.length
         return result.linearizable
       }),
       { seed: budget.seed, numRuns: budget.runs, interruptAfterTimeLimit: budget.seconds * 1000 },
     )
+    report('linearizability-accept', { seed: budget.seed, histories: checked, operations })
+    expect(checked).toBeGreaterThan(0)
   })
 })
 

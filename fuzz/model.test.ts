@@ -421,7 +421,7 @@ test('every public operation matches an in-memory model', async () => {
   await fc.assert(
     fc.asyncProperty(
       optionsArb,
-      fc.commands(commandArbs, { maxCommands: 40 }),
+      fc.commands(commandArbs, { maxCommands: 40, size: 'large' }),
       async (options, commands) => {
         counters.runs++
         const file = join(root, `case-${instance++}`, 'store ü.db')

@@ -76,7 +76,15 @@ export function prepareStorePath(io: FileSystem, file: string): string {
   const link = io.lstatSync(path)
   if (link === undefined) return path
   if (link.isSymbolicLink()) {
-    const target = io.statSync(path)
+    let target: Stats | undefined
+    try {
+      target = io.statSync(path)
+    } catch (cause) {
+      // ELOOP (a link cycle) and the like: no store file can live behind this link.
+      throw new InvalidPathError(file, `its symbolic link cannot be followed (${String(cause)})`, {
+        cause,
+      })
+    }
     if (target === undefined) throw new InvalidPathError(file, 'it is a dangling symbolic link')
     if (!target.isFile()) throw new InvalidPathError(file, 'its link target is not a regular file')
     // Replace the link's target, not the link: renaming over the link would turn it into a file.

@@ -213,6 +213,36 @@ describe('paths that cannot hold a store', () => {
     expect(existsSync(join(dir, 'missing-target.db'))).toBe(false)
   })
 
+  test('a symbolic link loop', async () => {
+    const dir = join(root, `case-${counter++}`)
+    mkdirSync(dir)
+    symlinkSync(join(dir, 'b.db'), join(dir, 'a.db'))
+    symlinkSync(join(dir, 'a.db'), join(dir, 'b.db'))
+    await expect(AnyStore.open({ file: join(dir, 'a.db') })).rejects.toMatchObject({
+      code: 'ERR_ANYSTORE_INVALID_PATH',
+    })
+    expect(lstatSync(join(dir, 'a.db')).isSymbolicLink()).toBe(true)
+  })
+
+  test('a path under a regular file', async () => {
+    const file = place(good)
+    await expect(AnyStore.open({ file: join(file, 'inner.db') })).rejects.toMatchObject({
+      code: 'ERR_ANYSTORE_INVALID_PATH',
+    })
+    expect(readFileSync(file).equals(good)).toBe(true)
+  })
+
+  test('a file over maxFileSize is refused before it is read', async () => {
+    const file = place(good)
+    await expect(AnyStore.open({ file, maxFileSize: good.length - 1 })).rejects.toMatchObject({
+      code: 'ERR_ANYSTORE_FILE_TOO_LARGE',
+    })
+    expect(readFileSync(file).equals(good)).toBe(true)
+    const store = await AnyStore.open({ file, maxFileSize: good.length })
+    expect(await store.get('n')).toBe(42)
+    await store.close()
+  })
+
   test('a symbolic link to a store: commits replace the target and keep the link', async () => {
     const target = place(good)
     const link = join(root, `case-${counter++}-link.db`)

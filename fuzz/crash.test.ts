@@ -77,8 +77,15 @@ function assertLockFree(file: string): void {
  * acknowledged commit is there (later, unacknowledged ones may be too), and transactions are
  * whole (the counter and the slot were written with seq, in one commit). Returns what is stored.
  */
-async function checkWriter(store: AnyStore<number>, prefix: string, acked: { seq: number; b: number }) {
-  const get = (name: string) => store.get(`${prefix}${name}`)
+async function checkWriter(
+  store: AnyStore<number>,
+  prefix: string,
+  acked: { seq: number; b: number },
+) {
+  // One entries() call: other committers may still be writing, and separate get()s would
+  // each see a different version of the file.
+  const snapshot = new Map(await store.entries())
+  const get = async (name: string) => snapshot.get(`${prefix}${name}`)
   const seq = (await get('seq')) ?? 0
   const b = (await get('b')) ?? 0
   expect(seq).toBeGreaterThanOrEqual(acked.seq)

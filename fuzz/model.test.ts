@@ -416,7 +416,7 @@ const optionsArb = fc.record({
 })
 
 test('every public operation matches an in-memory model', async () => {
-  const budget = budgetFor('model', { runs: 250, seconds: 25 }, { runs: 1_000_000, seconds: 180 })
+  const budget = budgetFor('model', { runs: 100, seconds: 20 }, { runs: 1_000_000, seconds: 180 })
   let instance = 0
   await fc.assert(
     fc.asyncProperty(

@@ -5,7 +5,7 @@ import { delimiter, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { encodeValue } from './codec.js'
 import {
-  AnyStoreError,
+  type AnyStoreError,
   EditAbortedError,
   InvalidJsonError,
   InvalidOptionError,
@@ -168,7 +168,9 @@ export async function editText<T>(
   }
 }
 
-export interface EditThingOptions<T> extends Omit<UnstashOptions<T>, 'key'>, Pick<StashOptions<T>, 'writer'> {
+export interface EditThingOptions<T>
+  extends Omit<UnstashOptions<T>, 'key'>,
+    Pick<StashOptions<T>, 'writer'> {
   key: StashOptions<T>['key']
   /** The editor command; `$VISUAL` and `$EDITOR` take precedence. @default vim, vi or nano */
   editor?: string
@@ -190,7 +192,8 @@ export async function editThing<T>(options: EditThingOptions<T>): Promise<T> {
       text,
       async (edited) => {
         const parsed = parseTagged(edited, 'the edited file')
-        const result = schema === undefined ? (parsed as T) : await validateWithSchema(schema, parsed)
+        const result =
+          schema === undefined ? (parsed as T) : await validateWithSchema(schema, parsed)
         encodeValue(result)
         return result
       },

@@ -202,7 +202,10 @@ export class SchemaValidationError extends AnyStoreError {
 
   constructor(issues: readonly SchemaIssue[]) {
     const lines = issues.map((issue) => `  ${formatIssuePath(issue.path)}: ${issue.message}`)
-    super('ERR_ANYSTORE_SCHEMA_VALIDATION', `The value does not match the schema:\n${lines.join('\n')}`)
+    super(
+      'ERR_ANYSTORE_SCHEMA_VALIDATION',
+      `The value does not match the schema:\n${lines.join('\n')}`,
+    )
     this.issues = issues
   }
 }

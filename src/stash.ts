@@ -88,7 +88,9 @@ export async function stash<T>(options: StashOptions<T>): Promise<void> {
     const key = checkKey(options.key)
     const file = thingFile(options)
     if (file === undefined && writer === undefined) {
-      throw new InvalidOptionError('stash() needs somewhere to write: pass `file`, `name` or `writer`')
+      throw new InvalidOptionError(
+        'stash() needs somewhere to write: pass `file`, `name` or `writer`',
+      )
     }
     // Encoding first: an unsupported value fails before anything is written anywhere.
     const value = encodeValue(options.thing)
@@ -200,7 +202,9 @@ export async function unstash<T>(options: UnstashOptions<T>): Promise<T> {
   } else {
     const file = thingFile(options)
     if (file === undefined) {
-      throw new InvalidOptionError('unstash() needs something to read: pass `reader`, `file` or `name`')
+      throw new InvalidOptionError(
+        'unstash() needs something to read: pass `reader`, `file` or `name`',
+      )
     }
     where = file
     found = await readFromFile(file, key, options.encryptionKey)

@@ -57,7 +57,10 @@ export function toTagged(value: unknown, path = 'value', depth = 0): Json {
     return tag(
       'map',
       Array.from(value, ([k, v]) => {
-        const pair = [toTagged(k, `${path}<key ${i}>`, next), toTagged(v, `${path}<value ${i}>`, next)]
+        const pair = [
+          toTagged(k, `${path}<key ${i}>`, next),
+          toTagged(v, `${path}<value ${i}>`, next),
+        ]
         i++
         return pair
       }),
@@ -134,7 +137,8 @@ function fromTag(object: Record<string, unknown>, path: string, depth: number): 
     case 'map':
       return new Map(
         expectArray(value, path, type).map((pair, i) => {
-          if (!Array.isArray(pair) || pair.length !== 2) fail(`${path}<entry ${i}>`, 'expected a [key, value] pair')
+          if (!Array.isArray(pair) || pair.length !== 2)
+            fail(`${path}<entry ${i}>`, 'expected a [key, value] pair')
           return [
             fromTagged(pair[0], `${path}<key ${i}>`, depth),
             fromTagged(pair[1], `${path}<value ${i}>`, depth),
@@ -143,7 +147,9 @@ function fromTag(object: Record<string, unknown>, path: string, depth: number): 
       )
     case 'set':
       return new Set(
-        expectArray(value, path, type).map((item, i) => fromTagged(item, `${path}<item ${i}>`, depth)),
+        expectArray(value, path, type).map((item, i) =>
+          fromTagged(item, `${path}<item ${i}>`, depth),
+        ),
       )
     case 'bytes':
       return new Uint8Array(decodeBase64(expectString(value, path, type), path))

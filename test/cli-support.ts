@@ -90,17 +90,22 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
  * 200×50 pane. Keys go in with send-keys, the screen comes back with capture-pane.
  */
 export class Terminal {
-  readonly socket = `anystore-test-${process.pid}-${++sessions}`
+  /** An absolute socket path: the command's TMPDIR must not move the server's socket. */
+  readonly socket = join(tmpdir(), `anystore-tmux-${process.pid}-${++sessions}`)
 
   constructor(command: string, env: Record<string, string | undefined> = {}, cwd = ROOT) {
-    // The pane stays open after the command ends, showing its exit status.
-    const script = `${command}; echo "[exit $?]"; exec sleep 600`
+    // The pane stays open after the command ends, showing its exit status. The trap keeps
+    // this wrapper shell alive on Ctrl-C (an interactive shell would not be in the foreground
+    // process group); trapped, unlike ignored, signals are reset to default in the command.
+    const script = `trap : INT; ${command}; echo "[exit $?]"; exec sleep 600`
     this.#tmux(
       [
         '-f',
         '/dev/null',
         'new-session',
         '-d',
+        '-s',
+        'main',
         '-x',
         '200',
         '-y',
@@ -116,7 +121,7 @@ export class Terminal {
   }
 
   #tmux(args: string[], env: NodeJS.ProcessEnv = process.env): string {
-    const result = spawnSync('tmux', ['-L', this.socket, ...args], { env, encoding: 'utf8' })
+    const result = spawnSync('tmux', ['-S', this.socket, ...args], { env, encoding: 'utf8' })
     if (result.status !== 0) throw new Error(`tmux ${args[0]} failed: ${result.stderr}`)
     return result.stdout
   }
@@ -154,6 +159,7 @@ export class Terminal {
   }
 
   close(): void {
-    spawnSync('tmux', ['-L', this.socket, 'kill-server'])
+    spawnSync('tmux', ['-S', this.socket, 'kill-server'])
+    rmSync(this.socket, { force: true })
   }
 }

@@ -1,5 +1,5 @@
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import type { Writable } from 'node:stream'
 import { AnyStore } from '../anystore.js'
 import { encodeValue } from '../codec.js'
@@ -108,6 +108,8 @@ async function writeChunks(stream: Writable, chunks: Iterable<string>): Promise<
 
 /** The compression the file uses now, so that writes from the CLI keep it. */
 function fileCompresses(file: string): boolean {
+  // Anything but a regular file is left to the store to reject with its own error.
+  if (!statSync(file, { throwIfNoEntry: false })?.isFile()) return false
   try {
     return (readFileHeader(file).header.flags & FLAG_DEFLATE) !== 0
   } catch (error) {

@@ -301,7 +301,7 @@ describe('anystore CLI: exit codes', () => {
   it('documents every exit code in docs/CLI.md', () => {
     const doc = readFileSync(join(ROOT, 'docs/CLI.md'), 'utf8')
     const table = new Map<string, number>()
-    for (const match of doc.matchAll(/^\| (\d+) \| `([A-Z_]+)` \|/gm))
+    for (const match of doc.matchAll(/^\|\s*(\d+)\s*\|\s*`([A-Z_]+)`\s*\|/gm))
       table.set(match[2]!, Number(match[1]))
     expect(Object.fromEntries(table)).toEqual({ ...EXIT_CODES })
   })

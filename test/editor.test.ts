@@ -187,6 +187,18 @@ describe('editThing in a terminal, with a scripted editor', () => {
     expectTempFilesGone(run)
   })
 
+  it('saves nothing and cleans up when the process gets SIGTERM while the editor is open', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'app.store')
+    await stash({ file, key: 'cfg', thing: { port: 80 } })
+    const run = editInTerminal({ file, key: 'cfg' }, [{ wait: true }], dir)
+    await run.terminal.waitFor(/editor waiting/)
+    process.kill(Number(readFileSync(join(dir, 'result.json.pid'), 'utf8')), 'SIGTERM')
+    expect(await run.result()).toMatchObject({ ok: false, code: 'ERR_ANYSTORE_EDIT_ABORTED' })
+    expect(await unstash({ file, key: 'cfg' })).toEqual({ port: 80 })
+    expectTempFilesGone(run)
+  })
+
   it('saves nothing on Ctrl-C at the Edit again prompt', async () => {
     const dir = tempDir()
     const file = join(dir, 'app.store')

@@ -54,16 +54,17 @@ function isRejection(error: unknown): error is AnyStoreError {
 const INTERRUPTS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
 
 /**
- * While the editor or the prompt runs, an interrupt must not kill this process: the temp file
- * has to be removed first. The handlers note the signal; the caller then aborts.
+ * While the editor or the prompt runs, a signal must not kill this process: the temp file has
+ * to be removed first. The phase running decides what a signal means (`onInterrupt`); one that
+ * arrives between phases is noted in `signal`, and the edit then stops.
  */
 class InterruptWatch {
   signal: NodeJS.Signals | undefined
-  #onSignal = (signal: NodeJS.Signals) => {
-    this.signal ??= signal
-    this.onInterrupt?.(signal)
-  }
   onInterrupt: ((signal: NodeJS.Signals) => void) | undefined
+  #onSignal = (signal: NodeJS.Signals) => {
+    if (this.onInterrupt === undefined) this.signal ??= signal
+    else this.onInterrupt(signal)
+  }
 
   start(): void {
     for (const signal of INTERRUPTS) process.on(signal, this.#onSignal)
@@ -79,8 +80,11 @@ function runEditor(editor: string, file: string, watch: InterruptWatch): Promise
     // Through the shell, as git does, so `$EDITOR` may carry arguments ("code --wait").
     const child = spawn('sh', ['-c', `${editor} "$1"`, 'anystore-edit', file], { stdio: 'inherit' })
     watch.onInterrupt = (signal) => {
-      // Ctrl-C reaches the editor through the terminal already; other signals are forwarded.
-      if (signal !== 'SIGINT') child.kill(signal)
+      // Ctrl-C reaches the editor through the terminal, and the editor decides: vim uses it to
+      // leave insert mode, so only an editor that exits on it (status or signal) aborts.
+      if (signal === 'SIGINT') return
+      watch.signal ??= signal
+      child.kill(signal)
     }
     child.once('error', (cause) =>
       reject(new EditAbortedError(`the editor could not be started (${cause.message})`)),
@@ -95,7 +99,7 @@ function runEditor(editor: string, file: string, watch: InterruptWatch): Promise
   })
 }
 
-/** Asks `Edit again? [Y/n]` until the answer is yes or no; Ctrl-C or end of input mean no. */
+/** Asks `Edit again? [Y/n]` until the answer is yes or no; Ctrl-C, a signal or end of input mean no. */
 async function askEditAgain(watch: InterruptWatch): Promise<boolean> {
   const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true })
   try {
@@ -108,10 +112,15 @@ async function askEditAgain(watch: InterruptWatch): Promise<boolean> {
           else ask()
         })
       }
+      // In raw mode Ctrl-C is a key, not a signal: readline reports it as 'SIGINT'.
       rl.once('SIGINT', () => resolve(false))
       rl.once('close', () => resolve(false))
-      watch.onInterrupt = () => resolve(false)
-      ask()
+      watch.onInterrupt = (signal) => {
+        watch.signal ??= signal
+        resolve(false)
+      }
+      if (watch.signal === undefined) ask()
+      else resolve(false)
     })
   } finally {
     watch.onInterrupt = undefined
@@ -148,6 +157,7 @@ export async function editText<T>(
     const file = join(dir, options.fileName ?? 'thing.json')
     writeFileSync(file, text, { mode: 0o600, flag: 'wx' })
     for (;;) {
+      if (watch.signal !== undefined) throw new EditAbortedError(`interrupted by ${watch.signal}`)
       await runEditor(editor, file, watch)
       const edited = readFileSync(file, 'utf8')
       try {

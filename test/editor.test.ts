@@ -290,6 +290,31 @@ describe('editThing with vim in a real terminal', () => {
   })
 })
 
+describe('Ctrl-C inside vim', () => {
+  it('is vim’s to handle: leaving insert mode with Ctrl-C and then :wq saves', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'app.store')
+    await stash({ file, key: 'cfg', thing: { note: 'a' } })
+    const resultFile = join(dir, 'result.json')
+    const terminal = new Terminal(
+      `${quote(process.execPath)} ${quote(fixture('edit-thing.mjs'))} ${quote(JSON.stringify({ file, key: 'cfg' }))} ${quote(resultFile)}`,
+      { EDITOR: 'vim -u NONE -i NONE -N -n' },
+    )
+    terminals.push(terminal)
+    await terminal.waitFor(/"note": "a"/)
+    terminal.type('/a"')
+    terminal.send('Enter')
+    terminal.type('a')
+    terminal.type('bc')
+    terminal.send('C-c')
+    terminal.type(':wq')
+    terminal.send('Enter')
+    expect(await terminal.exitCode()).toBe(0)
+    expect(JSON.parse(readFileSync(resultFile, 'utf8')).ok).toBe(true)
+    expect(await unstash({ file, key: 'cfg' })).toEqual({ note: 'abc' })
+  })
+})
+
 describe('chooseEditor', () => {
   it('prefers $VISUAL, then $EDITOR, then the given editor', () => {
     const saved = { VISUAL: process.env.VISUAL, EDITOR: process.env.EDITOR }

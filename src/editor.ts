@@ -25,7 +25,9 @@ function onPath(command: string): boolean {
     try {
       accessSync(join(dir, command), constants.X_OK)
       return true
-    } catch {}
+    } catch {
+      // Not there, or not executable: try the next directory.
+    }
   }
   return false
 }

@@ -201,12 +201,17 @@ export class SchemaValidationError extends AnyStoreError {
   readonly issues: readonly SchemaIssue[]
 
   constructor(issues: readonly SchemaIssue[]) {
-    const lines = issues.map((issue) => `  ${formatIssuePath(issue.path)}: ${issue.message}`)
+    // An error's constructor must not throw, even on issues from a validator that breaks the spec.
+    const list = Array.isArray(issues) ? issues : []
+    const lines = list.map(
+      (issue: Partial<SchemaIssue>) =>
+        `  ${formatIssuePath(issue?.path ?? [])}: ${String(issue?.message)}`,
+    )
     super(
       'ERR_ANYSTORE_SCHEMA_VALIDATION',
       `The value does not match the schema:\n${lines.join('\n')}`,
     )
-    this.issues = issues
+    this.issues = list
   }
 }
 

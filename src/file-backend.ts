@@ -211,13 +211,17 @@ export class FileBackend implements Persistence {
     return `${this.file}.${token}.tmp`
   }
 
-  commit(entries: Iterable<[StoreKey, Entry]>): void {
+  /** `sealWith` re-encrypts under other keys (rekey); this instance cannot read the result. */
+  commit(
+    entries: Iterable<[StoreKey, Entry]>,
+    sealWith?: { keys: DerivedKeys; compress: boolean },
+  ): void {
     const token = this.#tempToken
     if (token === undefined) throw new Error('commit() outside exclusive() or twice in one lock')
     this.#tempToken = undefined
     // Encode before touching the disk: an encoding failure leaves nothing behind.
-    const sealed = seal(this.#options.keys, encodePayload(entries), {
-      compress: this.#options.compress,
+    const sealed = seal(sealWith?.keys ?? this.#options.keys, encodePayload(entries), {
+      compress: sealWith?.compress ?? this.#options.compress,
     })
     const temp = this.#tempPath(token)
     const io = this.#io

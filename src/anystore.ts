@@ -90,7 +90,7 @@ export class AnyStore<V = unknown> {
 
   async get(key: StoreKey): Promise<V | undefined> {
     const entry = this.#current().get(checkKey(key))
-    return entry === undefined ? undefined : (decodeValue(entry.value) as V)
+    return entry === undefined ? undefined : (decodeValue(entry.value, this.#source) as V)
   }
 
   async has(key: StoreKey): Promise<boolean> {
@@ -106,7 +106,13 @@ export class AnyStore<V = unknown> {
   }
 
   async entries(): Promise<[StoreKey, V][]> {
-    return Array.from(this.#current(), ([key, entry]) => [key, decodeValue(entry.value) as V])
+    const map = this.#current()
+    return Array.from(map, ([key, entry]) => [key, decodeValue(entry.value, this.#source) as V])
+  }
+
+  /** Names the store in errors about its content. */
+  get #source(): string {
+    return this.file ?? 'the in-memory store'
   }
 
   /** Resolves once the value is committed (and, with `sync: 'always'`, durable). */
@@ -137,7 +143,7 @@ export class AnyStore<V = unknown> {
     const body = async () => {
       if (queue !== undefined) this.#refreshFrom(queue.persistence)
       const overlay = new Overlay(this.#map)
-      const tx = new StoreTransaction<V>(overlay)
+      const tx = new StoreTransaction<V>(overlay, this.#source)
       let result: T
       try {
         result = await heldLocks.run(withHeld(lockId), () => fn(tx))
@@ -322,10 +328,12 @@ function withHeld(lockId: unknown): ReadonlySet<unknown> {
 
 class StoreTransaction<V> implements Transaction<V> {
   readonly #overlay: Overlay
+  readonly #source: string
   #ended = false
 
-  constructor(overlay: Overlay) {
+  constructor(overlay: Overlay, source: string) {
     this.#overlay = overlay
+    this.#source = source
   }
 
   end(): void {
@@ -339,7 +347,7 @@ class StoreTransaction<V> implements Transaction<V> {
 
   async get(key: StoreKey): Promise<V | undefined> {
     const entry = this.#open().get(checkKey(key))
-    return entry === undefined ? undefined : (decodeValue(entry.value) as V)
+    return entry === undefined ? undefined : (decodeValue(entry.value, this.#source) as V)
   }
 
   async has(key: StoreKey): Promise<boolean> {
@@ -366,7 +374,7 @@ class StoreTransaction<V> implements Transaction<V> {
   async entries(): Promise<[StoreKey, V][]> {
     return Array.from(this.#open().entries(), ([key, entry]) => [
       key,
-      decodeValue(entry.value) as V,
+      decodeValue(entry.value, this.#source) as V,
     ])
   }
 

@@ -32,6 +32,25 @@ interface CommitQueue {
   flushScheduled: boolean
 }
 
+/**
+ * Decoded primitives (strings, numbers, booleans, null, bigints) by entry. A primitive cannot be
+ * mutated, so handing the same one out again is as good as a fresh decode, and repeated reads
+ * of a key skip the MessagePack decoder. Entries are never mutated, so the cache never goes
+ * stale; objects are decoded afresh on every read, because callers may mutate them.
+ */
+const decodedPrimitives = new WeakMap<Entry, unknown>()
+const MAX_CACHED_BYTES = 4096
+
+function readValue(entry: Entry): unknown {
+  const cached = decodedPrimitives.get(entry)
+  if (cached !== undefined) return cached
+  const value = decodeValue(entry.value)
+  if (typeof value !== 'object' || value === null) {
+    if (entry.value.length <= MAX_CACHED_BYTES) decodedPrimitives.set(entry, value)
+  }
+  return value
+}
+
 /** Which files (or in-memory stores) the current async context holds exclusively, to catch deadlocks. */
 const heldLocks = new AsyncLocalStorage<ReadonlySet<unknown>>()
 
@@ -90,7 +109,7 @@ export class AnyStore<V = unknown> {
 
   async get(key: StoreKey): Promise<V | undefined> {
     const entry = this.#current().get(checkKey(key))
-    return entry === undefined ? undefined : (decodeValue(entry.value) as V)
+    return entry === undefined ? undefined : (readValue(entry) as V)
   }
 
   async has(key: StoreKey): Promise<boolean> {
@@ -334,7 +353,7 @@ class StoreTransaction<V> implements Transaction<V> {
 
   async get(key: StoreKey): Promise<V | undefined> {
     const entry = this.#open().get(checkKey(key))
-    return entry === undefined ? undefined : (decodeValue(entry.value) as V)
+    return entry === undefined ? undefined : (readValue(entry) as V)
   }
 
   async has(key: StoreKey): Promise<boolean> {
@@ -359,7 +378,10 @@ class StoreTransaction<V> implements Transaction<V> {
   }
 
   async entries(): Promise<[StoreKey, V][]> {
-    return Array.from(this.#open().entries(), ([key, entry]) => [key, decodeValue(entry.value) as V])
+    return Array.from(this.#open().entries(), ([key, entry]) => [
+      key,
+      decodeValue(entry.value) as V,
+    ])
   }
 
   async clear(): Promise<void> {

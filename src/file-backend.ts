@@ -4,16 +4,11 @@ import { basename, dirname } from 'node:path'
 import { type DerivedKeys, open, seal } from './crypto.js'
 import { CorruptFileError, FileTooLargeError, InvalidPathError } from './errors.js'
 import { closeQuietly, type FileSystem, readFully, unlinkQuietly, writeFully } from './fsio.js'
+import { linkCountRevealsReplacement } from './link-count.js'
 import { type CrossProcessLock, createLock } from './lock.js'
 import { withPathMutex } from './mutex.js'
 import type { LockMode, SyncMode } from './options.js'
-import {
-  decodePayload,
-  type Entry,
-  type EntryMap,
-  encodePayload,
-  PayloadError,
-} from './payload.js'
+import { decodePayload, type Entry, type EntryMap, encodePayload, PayloadError } from './payload.js'
 import type { StoreKey } from './types.js'
 
 /**
@@ -52,6 +47,9 @@ interface Identity {
   ino: number
   size: number
   mtimeMs: number
+  /** For the link-count check: rename over the file, link(2) and unlink(2) all change both. */
+  nlink: number
+  ctimeMs: number
 }
 
 function sameIdentity(stats: Stats, known: Identity): boolean {
@@ -64,7 +62,28 @@ function sameIdentity(stats: Stats, known: Identity): boolean {
 }
 
 function identityOf(stats: Stats): Identity {
-  return { dev: stats.dev, ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs }
+  return {
+    dev: stats.dev,
+    ino: stats.ino,
+    size: stats.size,
+    mtimeMs: stats.mtimeMs,
+    nlink: stats.nlink,
+    ctimeMs: stats.ctimeMs,
+  }
+}
+
+/**
+ * The fast read check (docs/DESIGN-read-path.md): the loaded version, seen through its kept
+ * descriptor, still has its one link and is otherwise untouched. A commit renames a new file
+ * over it, which drops its link count to 0 and changes its ctime.
+ */
+function stillTheOnlyLink(pinned: Stats, known: Identity): boolean {
+  return (
+    pinned.nlink === 1 &&
+    known.nlink === 1 &&
+    pinned.ctimeMs === known.ctimeMs &&
+    sameIdentity(pinned, known)
+  )
 }
 
 /** Resolves the store path to the real file to replace, creating missing directories (0700). */
@@ -105,6 +124,8 @@ export class FileBackend implements Persistence {
   #dirFd: number | undefined
   #tempToken: string | undefined
   #sweptTemps = false
+  /** Whether refresh() may use one fstat on the pinned descriptor instead of stat on the path. */
+  readonly #linkCountCheck: boolean
 
   constructor(file: string, options: FileBackendOptions) {
     this.#io = options.io
@@ -112,6 +133,7 @@ export class FileBackend implements Persistence {
     this.#dir = dirname(this.file)
     this.#options = options
     this.#lock = createLock(options.lock, this.#io, this.file, options.staleMs)
+    this.#linkCountCheck = linkCountRevealsReplacement(this.#dir)
   }
 
   get lockMode(): 'flock' | 'proper-lockfile' {
@@ -119,6 +141,10 @@ export class FileBackend implements Persistence {
   }
 
   refresh(): EntryMap | undefined {
+    const known = this.#loaded
+    if (known && this.#linkCountCheck && this.#pinnedFd !== undefined) {
+      if (stillTheOnlyLink(this.#io.fstatSync(this.#pinnedFd), known)) return undefined
+    }
     const stats = this.#io.statSync(this.file)
     if (stats === undefined) {
       if (this.#loaded === null) return undefined
@@ -126,7 +152,12 @@ export class FileBackend implements Persistence {
       this.#loaded = null
       return new Map()
     }
-    if (this.#loaded && sameIdentity(stats, this.#loaded)) return undefined
+    if (known && sameIdentity(stats, known)) {
+      // Same inode, so same version (a hard link or chmod only changed nlink or ctime): take
+      // those as they are now, so the next read can use the fast check again.
+      this.#loaded = identityOf(stats)
+      return undefined
+    }
     return this.#load()
   }
 
@@ -228,7 +259,6 @@ export class FileBackend implements Persistence {
     const temp = this.#tempPath(token)
     const io = this.#io
     const fd = io.openSync(temp, 'wx', 0o600)
-    let stats: Stats
     try {
       let position = 0
       for (const part of sealed.parts) {
@@ -236,7 +266,6 @@ export class FileBackend implements Persistence {
         position += part.length
       }
       if (this.#options.sync === 'always') io.fsyncSync(fd)
-      stats = io.fstatSync(fd)
       this.#lock.assertHeld()
       io.renameSync(temp, this.file)
     } catch (error) {
@@ -246,7 +275,10 @@ export class FileBackend implements Persistence {
     }
     // The new version is visible to everyone now. If making the rename durable fails, the
     // caller is told, and this instance forgets what it loaded so its next read reloads.
+    let stats: Stats
     try {
+      // After the rename, which changes the new file's ctime on some file systems.
+      stats = io.fstatSync(fd)
       if (this.#options.sync === 'always') io.fsyncSync(this.#directoryFd())
     } catch (error) {
       closeQuietly(io, fd)

@@ -378,10 +378,7 @@ class StoreTransaction<V> implements Transaction<V> {
   }
 
   async entries(): Promise<[StoreKey, V][]> {
-    return Array.from(this.#open().entries(), ([key, entry]) => [
-      key,
-      decodeValue(entry.value) as V,
-    ])
+    return Array.from(this.#open().entries(), ([key, entry]) => [key, decodeValue(entry.value) as V])
   }
 
   async clear(): Promise<void> {

@@ -164,7 +164,7 @@ export class AnyStore<V = unknown> {
         tx.end()
       }
       if (overlay.hasChanges) {
-        queue?.persistence.commit(overlay.entries())
+        queue?.persistence.commit(overlay)
         overlay.applyTo(overlay.base)
       }
       return result
@@ -210,7 +210,7 @@ export class AnyStore<V = unknown> {
           persistence.exclusive(async () => {
             const overlay = new Overlay(persistence.refresh() ?? new Map())
             for (const [key, entry] of inMemory) overlay.set(key, entry)
-            persistence.commit(overlay.entries())
+            persistence.commit(overlay)
             overlay.applyTo(overlay.base)
             this.#map = overlay.base
           }),
@@ -312,7 +312,7 @@ export class AnyStore<V = unknown> {
         const overlay = new Overlay(this.#map)
         const results = batch.map((p) => apply(overlay, p.mutation))
         if (overlay.hasChanges) {
-          queue.persistence.commit(overlay.entries())
+          queue.persistence.commit(overlay)
           overlay.applyTo(overlay.base)
         }
         batch.forEach((p, i) => p.resolve(results[i]))

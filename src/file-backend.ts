@@ -8,7 +8,9 @@ import { linkCountRevealsReplacement } from './link-count.js'
 import { type CrossProcessLock, createLock } from './lock.js'
 import { withPathMutex } from './mutex.js'
 import type { LockMode, SyncMode } from './options.js'
+import { Overlay } from './overlay.js'
 import { decodePayload, type Entry, type EntryMap, encodePayload, PayloadError } from './payload.js'
+import { encodeOverImage, ImagedMap } from './payload-image.js'
 import type { StoreKey } from './types.js'
 
 /**
@@ -38,6 +40,9 @@ export interface FileBackendOptions {
   staleMs: number
   io: FileSystem
 }
+
+/** Below this many entries, encoding every entry on each commit costs less than parsing once. */
+const ADOPT_FROM_ENTRIES = 1024
 
 const TEMP_NAME = /^\.?(.+)\.([0-9a-f]{16})\.tmp$/
 
@@ -124,6 +129,18 @@ export class FileBackend implements Persistence {
   #dirFd: number | undefined
   #tempToken: string | undefined
   #sweptTemps = false
+  /**
+   * The payload of our last commit when it had to be encoded entry by entry (the map had no
+   * image, e.g. it was filled by this process). The next refresh parses it into a map with an
+   * image, so later commits copy it around their changes instead.
+   */
+  #adoptable: Buffer | undefined
+  /**
+   * Where exclusive() is: the adopted map replaces the caller's map, which is only safe where no
+   * overlay is built on it, i.e. outside exclusive() or at its first refresh (before the
+   * section builds its overlay). A get() during a run() refreshes mid-section.
+   */
+  #section: 'none' | 'entered' | 'started' = 'none'
   /** Whether refresh() may use one fstat on the pinned descriptor instead of stat on the path. */
   readonly #linkCountCheck: boolean
 
@@ -141,6 +158,20 @@ export class FileBackend implements Persistence {
   }
 
   refresh(): EntryMap | undefined {
+    const mayAdopt = this.#section !== 'started'
+    if (this.#section === 'entered') this.#section = 'started'
+    const adoptable = this.#adoptable
+    const fresh = this.#refresh()
+    if (fresh !== undefined) this.#adoptable = undefined
+    if (fresh !== undefined || adoptable === undefined || !mayAdopt) return fresh
+    this.#adoptable = undefined
+    // Still our own commit on disk: the same state, now with an image of its payload.
+    const map = new ImagedMap()
+    decodePayload(adoptable, map)
+    return map.attach(adoptable)
+  }
+
+  #refresh(): EntryMap | undefined {
     const known = this.#loaded
     if (known && this.#linkCountCheck && this.#pinnedFd !== undefined) {
       if (stillTheOnlyLink(this.#io.fstatSync(this.#pinnedFd), known)) return undefined
@@ -180,9 +211,10 @@ export class FileBackend implements Persistence {
       const bytes = Buffer.allocUnsafe(stats.size)
       const read = readFully(this.#io, fd, bytes, stats.size, 0)
       const { payload } = open(this.file, this.#options.keys, bytes.subarray(0, read))
-      let map: EntryMap
+      const map = new ImagedMap()
       try {
-        map = decodePayload(payload)
+        decodePayload(payload, map)
+        map.attach(payload)
       } catch (cause) {
         if (!(cause instanceof PayloadError)) throw cause
         throw new CorruptFileError(this.file, cause.message, { cause })
@@ -211,8 +243,10 @@ export class FileBackend implements Persistence {
       await this.#lock.acquire(this.#options.lockTimeoutMs)
       try {
         this.#takeOverRecord()
+        this.#section = 'entered'
         return await fn()
       } finally {
+        this.#section = 'none'
         this.#tempToken = undefined
         await this.#lock.release()
       }
@@ -253,7 +287,12 @@ export class FileBackend implements Persistence {
     if (token === undefined) throw new Error('commit() outside exclusive() or twice in one lock')
     this.#tempToken = undefined
     // Encode before touching the disk: an encoding failure leaves nothing behind.
-    const sealed = seal(this.#options.keys, encodePayload(entries), {
+    // A commit on top of a loaded map copies the loaded payload around the changed records.
+    // Whatever happens now, an older payload no longer describes the map.
+    this.#adoptable = undefined
+    const fromImage = entries instanceof Overlay ? encodeOverImage(entries) : undefined
+    const payload = fromImage ?? encodePayload(entries)
+    const sealed = seal(this.#options.keys, payload, {
       compress: this.#options.compress,
     })
     const temp = this.#tempPath(token)
@@ -287,6 +326,9 @@ export class FileBackend implements Persistence {
       throw error
     }
     this.#pin(fd, stats)
+    if (fromImage === undefined && payload.readUInt32BE(0) >= ADOPT_FROM_ENTRIES) {
+      this.#adoptable = payload
+    }
   }
 
   #directoryFd(): number {
@@ -295,6 +337,7 @@ export class FileBackend implements Persistence {
   }
 
   close(): void {
+    this.#adoptable = undefined
     this.#unpin()
     this.#loaded = undefined
     closeQuietly(this.#io, this.#dirFd)

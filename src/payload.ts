@@ -81,8 +81,7 @@ export function encodePayload(entries: Iterable<[StoreKey, Entry]>): Buffer {
     }
     const keyLength = typeof key === 'string' ? Buffer.byteLength(key) : 8
     keyLengths.push(keyLength)
-    size += 1 + (typeof key === 'string' ? 4 : 0) + keyLength + 1
-    size += (entry.expiresAt === undefined ? 0 : 8) + 4 + entry.value.length
+    size += freshRecordSize(key, keyLength, entry)
   }
   const out = Buffer.allocUnsafe(size)
   let at = out.writeUInt32BE(items.length, 0)
@@ -113,6 +112,25 @@ export function encodePayload(entries: Iterable<[StoreKey, Entry]>): Buffer {
   return out
 }
 
+function freshRecordSize(key: StoreKey, keyLength: number, entry: Entry): number {
+  const keyBytes = 1 + (typeof key === 'string' ? 4 : 0) + keyLength
+  return keyBytes + 1 + (entry.expiresAt === undefined ? 0 : 8) + 4 + entry.value.length
+}
+
+/** The bytes `key` and `entry` take in a payload. */
+export function recordSize(key: StoreKey, entry: Entry): number {
+  if (entry instanceof StoredEntry) return entry.valueEnd - entry.recordStart
+  return freshRecordSize(key, typeof key === 'string' ? Buffer.byteLength(key) : 8, entry)
+}
+
+/** Writes one record at `at` (copying it whole if it was parsed from a payload); returns the end. */
+export function writeEntry(out: Buffer, at: number, key: StoreKey, entry: Entry): number {
+  if (entry instanceof StoredEntry) {
+    return at + entry.payload.copy(out, at, entry.recordStart, entry.valueEnd)
+  }
+  return writeRecord(out, at, key, typeof key === 'string' ? Buffer.byteLength(key) : 8, entry)
+}
+
 function writeRecord(
   out: Buffer,
   start: number,
@@ -140,9 +158,13 @@ function writeRecord(
   return at + entry.value.length
 }
 
-/** Parses a payload; values stay views into `payload`, which must therefore never be mutated. */
-export function decodePayload(payload: Buffer): EntryMap {
-  const map: EntryMap = new Map()
+/**
+ * Parses a payload into `map` (a new Map by default); values stay views into `payload`, which
+ * must therefore never be mutated.
+ */
+export function decodePayload(payload: Buffer, map: EntryMap = new Map()): EntryMap {
+  // Map's own set, not a subclass's: the map is being filled, not changed (see ImagedMap).
+  const insert = Map.prototype.set
   const need = (at: number, n: number) => {
     if (at + n > payload.length)
       throw new PayloadError(`payload ends inside an entry at byte ${at}`)
@@ -182,7 +204,7 @@ export function decodePayload(payload: Buffer): EntryMap {
     const length = payload.readUInt32BE(at)
     at += 4
     need(at, length)
-    map.set(key, new StoredEntry(payload, recordStart, at, at + length, expiresAt))
+    insert.call(map, key, new StoredEntry(payload, recordStart, at, at + length, expiresAt))
     at += length
   }
   if (at !== payload.length)

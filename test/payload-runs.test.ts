@@ -2,6 +2,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { Overlay } from '../src/overlay.js'
 import { decodePayload, type Entry, encodePayload, StoredEntry } from '../src/payload.js'
+import { encodeOverImage, ImagedMap } from '../src/payload-image.js'
 import type { StoreKey } from '../src/types.js'
 
 const key = fc.oneof(fc.string({ maxLength: 6 }), fc.integer({ min: -50, max: 50 }))
@@ -13,9 +14,9 @@ const entry = fc.record(
   { requiredKeys: ['value'] },
 )
 const operation = fc.oneof(
-  fc.record({ kind: fc.constant('set' as const), key, entry }),
-  fc.record({ kind: fc.constant('delete' as const), key }),
-  fc.record({ kind: fc.constant('clear' as const) }),
+  { arbitrary: fc.record({ kind: fc.constant('set' as const), key, entry }), weight: 6 },
+  { arbitrary: fc.record({ kind: fc.constant('delete' as const), key }), weight: 3 },
+  { arbitrary: fc.record({ kind: fc.constant('clear' as const) }), weight: 1 },
 )
 
 /** The same entries as plain objects with copied bytes: what encodePayload lays out field by field. */
@@ -83,5 +84,61 @@ describe('payload records copied in runs', () => {
     expect([...seven.value]).toEqual([9])
     expect(seven.expiresAt).toBe(1234)
     expect(a.expiresAt).toBeUndefined()
+  })
+})
+
+describe('commits laid out from the image of the loaded payload', () => {
+  it('produce exactly the bytes of encoding every entry, commit after commit', () => {
+    let spliced = 0
+    let fellBack = 0
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(key, entry), { maxLength: 30 }),
+        fc.array(fc.array(operation, { maxLength: 12 }), { maxLength: 5 }),
+        fc.integer({ min: 0, max: 40 }),
+        (initial, commits, limit) => {
+          const bytes = encodePayload(new Map(initial))
+          const map = new ImagedMap()
+          decodePayload(bytes, map)
+          map.attach(bytes, limit)
+          for (const ops of commits) {
+            const overlay = new Overlay(map)
+            for (const op of ops) {
+              if (op.kind === 'set') overlay.set(op.key, op.entry)
+              else if (op.kind === 'delete') overlay.delete(op.key)
+              else overlay.clear()
+            }
+            const expected = encodePayload(plain(overlay.entries()))
+            const fromImage = encodeOverImage(overlay)
+            if (fromImage === undefined) fellBack++
+            else {
+              spliced++
+              expect(fromImage.equals(expected)).toBe(true)
+            }
+            overlay.applyTo(map)
+            expect(plain(decodePayload(expected))).toEqual(plain(map))
+          }
+        },
+      ),
+      { numRuns: 300 },
+    )
+    // Both paths ran: the image, and the fallback after a clear() or past the limit.
+    expect(spliced).toBeGreaterThan(200)
+    expect(fellBack).toBeGreaterThan(10)
+  })
+
+  it('drops the image on clear() and past its limit', () => {
+    const bytes = encodePayload(new Map([['a', { value: Uint8Array.of(1) }]]))
+    const map = new ImagedMap()
+    decodePayload(bytes, map)
+    map.attach(bytes, 2)
+    map.set('b', { value: Uint8Array.of(2) })
+    map.set('c', { value: Uint8Array.of(3) })
+    expect(map.image).toBeDefined()
+    map.set('d', { value: Uint8Array.of(4) })
+    expect(map.image).toBeUndefined()
+    map.attach(bytes)
+    map.clear()
+    expect(map.image).toBeUndefined()
   })
 })

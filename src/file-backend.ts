@@ -261,7 +261,12 @@ export class FileBackend implements Persistence {
    */
   #takeOverRecord(): void {
     const previous = this.#lock.record.read()
-    if (previous !== undefined) unlinkQuietly(this.#io, this.#tempPath(previous.token))
+    if (previous !== undefined) {
+      // Normally the holder renamed its temp away: look before unlinking, because a failing
+      // unlinkSync costs more (a thrown error with a stack) than the lstat.
+      const leftover = this.#tempPath(previous.token)
+      if (this.#io.lstatSync(leftover) !== undefined) unlinkQuietly(this.#io, leftover)
+    }
     if (!this.#sweptTemps) {
       this.#sweepTemps()
       this.#sweptTemps = true

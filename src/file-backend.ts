@@ -210,7 +210,9 @@ export class FileBackend implements Persistence {
       }
       const bytes = Buffer.allocUnsafe(stats.size)
       const read = readFully(this.#io, fd, bytes, stats.size, 0)
-      const { payload } = open(this.file, this.#options.keys, bytes.subarray(0, read))
+      const { payload } = open(this.file, this.#options.keys, bytes.subarray(0, read), {
+        inPlace: true,
+      })
       const map = new ImagedMap()
       try {
         decodePayload(payload, map)

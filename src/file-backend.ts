@@ -236,8 +236,13 @@ export class FileBackend implements Persistence {
   }
 
   #unpin(): void {
-    closeQuietly(this.#io, this.#pinnedFd)
+    const fd = this.#pinnedFd
     this.#pinnedFd = undefined
+    if (fd === undefined) return
+    // Usually the last descriptor of a replaced version: closing it frees the file, which
+    // need not hold up the commit or read that made it obsolete.
+    if (this.#io.closeInBackground) this.#io.closeInBackground(fd)
+    else closeQuietly(this.#io, fd)
   }
 
   async exclusive<T>(fn: () => Promise<T>): Promise<T> {

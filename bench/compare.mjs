@@ -1,8 +1,10 @@
+import { statSync } from 'node:fs'
 import { join } from 'node:path'
 import Conf from 'conf'
 import { open as openLmdb } from 'lmdb'
 import { AnyStore } from '../dist/index.js'
 import { contend } from './concurrency.mjs'
+import { rawWriter } from './lib/baselines.mjs'
 import { check, freshDir, keyFor, valueFor } from './lib/data.mjs'
 import { measure } from './lib/harness.mjs'
 import { populate } from './scenarios.mjs'
@@ -42,8 +44,11 @@ async function closeContenders({ anystore, lmdb }) {
   await lmdb.close()
 }
 
-/** Per store: the median in µs of one operation. */
-async function side(profile, name, size, operations) {
+/**
+ * Per store: the median in µs of one operation. With `floor`, also a raw durable replace of
+ * as many bytes as anystore's file (the least a commit of this design costs).
+ */
+async function side(profile, name, size, operations, { floor = false } = {}) {
   const dir = freshDir(`compare-${size}`)
   const stores = await openContenders(dir, size)
   const row = { scenario: name, size }
@@ -51,6 +56,11 @@ async function side(profile, name, size, operations) {
     const { fn, ops = 1, slow = true, verify } = operations[kind](stores[kind], dir)
     row[kind] = (await measure(profile, fn, { ops, slow })).medianUs
     if (verify) await verify()
+  }
+  if (floor) {
+    const writer = rawWriter(dir, statSync(stores.anystore.file).size, true)
+    row.floor = (await measure(profile, () => writer.write(), { slow: true })).medianUs
+    writer.close()
   }
   await closeContenders(stores)
   row.go = GO_ORIGINAL[name]
@@ -92,30 +102,36 @@ export async function compare(profile, { incrementCount, coldSize }) {
 
   let round = 0
   const setThenGet = (size, name) =>
-    side(profile, name, size, {
-      anystore: (s) => ({
-        fn: async () => {
-          const value = valueFor(1, ++round)
-          await s.set('one', value)
-          if ((await s.get('one')) !== value) throw new Error('anystore lost a write')
-        },
-      }),
-      lmdb: (db) => ({
-        fn: async () => {
-          const value = valueFor(1, ++round)
-          await db.put('one', value)
-          await db.flushed
-          if (db.get('one') !== value) throw new Error('lmdb lost a write')
-        },
-      }),
-      conf: (c) => ({
-        fn: () => {
-          const value = valueFor(1, ++round)
-          c.set('one', value)
-          if (c.get('one') !== value) throw new Error('conf lost a write')
-        },
-      }),
-    })
+    side(
+      profile,
+      name,
+      size,
+      {
+        anystore: (s) => ({
+          fn: async () => {
+            const value = valueFor(1, ++round)
+            await s.set('one', value)
+            if ((await s.get('one')) !== value) throw new Error('anystore lost a write')
+          },
+        }),
+        lmdb: (db) => ({
+          fn: async () => {
+            const value = valueFor(1, ++round)
+            await db.put('one', value)
+            await db.flushed
+            if (db.get('one') !== value) throw new Error('lmdb lost a write')
+          },
+        }),
+        conf: (c) => ({
+          fn: () => {
+            const value = valueFor(1, ++round)
+            c.set('one', value)
+            if (c.get('one') !== value) throw new Error('conf lost a write')
+          },
+        }),
+      },
+      { floor: true },
+    )
   rows.push(await setThenGet(0, 'set then get of one key (durable)'))
   rows.push(await setThenGet(10_000, 'set, store of 10,000 entries (durable)'))
 
@@ -163,6 +179,8 @@ export async function compare(profile, { incrementCount, coldSize }) {
   }
 
   const contention = []
-  for (const kind of Object.keys(lmdbKinds)) contention.push(await contend(kind, 4, incrementCount))
+  for (const kind of [...Object.keys(lmdbKinds), 'floor']) {
+    contention.push(await contend(kind, 4, incrementCount))
+  }
   return { rows, contention, goLostOf1000: GO_ORIGINAL.lostOf1000 }
 }

@@ -87,6 +87,10 @@ export async function readCounter(kind, path) {
     await db.close()
     return value ?? 0
   }
+  if (kind === 'floor') {
+    const { readFileSync } = await import('node:fs')
+    return Number(readFileSync(join(path, 'counter'), 'utf8'))
+  }
   const { default: Conf } = await import('conf')
   return new Conf({ cwd: path, projectName: 'bench', configName: 'store' }).get('counter') ?? 0
 }

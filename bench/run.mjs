@@ -205,13 +205,14 @@ async function coldOpen(size) {
 const side = await compare(profile, { incrementCount: plan.increments, coldSize: plan.coldSize })
 printTable(
   'side by side (median per operation; ratio = anystore ÷ other)',
-  ['scenario', 'anystore', 'lmdb-js', 'conf', 'Go original', '÷ lmdb', '÷ conf', '÷ Go'],
+  ['scenario', 'anystore', 'lmdb-js', 'conf', 'Go original', 'floor', '÷ lmdb', '÷ conf', '÷ Go'],
   side.rows.map((r) => [
     r.scenario,
     formatUs(r.anystore),
     formatUs(r.lmdb),
     formatUs(r.conf),
     formatUs(r.go),
+    formatUs(r.floor),
     formatRatio(r.anystore / r.lmdb),
     formatRatio(r.anystore / r.conf),
     formatRatio(r.go ? r.anystore / r.go : undefined),
@@ -226,7 +227,7 @@ printTable(
       c.opsPerSec.toFixed(0),
       `${c.lost} of ${c.increments}`,
     ]),
-    ['Go original (Run)', '-', `${side.goLostOf1000} of 1000`],
+    ['Go original (Run), measured here earlier', '-', `${side.goLostOf1000} of 1000`],
   ],
 )
 removeDirs()
@@ -251,6 +252,7 @@ const largest = find('get', 'same key', plan.sizes.at(-1))
 const lmdbGet = side.rows[0]
 const headline = side.rows[1]
 const four = side.contention
+const rateOf = (store) => four.find((c) => c.store === store).opsPerSec
 const commitAt = (size) => find('set', 'same key', size, plan.syncs[0])?.ratio
 const anystoreFour = processes.find((p) => p.processes === 4) ?? four[0]
 const targets = [
@@ -260,15 +262,18 @@ const targets = [
   ['commit at 10k ÷ raw durable write', commitAt(10_000), '≤ 1.25'],
   ['commit at 100k ÷ raw durable write', commitAt(100_000), '≤ 1.25'],
   ['group commit speed-up', group.speedup, '≥ 100'],
-  ['4-process run() rate ÷ lmdb-js', four[0].opsPerSec / four[1].opsPerSec, '≥ 0.6'],
+  ['4-process run() rate ÷ lmdb-js', rateOf('anystore') / rateOf('lmdb'), '≥ 0.6'],
+  ['  floor (lock + durable replace) ÷ lmdb-js', rateOf('floor') / rateOf('lmdb'), 'context'],
+  ['  anystore ÷ floor', rateOf('anystore') / rateOf('floor'), 'context'],
   ['lost updates, 1–8 processes', processes.reduce((n, p) => n + p.lost, 0), '= 0'],
   ['set then get ÷ lmdb-js', headline.anystore / headline.lmdb, '≤ 1.2'],
+  ['  raw durable replace of the same bytes ÷ lmdb-js', headline.floor / headline.lmdb, 'context'],
   ['cold open ÷ read + decrypt', cold.anystoreUs / cold.readDecryptUs, '≤ 2'],
   ['cold open ÷ lock + JSON store', cold.anystoreUs / cold.jsonUs, '≤ 0.35'],
   ['cold open peak RSS ÷ file size', cold.peakRssAboveBaseline / cold.fileSize, '≤ 2'],
 ].map(([name, value, goal]) => ({ name, value, goal, met: meets(value, goal) }))
 function meets(value, goal) {
-  if (value === undefined || Number.isNaN(value)) return undefined
+  if (value === undefined || Number.isNaN(value) || goal === 'context') return undefined
   const bound = Number(goal.replace(/[^0-9.]/g, ''))
   return goal.startsWith('≤')
     ? value <= bound

@@ -47,7 +47,8 @@ export function formatUs(us) {
 
 export function formatRatio(ratio) {
   if (ratio === undefined || Number.isNaN(ratio)) return '-'
-  return ratio >= 100 ? `${ratio.toFixed(0)}×` : `${ratio.toFixed(2)}×`
+  if (ratio >= 100) return `${ratio.toFixed(0)}×`
+  return ratio >= 0.1 ? `${ratio.toFixed(2)}×` : `${ratio.toPrecision(2)}×`
 }
 
 /** Prints rows as an aligned text table. */

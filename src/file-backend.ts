@@ -298,10 +298,10 @@ export class FileBackend implements Persistence {
     const token = this.#tempToken
     if (token === undefined) throw new Error('commit() outside exclusive() or twice in one lock')
     this.#tempToken = undefined
-    // Encode before touching the disk: an encoding failure leaves nothing behind.
-    // A commit on top of a loaded map copies the loaded payload around the changed records.
     // Whatever happens now, an older payload no longer describes the map.
     this.#adoptable = undefined
+    // Encode before touching the disk: an encoding failure leaves nothing behind. A commit on
+    // top of a loaded map copies the loaded payload around the changed records.
     const fromImage = entries instanceof Overlay ? encodeOverImage(entries) : undefined
     const payload = fromImage ?? encodePayload(entries)
     const sealed = seal(this.#options.keys, payload, {

@@ -32,6 +32,25 @@ interface CommitQueue {
   flushScheduled: boolean
 }
 
+/**
+ * Decoded primitives (strings, numbers, booleans, null, bigints) by entry. A primitive cannot be
+ * mutated, so handing the same one out again is as good as a fresh decode, and repeated reads
+ * of a key skip the MessagePack decoder. Entries are never mutated, so the cache never goes
+ * stale; objects are decoded afresh on every read, because callers may mutate them.
+ */
+const decodedPrimitives = new WeakMap<Entry, unknown>()
+const MAX_CACHED_BYTES = 4096
+
+function readValue(entry: Entry, source: string): unknown {
+  const cached = decodedPrimitives.get(entry)
+  if (cached !== undefined) return cached
+  const value = decodeValue(entry.value, source)
+  if (typeof value !== 'object' || value === null) {
+    if (entry.value.length <= MAX_CACHED_BYTES) decodedPrimitives.set(entry, value)
+  }
+  return value
+}
+
 /** Which files (or in-memory stores) the current async context holds exclusively, to catch deadlocks. */
 const heldLocks = new AsyncLocalStorage<ReadonlySet<unknown>>()
 
@@ -90,7 +109,7 @@ export class AnyStore<V = unknown> {
 
   async get(key: StoreKey): Promise<V | undefined> {
     const entry = this.#current().get(checkKey(key))
-    return entry === undefined ? undefined : (decodeValue(entry.value, this.#source) as V)
+    return entry === undefined ? undefined : (readValue(entry, this.#source) as V)
   }
 
   async has(key: StoreKey): Promise<boolean> {
@@ -151,7 +170,7 @@ export class AnyStore<V = unknown> {
         tx.end()
       }
       if (overlay.hasChanges) {
-        queue?.persistence.commit(overlay.entries())
+        queue?.persistence.commit(overlay)
         overlay.applyTo(overlay.base)
       }
       return result
@@ -197,7 +216,7 @@ export class AnyStore<V = unknown> {
           persistence.exclusive(async () => {
             const overlay = new Overlay(persistence.refresh() ?? new Map())
             for (const [key, entry] of inMemory) overlay.set(key, entry)
-            persistence.commit(overlay.entries())
+            persistence.commit(overlay)
             overlay.applyTo(overlay.base)
             this.#map = overlay.base
           }),
@@ -304,7 +323,7 @@ export class AnyStore<V = unknown> {
         const overlay = new Overlay(this.#map)
         const results = batch.map((p) => apply(overlay, p.mutation))
         if (overlay.hasChanges) {
-          queue.persistence.commit(overlay.entries())
+          queue.persistence.commit(overlay)
           overlay.applyTo(overlay.base)
         }
         for (const [i, p] of batch.entries()) p.resolve(results[i])
@@ -347,7 +366,7 @@ class StoreTransaction<V> implements Transaction<V> {
 
   async get(key: StoreKey): Promise<V | undefined> {
     const entry = this.#open().get(checkKey(key))
-    return entry === undefined ? undefined : (decodeValue(entry.value, this.#source) as V)
+    return entry === undefined ? undefined : (readValue(entry, this.#source) as V)
   }
 
   async has(key: StoreKey): Promise<boolean> {

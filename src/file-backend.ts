@@ -78,7 +78,7 @@ function identityOf(stats: Stats): Identity {
 }
 
 /**
- * The fast read check (docs/DESIGN-read-path.md): the loaded version, seen through its kept
+ * The fast read check (docs/DESIGN.md, "The read check in detail"): the loaded version, seen through its kept
  * descriptor, still has its one link and is otherwise untouched. A commit renames a new file
  * over it, which drops its link count to 0 and changes its ctime.
  */

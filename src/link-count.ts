@@ -18,7 +18,7 @@ const TRUSTED_FILE_SYSTEMS = new Set([
 /**
  * Whether readers of a store in `directory` may detect a newer commit from the link count of
  * the version they loaded (one fstat on a kept descriptor) instead of stat(2) on the path.
- * See docs/DESIGN-read-path.md for why that never misses a completed commit.
+ * See docs/DESIGN.md, "The read check in detail" for why that never misses a completed commit.
  */
 export function linkCountRevealsReplacement(directory: string): boolean {
   if (process.platform !== 'linux' || process.env.ANYSTORE_READ_CHECK === 'stat') return false

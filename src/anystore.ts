@@ -32,6 +32,25 @@ interface CommitQueue {
   flushScheduled: boolean
 }
 
+/**
+ * Decoded primitives (strings, numbers, booleans, null, bigints) by entry. A primitive cannot be
+ * mutated, so handing the same one out again is as good as a fresh decode, and repeated reads
+ * of a key skip the MessagePack decoder. Entries are never mutated, so the cache never goes
+ * stale; objects are decoded afresh on every read, because callers may mutate them.
+ */
+const decodedPrimitives = new WeakMap<Entry, unknown>()
+const MAX_CACHED_BYTES = 4096
+
+function readValue(entry: Entry, source: string): unknown {
+  const cached = decodedPrimitives.get(entry)
+  if (cached !== undefined) return cached
+  const value = decodeValue(entry.value, source)
+  if (typeof value !== 'object' || value === null) {
+    if (entry.value.length <= MAX_CACHED_BYTES) decodedPrimitives.set(entry, value)
+  }
+  return value
+}
+
 /** Which files (or in-memory stores) the current async context holds exclusively, to catch deadlocks. */
 const heldLocks = new AsyncLocalStorage<ReadonlySet<unknown>>()
 
@@ -90,7 +109,7 @@ export class AnyStore<V = unknown> {
 
   async get(key: StoreKey): Promise<V | undefined> {
     const entry = this.#current().get(checkKey(key))
-    return entry === undefined ? undefined : (decodeValue(entry.value) as V)
+    return entry === undefined ? undefined : (readValue(entry, this.#source) as V)
   }
 
   async has(key: StoreKey): Promise<boolean> {
@@ -106,7 +125,13 @@ export class AnyStore<V = unknown> {
   }
 
   async entries(): Promise<[StoreKey, V][]> {
-    return Array.from(this.#current(), ([key, entry]) => [key, decodeValue(entry.value) as V])
+    const map = this.#current()
+    return Array.from(map, ([key, entry]) => [key, decodeValue(entry.value, this.#source) as V])
+  }
+
+  /** Names the store in errors about its content. */
+  get #source(): string {
+    return this.file ?? 'the in-memory store'
   }
 
   /** Resolves once the value is committed (and, with `sync: 'always'`, durable). */
@@ -137,7 +162,7 @@ export class AnyStore<V = unknown> {
     const body = async () => {
       if (queue !== undefined) this.#refreshFrom(queue.persistence)
       const overlay = new Overlay(this.#map)
-      const tx = new StoreTransaction<V>(overlay)
+      const tx = new StoreTransaction<V>(overlay, this.#source)
       let result: T
       try {
         result = await heldLocks.run(withHeld(lockId), () => fn(tx))
@@ -145,7 +170,7 @@ export class AnyStore<V = unknown> {
         tx.end()
       }
       if (overlay.hasChanges) {
-        queue?.persistence.commit(overlay.entries())
+        queue?.persistence.commit(overlay)
         overlay.applyTo(overlay.base)
       }
       return result
@@ -191,7 +216,7 @@ export class AnyStore<V = unknown> {
           persistence.exclusive(async () => {
             const overlay = new Overlay(persistence.refresh() ?? new Map())
             for (const [key, entry] of inMemory) overlay.set(key, entry)
-            persistence.commit(overlay.entries())
+            persistence.commit(overlay)
             overlay.applyTo(overlay.base)
             this.#map = overlay.base
           }),
@@ -298,7 +323,7 @@ export class AnyStore<V = unknown> {
         const overlay = new Overlay(this.#map)
         const results = batch.map((p) => apply(overlay, p.mutation))
         if (overlay.hasChanges) {
-          queue.persistence.commit(overlay.entries())
+          queue.persistence.commit(overlay)
           overlay.applyTo(overlay.base)
         }
         for (const [i, p] of batch.entries()) p.resolve(results[i])
@@ -322,10 +347,12 @@ function withHeld(lockId: unknown): ReadonlySet<unknown> {
 
 class StoreTransaction<V> implements Transaction<V> {
   readonly #overlay: Overlay
+  readonly #source: string
   #ended = false
 
-  constructor(overlay: Overlay) {
+  constructor(overlay: Overlay, source: string) {
     this.#overlay = overlay
+    this.#source = source
   }
 
   end(): void {
@@ -339,7 +366,7 @@ class StoreTransaction<V> implements Transaction<V> {
 
   async get(key: StoreKey): Promise<V | undefined> {
     const entry = this.#open().get(checkKey(key))
-    return entry === undefined ? undefined : (decodeValue(entry.value) as V)
+    return entry === undefined ? undefined : (readValue(entry, this.#source) as V)
   }
 
   async has(key: StoreKey): Promise<boolean> {
@@ -366,7 +393,7 @@ class StoreTransaction<V> implements Transaction<V> {
   async entries(): Promise<[StoreKey, V][]> {
     return Array.from(this.#open().entries(), ([key, entry]) => [
       key,
-      decodeValue(entry.value) as V,
+      decodeValue(entry.value, this.#source) as V,
     ])
   }
 

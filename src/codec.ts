@@ -1,5 +1,5 @@
 import { Decoder, Encoder, ExtData, ExtensionCodec } from '@msgpack/msgpack'
-import { UnsupportedValueError } from './errors.js'
+import { CorruptFileError, UnsupportedValueError } from './errors.js'
 
 /**
  * Values are MessagePack with extension types for what plain MessagePack loses or mangles
@@ -186,7 +186,15 @@ extensions.register({
 })
 extensions.register({ type: EXT.buffer, encode: () => null, decode: (data) => Buffer.from(data) })
 
-/** Decodes bytes made by `encodeValue` into a fresh value the caller may mutate. */
-export function decodeValue(bytes: Uint8Array): unknown {
-  return decoder.decode(bytes)
+/**
+ * Decodes bytes made by `encodeValue` into a fresh value the caller may mutate. Bytes that do
+ * not decode can only come from a file (they authenticated, so a writer with the key made
+ * them): that is a CorruptFileError naming `source`.
+ */
+export function decodeValue(bytes: Uint8Array, source = 'the store'): unknown {
+  try {
+    return decoder.decode(bytes)
+  } catch (cause) {
+    throw new CorruptFileError(source, `a value does not decode: ${String(cause)}`, { cause })
+  }
 }

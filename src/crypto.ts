@@ -196,11 +196,17 @@ export function parseHeader(file: string, bytes: Uint8Array): FileHeader {
   }
 }
 
-/** Authenticates and decrypts a whole store file; returns the header and the plaintext payload. */
+/**
+ * Authenticates and decrypts a whole store file; returns the header and the plaintext payload.
+ * With `inPlace`, the plaintext overwrites the ciphertext in `bytes` as it is decrypted (a
+ * 1 MiB slice at a time), so opening a large file needs no second buffer of its size; `bytes`
+ * is then garbage if authentication fails.
+ */
 export function open(
   file: string,
   keys: DerivedKeys,
   bytes: Uint8Array,
+  options: { inPlace?: boolean } = {},
 ): { header: FileHeader; payload: Buffer } {
   const header = parseHeader(file, bytes)
   const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
@@ -215,7 +221,8 @@ export function open(
   decipher.setAAD(headerBytes)
   decipher.setAuthTag(data.subarray(data.length - TAG_SIZE))
   const ciphertext = data.subarray(HEADER_SIZE, data.length - TAG_SIZE)
-  const body = Buffer.allocUnsafe(ciphertext.length)
+  // GCM output is as long as its input, so each slice lands on ciphertext already consumed.
+  const body = options.inPlace ? ciphertext : Buffer.allocUnsafe(ciphertext.length)
   let written = 0
   try {
     for (let at = 0; at < ciphertext.length; at += CHUNK) {

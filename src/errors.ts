@@ -156,3 +156,84 @@ export class ReentrantCallError extends AnyStoreError {
     )
   }
 }
+
+/** Config mode and CLI: nothing is stored under the key (or the file does not exist) and no `defaults` were given. */
+export class ThingNotFoundError extends AnyStoreError {
+  readonly key: string | number
+
+  constructor(where: string, key: string | number) {
+    super(
+      'ERR_ANYSTORE_THING_NOT_FOUND',
+      `Nothing is stored under the key ${JSON.stringify(key)} in ${where}: store it first or pass \`defaults\``,
+    )
+    this.key = key
+  }
+}
+
+/** The CLI was asked to read a store file that does not exist. */
+export class StoreFileNotFoundError extends AnyStoreError {
+  readonly file: string
+
+  constructor(file: string) {
+    super('ERR_ANYSTORE_FILE_NOT_FOUND', `${file} does not exist: check the path`)
+    this.file = file
+  }
+}
+
+/** Interactive editing needs a terminal on stdin; it is piped or closed. */
+export class NotATerminalError extends AnyStoreError {
+  constructor() {
+    super(
+      'ERR_ANYSTORE_NOT_A_TERMINAL',
+      'Editing needs an interactive terminal, but stdin is not a TTY: run it from a terminal, or use stash() / `anystore set` instead',
+    )
+  }
+}
+
+/** One problem a Standard Schema validator reported, with the path into the value. */
+export interface SchemaIssue {
+  readonly message: string
+  readonly path: readonly (string | number | symbol)[]
+}
+
+/** A value failed the `schema` given to unstash() or editThing(). */
+export class SchemaValidationError extends AnyStoreError {
+  readonly issues: readonly SchemaIssue[]
+
+  constructor(issues: readonly SchemaIssue[]) {
+    // An error's constructor must not throw, even on issues from a validator that breaks the spec.
+    const list = Array.isArray(issues) ? issues : []
+    const lines = list.map(
+      (issue: Partial<SchemaIssue>) =>
+        `  ${formatIssuePath(issue?.path ?? [])}: ${String(issue?.message)}`,
+    )
+    super(
+      'ERR_ANYSTORE_SCHEMA_VALIDATION',
+      `The value does not match the schema:\n${lines.join('\n')}`,
+    )
+    this.issues = list
+  }
+}
+
+function formatIssuePath(path: readonly (string | number | symbol)[]): string {
+  if (path.length === 0) return '(root)'
+  return path
+    .map((part, i) =>
+      typeof part === 'number' ? `[${part}]` : `${i === 0 ? '' : '.'}${String(part)}`,
+    )
+    .join('')
+}
+
+/** Editing ended without saving: Ctrl-C, the editor failed, or the user declined to edit again. */
+export class EditAbortedError extends AnyStoreError {
+  constructor(reason: string) {
+    super('ERR_ANYSTORE_EDIT_ABORTED', `Nothing was saved: ${reason}`)
+  }
+}
+
+/** JSON given to the CLI (or read back from the editor) is not valid, or not a valid tagged value. */
+export class InvalidJsonError extends AnyStoreError {
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super('ERR_ANYSTORE_INVALID_JSON', `Invalid JSON input: ${detail}`, options)
+  }
+}

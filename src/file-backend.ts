@@ -4,10 +4,13 @@ import { basename, dirname } from 'node:path'
 import { type DerivedKeys, open, seal } from './crypto.js'
 import { CorruptFileError, FileTooLargeError, InvalidPathError } from './errors.js'
 import { closeQuietly, type FileSystem, readFully, unlinkQuietly, writeFully } from './fsio.js'
+import { linkCountRevealsReplacement } from './link-count.js'
 import { type CrossProcessLock, createLock } from './lock.js'
 import { withPathMutex } from './mutex.js'
 import type { LockMode, SyncMode } from './options.js'
+import { Overlay } from './overlay.js'
 import { decodePayload, type Entry, type EntryMap, encodePayload, PayloadError } from './payload.js'
+import { encodeOverImage, ImagedMap } from './payload-image.js'
 import type { StoreKey } from './types.js'
 
 /**
@@ -38,6 +41,9 @@ export interface FileBackendOptions {
   io: FileSystem
 }
 
+/** Below this many entries, encoding every entry on each commit costs less than parsing once. */
+const ADOPT_FROM_ENTRIES = 1024
+
 const TEMP_NAME = /^\.?(.+)\.([0-9a-f]{16})\.tmp$/
 
 /** What identifies one version of the file: the inode (pinned open, so never reused) plus size and mtime. */
@@ -46,6 +52,9 @@ interface Identity {
   ino: number
   size: number
   mtimeMs: number
+  /** For the link-count check: rename over the file, link(2) and unlink(2) all change both. */
+  nlink: number
+  ctimeMs: number
 }
 
 function sameIdentity(stats: Stats, known: Identity): boolean {
@@ -58,7 +67,28 @@ function sameIdentity(stats: Stats, known: Identity): boolean {
 }
 
 function identityOf(stats: Stats): Identity {
-  return { dev: stats.dev, ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs }
+  return {
+    dev: stats.dev,
+    ino: stats.ino,
+    size: stats.size,
+    mtimeMs: stats.mtimeMs,
+    nlink: stats.nlink,
+    ctimeMs: stats.ctimeMs,
+  }
+}
+
+/**
+ * The fast read check (docs/DESIGN.md, "The read check in detail"): the loaded version, seen through its kept
+ * descriptor, still has its one link and is otherwise untouched. A commit renames a new file
+ * over it, which drops its link count to 0 and changes its ctime.
+ */
+function stillTheOnlyLink(pinned: Stats, known: Identity): boolean {
+  return (
+    pinned.nlink === 1 &&
+    known.nlink === 1 &&
+    pinned.ctimeMs === known.ctimeMs &&
+    sameIdentity(pinned, known)
+  )
 }
 
 /** Resolves the store path to the real file to replace, creating missing directories (0700). */
@@ -107,6 +137,20 @@ export class FileBackend implements Persistence {
   #dirFd: number | undefined
   #tempToken: string | undefined
   #sweptTemps = false
+  /**
+   * The payload of our last commit when it had to be encoded entry by entry (the map had no
+   * image, e.g. it was filled by this process). The next refresh parses it into a map with an
+   * image, so later commits copy it around their changes instead.
+   */
+  #adoptable: Buffer | undefined
+  /**
+   * Where exclusive() is: the adopted map replaces the caller's map, which is only safe where no
+   * overlay is built on it, i.e. outside exclusive() or at its first refresh (before the
+   * section builds its overlay). A get() during a run() refreshes mid-section.
+   */
+  #section: 'none' | 'entered' | 'started' = 'none'
+  /** Whether refresh() may use one fstat on the pinned descriptor instead of stat on the path. */
+  readonly #linkCountCheck: boolean
 
   constructor(file: string, options: FileBackendOptions) {
     this.#io = options.io
@@ -114,6 +158,7 @@ export class FileBackend implements Persistence {
     this.#dir = dirname(this.file)
     this.#options = options
     this.#lock = createLock(options.lock, this.#io, this.file, options.staleMs)
+    this.#linkCountCheck = linkCountRevealsReplacement(this.#dir)
   }
 
   get lockMode(): 'flock' | 'proper-lockfile' {
@@ -121,6 +166,24 @@ export class FileBackend implements Persistence {
   }
 
   refresh(): EntryMap | undefined {
+    const mayAdopt = this.#section !== 'started'
+    if (this.#section === 'entered') this.#section = 'started'
+    const adoptable = this.#adoptable
+    const fresh = this.#refresh()
+    if (fresh !== undefined) this.#adoptable = undefined
+    if (fresh !== undefined || adoptable === undefined || !mayAdopt) return fresh
+    this.#adoptable = undefined
+    // Still our own commit on disk: the same state, now with an image of its payload.
+    const map = new ImagedMap()
+    decodePayload(adoptable, map)
+    return map.attach(adoptable)
+  }
+
+  #refresh(): EntryMap | undefined {
+    const known = this.#loaded
+    if (known && this.#linkCountCheck && this.#pinnedFd !== undefined) {
+      if (stillTheOnlyLink(this.#io.fstatSync(this.#pinnedFd), known)) return undefined
+    }
     const stats = this.#io.statSync(this.file)
     if (stats === undefined) {
       if (this.#loaded === null) return undefined
@@ -128,7 +191,12 @@ export class FileBackend implements Persistence {
       this.#loaded = null
       return new Map()
     }
-    if (this.#loaded && sameIdentity(stats, this.#loaded)) return undefined
+    if (known && sameIdentity(stats, known)) {
+      // Same inode, so same version (a hard link or chmod only changed nlink or ctime): take
+      // those as they are now, so the next read can use the fast check again.
+      this.#loaded = identityOf(stats)
+      return undefined
+    }
     return this.#load()
   }
 
@@ -150,10 +218,13 @@ export class FileBackend implements Persistence {
       }
       const bytes = Buffer.allocUnsafe(stats.size)
       const read = readFully(this.#io, fd, bytes, stats.size, 0)
-      const { payload } = open(this.file, this.#options.keys, bytes.subarray(0, read))
-      let map: EntryMap
+      const { payload } = open(this.file, this.#options.keys, bytes.subarray(0, read), {
+        inPlace: true,
+      })
+      const map = new ImagedMap()
       try {
-        map = decodePayload(payload)
+        decodePayload(payload, map)
+        map.attach(payload)
       } catch (cause) {
         if (!(cause instanceof PayloadError)) throw cause
         throw new CorruptFileError(this.file, cause.message, { cause })
@@ -173,8 +244,13 @@ export class FileBackend implements Persistence {
   }
 
   #unpin(): void {
-    closeQuietly(this.#io, this.#pinnedFd)
+    const fd = this.#pinnedFd
     this.#pinnedFd = undefined
+    if (fd === undefined) return
+    // Usually the last descriptor of a replaced version: closing it frees the file, which
+    // need not hold up the commit or read that made it obsolete.
+    if (this.#io.closeInBackground) this.#io.closeInBackground(fd)
+    else closeQuietly(this.#io, fd)
   }
 
   async exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -182,8 +258,10 @@ export class FileBackend implements Persistence {
       await this.#lock.acquire(this.#options.lockTimeoutMs)
       try {
         this.#takeOverRecord()
+        this.#section = 'entered'
         return await fn()
       } finally {
+        this.#section = 'none'
         this.#tempToken = undefined
         await this.#lock.release()
       }
@@ -198,7 +276,12 @@ export class FileBackend implements Persistence {
    */
   #takeOverRecord(): void {
     const previous = this.#lock.record.read()
-    if (previous !== undefined) unlinkQuietly(this.#io, this.#tempPath(previous.token))
+    if (previous !== undefined) {
+      // Normally the holder renamed its temp away: look before unlinking, because a failing
+      // unlinkSync costs more (a thrown error with a stack) than the lstat.
+      const leftover = this.#tempPath(previous.token)
+      if (this.#io.lstatSync(leftover) !== undefined) unlinkQuietly(this.#io, leftover)
+    }
     if (!this.#sweptTemps) {
       this.#sweepTemps()
       this.#sweptTemps = true
@@ -219,18 +302,26 @@ export class FileBackend implements Persistence {
     return `${this.file}.${token}.tmp`
   }
 
-  commit(entries: Iterable<[StoreKey, Entry]>): void {
+  /** `sealWith` re-encrypts under other keys (rekey); this instance cannot read the result. */
+  commit(
+    entries: Iterable<[StoreKey, Entry]>,
+    sealWith?: { keys: DerivedKeys; compress: boolean },
+  ): void {
     const token = this.#tempToken
     if (token === undefined) throw new Error('commit() outside exclusive() or twice in one lock')
     this.#tempToken = undefined
-    // Encode before touching the disk: an encoding failure leaves nothing behind.
-    const sealed = seal(this.#options.keys, encodePayload(entries), {
-      compress: this.#options.compress,
+    // Whatever happens now, an older payload no longer describes the map.
+    this.#adoptable = undefined
+    // Encode before touching the disk: an encoding failure leaves nothing behind. A commit on
+    // top of a loaded map copies the loaded payload around the changed records.
+    const fromImage = entries instanceof Overlay ? encodeOverImage(entries) : undefined
+    const payload = fromImage ?? encodePayload(entries)
+    const sealed = seal(sealWith?.keys ?? this.#options.keys, payload, {
+      compress: sealWith?.compress ?? this.#options.compress,
     })
     const temp = this.#tempPath(token)
     const io = this.#io
     const fd = io.openSync(temp, 'wx', 0o600)
-    let stats: Stats
     try {
       let position = 0
       for (const part of sealed.parts) {
@@ -238,7 +329,6 @@ export class FileBackend implements Persistence {
         position += part.length
       }
       if (this.#options.sync === 'always') io.fsyncSync(fd)
-      stats = io.fstatSync(fd)
       this.#lock.assertHeld()
       io.renameSync(temp, this.file)
     } catch (error) {
@@ -248,7 +338,10 @@ export class FileBackend implements Persistence {
     }
     // The new version is visible to everyone now. If making the rename durable fails, the
     // caller is told, and this instance forgets what it loaded so its next read reloads.
+    let stats: Stats
     try {
+      // After the rename, which changes the new file's ctime on some file systems.
+      stats = io.fstatSync(fd)
       if (this.#options.sync === 'always') io.fsyncSync(this.#directoryFd())
     } catch (error) {
       closeQuietly(io, fd)
@@ -257,6 +350,9 @@ export class FileBackend implements Persistence {
       throw error
     }
     this.#pin(fd, stats)
+    if (fromImage === undefined && payload.readUInt32BE(0) >= ADOPT_FROM_ENTRIES) {
+      this.#adoptable = payload
+    }
   }
 
   #directoryFd(): number {
@@ -265,6 +361,7 @@ export class FileBackend implements Persistence {
   }
 
   close(): void {
+    this.#adoptable = undefined
     this.#unpin()
     this.#loaded = undefined
     closeQuietly(this.#io, this.#dirFd)

@@ -82,6 +82,28 @@ export class Overlay {
     }
   }
 
+  /** The overlay iterates as its entries, so it can be handed to a commit as it is. */
+  [Symbol.iterator](): IterableIterator<[StoreKey, Entry]> {
+    return this.entries()
+  }
+
+  /**
+   * The changes in the order `applyTo` applies them (undefined: deleted), and the base keys
+   * that lose their place: what `encodeOverImage` needs to lay out a commit without visiting
+   * every entry.
+   */
+  pendingChanges(): {
+    cleared: boolean
+    moved: ReadonlySet<StoreKey>
+    changes: Iterable<[StoreKey, Entry | undefined]>
+  } {
+    const changes = Array.from(this.#changes, ([key, change]): [StoreKey, Entry | undefined] => [
+      key,
+      change === DELETED ? undefined : change,
+    ])
+    return { cleared: this.#cleared, moved: this.#moved, changes }
+  }
+
   /** Makes `map` (normally the base) equal to what `entries()` yields, in the same order. */
   applyTo(map: EntryMap): void {
     if (this.#cleared) map.clear()

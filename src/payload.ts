@@ -27,46 +27,144 @@ export function checkKey(key: unknown): StoreKey {
 export class PayloadError extends Error {}
 
 /**
+ * An entry parsed from a loaded payload. It records where its bytes are instead of cutting a
+ * view for its value up front: a cold open of 100k entries then allocates one small object per
+ * entry, and a commit can copy the unchanged records of the payload in long runs.
+ */
+export class StoredEntry implements Entry {
+  readonly payload: Buffer
+  /** Offsets in `payload`: the record starts at its key type byte; the value ends the record. */
+  readonly recordStart: number
+  readonly valueStart: number
+  readonly valueEnd: number
+  readonly expiresAt: number | undefined
+  #value: Uint8Array | undefined
+
+  constructor(
+    payload: Buffer,
+    recordStart: number,
+    valueStart: number,
+    valueEnd: number,
+    expiresAt: number | undefined,
+  ) {
+    this.payload = payload
+    this.recordStart = recordStart
+    this.valueStart = valueStart
+    this.valueEnd = valueEnd
+    this.expiresAt = expiresAt
+  }
+
+  get value(): Uint8Array {
+    this.#value ??= this.payload.subarray(this.valueStart, this.valueEnd)
+    return this.#value
+  }
+}
+
+/**
  * Lays out entries as described in docs/FORMAT.md: a u32 count, then per entry its key, flags,
  * optional expiry and the value bytes, each length-prefixed. Sized first, then filled by
- * copying, so a commit does no per-value encoding.
+ * copying: consecutive records that sit next to each other in a loaded payload are copied in
+ * one piece, so a commit does no per-value encoding and little per-entry work.
  */
 export function encodePayload(entries: Iterable<[StoreKey, Entry]>): Buffer {
-  const list: [StoreKey, Entry, number][] = []
+  const keys: StoreKey[] = []
+  const items: Entry[] = []
+  const keyLengths: number[] = []
   let size = 4
   for (const [key, entry] of entries) {
+    keys.push(key)
+    items.push(entry)
+    if (entry instanceof StoredEntry) {
+      keyLengths.push(0)
+      size += entry.valueEnd - entry.recordStart
+      continue
+    }
     const keyLength = typeof key === 'string' ? Buffer.byteLength(key) : 8
-    list.push([key, entry, keyLength])
-    size += 1 + (typeof key === 'string' ? 4 : 0) + keyLength + 1
-    size += (entry.expiresAt === undefined ? 0 : 8) + 4 + entry.value.length
+    keyLengths.push(keyLength)
+    size += freshRecordSize(key, keyLength, entry)
   }
   const out = Buffer.allocUnsafe(size)
-  let at = out.writeUInt32BE(list.length, 0)
-  for (const [key, entry, keyLength] of list) {
-    if (typeof key === 'string') {
-      at = out.writeUInt8(KEY_STRING, at)
-      at = out.writeUInt32BE(keyLength, at)
-      at += out.write(key, at, 'utf8')
-    } else {
-      at = out.writeUInt8(KEY_NUMBER, at)
-      at = out.writeDoubleBE(key, at)
+  let at = out.writeUInt32BE(items.length, 0)
+  // The run of stored records waiting to be copied: [runStart, runEnd) of runSource.
+  let runSource: Buffer | undefined
+  let runStart = 0
+  let runEnd = 0
+  for (let i = 0; i < items.length; i++) {
+    const entry = items[i] as Entry
+    if (entry instanceof StoredEntry) {
+      if (entry.payload === runSource && entry.recordStart === runEnd) {
+        runEnd = entry.valueEnd
+        continue
+      }
+      if (runSource !== undefined) at += runSource.copy(out, at, runStart, runEnd)
+      runSource = entry.payload
+      runStart = entry.recordStart
+      runEnd = entry.valueEnd
+      continue
     }
-    if (entry.expiresAt === undefined) {
-      at = out.writeUInt8(0, at)
-    } else {
-      at = out.writeUInt8(ENTRY_FLAG_EXPIRES, at)
-      at = out.writeDoubleBE(entry.expiresAt, at)
+    if (runSource !== undefined) {
+      at += runSource.copy(out, at, runStart, runEnd)
+      runSource = undefined
     }
-    at = out.writeUInt32BE(entry.value.length, at)
-    out.set(entry.value, at)
-    at += entry.value.length
+    at = writeRecord(out, at, keys[i] as StoreKey, keyLengths[i] as number, entry)
   }
+  if (runSource !== undefined) runSource.copy(out, at, runStart, runEnd)
   return out
 }
 
-/** Parses a payload; values stay views into `payload`, which must therefore never be mutated. */
-export function decodePayload(payload: Buffer): EntryMap {
-  const map: EntryMap = new Map()
+function freshRecordSize(key: StoreKey, keyLength: number, entry: Entry): number {
+  const keyBytes = 1 + (typeof key === 'string' ? 4 : 0) + keyLength
+  return keyBytes + 1 + (entry.expiresAt === undefined ? 0 : 8) + 4 + entry.value.length
+}
+
+/** The bytes `key` and `entry` take in a payload. */
+export function recordSize(key: StoreKey, entry: Entry): number {
+  if (entry instanceof StoredEntry) return entry.valueEnd - entry.recordStart
+  return freshRecordSize(key, typeof key === 'string' ? Buffer.byteLength(key) : 8, entry)
+}
+
+/** Writes one record at `at` (copying it whole if it was parsed from a payload); returns the end. */
+export function writeEntry(out: Buffer, at: number, key: StoreKey, entry: Entry): number {
+  if (entry instanceof StoredEntry) {
+    return at + entry.payload.copy(out, at, entry.recordStart, entry.valueEnd)
+  }
+  return writeRecord(out, at, key, typeof key === 'string' ? Buffer.byteLength(key) : 8, entry)
+}
+
+function writeRecord(
+  out: Buffer,
+  start: number,
+  key: StoreKey,
+  keyLength: number,
+  entry: Entry,
+): number {
+  let at = start
+  if (typeof key === 'string') {
+    at = out.writeUInt8(KEY_STRING, at)
+    at = out.writeUInt32BE(keyLength, at)
+    at += out.write(key, at, 'utf8')
+  } else {
+    at = out.writeUInt8(KEY_NUMBER, at)
+    at = out.writeDoubleBE(key, at)
+  }
+  if (entry.expiresAt === undefined) {
+    at = out.writeUInt8(0, at)
+  } else {
+    at = out.writeUInt8(ENTRY_FLAG_EXPIRES, at)
+    at = out.writeDoubleBE(entry.expiresAt, at)
+  }
+  at = out.writeUInt32BE(entry.value.length, at)
+  out.set(entry.value, at)
+  return at + entry.value.length
+}
+
+/**
+ * Parses a payload into `map` (a new Map by default); values stay views into `payload`, which
+ * must therefore never be mutated.
+ */
+export function decodePayload(payload: Buffer, map: EntryMap = new Map()): EntryMap {
+  // Map's own set, not a subclass's: the map is being filled, not changed (see ImagedMap).
+  const insert = Map.prototype.set
   const need = (at: number, n: number) => {
     if (at + n > payload.length)
       throw new PayloadError(`payload ends inside an entry at byte ${at}`)
@@ -75,8 +173,9 @@ export function decodePayload(payload: Buffer): EntryMap {
   const count = payload.readUInt32BE(0)
   let at = 4
   for (let i = 0; i < count; i++) {
+    const recordStart = at
     need(at, 1)
-    const keyType = payload.readUInt8(at++)
+    const keyType = payload[at++]
     let key: StoreKey
     if (keyType === KEY_STRING) {
       need(at, 4)
@@ -93,7 +192,7 @@ export function decodePayload(payload: Buffer): EntryMap {
       throw new PayloadError(`unknown key type ${keyType} at byte ${at - 1}`)
     }
     need(at, 1)
-    const flags = payload.readUInt8(at++)
+    const flags = payload[at++] as number
     if ((flags & ~KNOWN_ENTRY_FLAGS) !== 0) throw new PayloadError(`unknown entry flags ${flags}`)
     let expiresAt: number | undefined
     if (flags & ENTRY_FLAG_EXPIRES) {
@@ -105,9 +204,8 @@ export function decodePayload(payload: Buffer): EntryMap {
     const length = payload.readUInt32BE(at)
     at += 4
     need(at, length)
-    const value = payload.subarray(at, at + length)
+    insert.call(map, key, new StoredEntry(payload, recordStart, at, at + length, expiresAt))
     at += length
-    map.set(key, expiresAt === undefined ? { value } : { value, expiresAt })
   }
   if (at !== payload.length)
     throw new PayloadError(`${payload.length - at} bytes after the last entry`)

@@ -498,3 +498,22 @@ describe('temp files', () => {
     await store.close()
   })
 })
+
+describe('values that authenticate but do not decode', () => {
+  it('give CorruptFileError, not a raw decoder error', async () => {
+    const { deriveKeys, parseKey, seal, DEFAULT_ENCRYPTION_KEY } = await import('../src/crypto.js')
+    const { encodePayload } = await import('../src/payload.js')
+    const file = join(tempDir(), 'bad-value.db')
+    // 0xc1 is the one byte MessagePack never uses: only a buggy or foreign writer with the key makes this.
+    const payload = encodePayload([['broken', { value: Uint8Array.of(0xc1) }]])
+    const sealed = seal(deriveKeys(parseKey(DEFAULT_ENCRYPTION_KEY)), payload, { compress: false })
+    writeFileSync(file, Buffer.concat(sealed.parts))
+    const store = await AnyStore.open({ file })
+    expect(await store.keys()).toEqual(['broken'])
+    expect((await rejection(store.get('broken'))).code).toBe('ERR_ANYSTORE_CORRUPT_FILE')
+    expect((await rejection(store.entries())).code).toBe('ERR_ANYSTORE_CORRUPT_FILE')
+    expect((await rejection(store.run((tx) => tx.get('broken')))).code).toBe('ERR_ANYSTORE_CORRUPT_FILE')
+    expect((await rejection(store.run((tx) => tx.entries()))).code).toBe('ERR_ANYSTORE_CORRUPT_FILE')
+    await store.close()
+  })
+})

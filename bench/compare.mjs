@@ -1,0 +1,186 @@
+import { statSync } from 'node:fs'
+import { join } from 'node:path'
+import Conf from 'conf'
+import { open as openLmdb } from 'lmdb'
+import { AnyStore } from '../dist/index.js'
+import { contend } from './concurrency.mjs'
+import { rawWriter } from './lib/baselines.mjs'
+import { check, freshDir, keyFor, valueFor } from './lib/data.mjs'
+import { measure } from './lib/harness.mjs'
+import { populate } from './scenarios.mjs'
+
+/**
+ * The same scenarios against what users would pick instead: lmdb-js (durable, multi-process,
+ * memory-mapped) and conf (a JSON file written atomically, no cross-process lock), plus the Go
+ * original's figures measured on this kind of machine (docs/PERFORMANCE.md gives the source).
+ */
+export const GO_ORIGINAL = {
+  'set then get of one key (durable)': 700,
+  'get, unchanged store of 1,000 entries': 1800,
+  'set, store of 10,000 entries (durable)': 54_000,
+  'cold open + first get, 100,000 entries': 224_000,
+  lostOf1000: 745,
+}
+
+const lmdbKinds = { anystore: 'anystore', lmdb: 'lmdb', conf: 'conf' }
+
+async function openContenders(dir, size) {
+  const anystore = await AnyStore.open({ file: join(dir, 'store.anystore'), sync: 'always' })
+  await populate(anystore, size)
+  const lmdb = openLmdb({ path: join(dir, 'lmdb') })
+  await lmdb.transaction(() => {
+    for (let i = 0; i < size; i++) lmdb.put(keyFor(i), valueFor(i))
+  })
+  const conf = new Conf({ cwd: join(dir, 'conf'), projectName: 'bench', configName: 'store' })
+  if (size > 0)
+    conf.store = Object.fromEntries(
+      Array.from({ length: size }, (_, i) => [keyFor(i), valueFor(i)]),
+    )
+  return { anystore, lmdb, conf }
+}
+
+async function closeContenders({ anystore, lmdb }) {
+  await anystore.close()
+  await lmdb.close()
+}
+
+/**
+ * Per store: the median in µs of one operation. With `floor`, also a raw durable replace of
+ * as many bytes as anystore's file (the least a commit of this design costs).
+ */
+async function side(profile, name, size, operations, { floor = false } = {}) {
+  const dir = freshDir(`compare-${size}`)
+  const stores = await openContenders(dir, size)
+  const row = { scenario: name, size }
+  for (const kind of Object.keys(lmdbKinds)) {
+    const { fn, ops = 1, slow = true, verify } = operations[kind](stores[kind], dir)
+    row[kind] = (await measure(profile, fn, { ops, slow })).medianUs
+    if (verify) await verify()
+  }
+  if (floor) {
+    const writer = rawWriter(dir, statSync(stores.anystore.file).size, true)
+    row.floor = (await measure(profile, () => writer.write(), { slow: true })).medianUs
+    writer.close()
+  }
+  await closeContenders(stores)
+  row.go = GO_ORIGINAL[name]
+  return row
+}
+
+export async function compare(profile, { incrementCount, coldSize }) {
+  const rows = []
+  const batch = profile.batch
+  const key = keyFor(7)
+
+  rows.push(
+    await side(profile, 'get, unchanged store of 1,000 entries', 1000, {
+      anystore: (s) => ({
+        ops: batch,
+        slow: false,
+        fn: async () => {
+          for (let i = 0; i < batch; i++) await s.get(key)
+        },
+        verify: async () => check((await s.get(key)) === valueFor(7), 'anystore get'),
+      }),
+      lmdb: (db) => ({
+        ops: batch,
+        slow: false,
+        fn: () => {
+          for (let i = 0; i < batch; i++) db.get(key)
+        },
+        verify: () => check(db.get(key) === valueFor(7), 'lmdb get'),
+      }),
+      conf: (c) => ({
+        ops: Math.max(1, batch / 20),
+        fn: () => {
+          for (let i = 0; i < Math.max(1, batch / 20); i++) c.get(key)
+        },
+        verify: () => check(c.get(key) === valueFor(7), 'conf get'),
+      }),
+    }),
+  )
+
+  let round = 0
+  const setThenGet = (size, name) =>
+    side(
+      profile,
+      name,
+      size,
+      {
+        anystore: (s) => ({
+          fn: async () => {
+            const value = valueFor(1, ++round)
+            await s.set('one', value)
+            if ((await s.get('one')) !== value) throw new Error('anystore lost a write')
+          },
+        }),
+        lmdb: (db) => ({
+          fn: async () => {
+            const value = valueFor(1, ++round)
+            await db.put('one', value)
+            await db.flushed
+            if (db.get('one') !== value) throw new Error('lmdb lost a write')
+          },
+        }),
+        conf: (c) => ({
+          fn: () => {
+            const value = valueFor(1, ++round)
+            c.set('one', value)
+            if (c.get('one') !== value) throw new Error('conf lost a write')
+          },
+        }),
+      },
+      { floor: true },
+    )
+  rows.push(await setThenGet(0, 'set then get of one key (durable)'))
+  rows.push(await setThenGet(10_000, 'set, store of 10,000 entries (durable)'))
+
+  // Cold open: a new handle on an existing store, then its first read.
+  {
+    const dir = freshDir(`compare-cold-${coldSize}`)
+    const stores = await openContenders(dir, coldSize)
+    await closeContenders(stores)
+    const last = keyFor(coldSize - 1)
+    const row = { scenario: 'cold open + first get, 100,000 entries', size: coldSize }
+    row.anystore = (
+      await measure(
+        profile,
+        async () => {
+          const s = await AnyStore.open({ file: join(dir, 'store.anystore') })
+          if ((await s.get(last)) !== valueFor(coldSize - 1)) throw new Error('anystore cold get')
+          await s.close()
+        },
+        { slow: true },
+      )
+    ).medianUs
+    row.lmdb = (
+      await measure(
+        profile,
+        async () => {
+          const db = openLmdb({ path: join(dir, 'lmdb') })
+          if (db.get(last) !== valueFor(coldSize - 1)) throw new Error('lmdb cold get')
+          await db.close()
+        },
+        { slow: true },
+      )
+    ).medianUs
+    row.conf = (
+      await measure(
+        profile,
+        () => {
+          const c = new Conf({ cwd: join(dir, 'conf'), projectName: 'bench', configName: 'store' })
+          if (c.get(last) !== valueFor(coldSize - 1)) throw new Error('conf cold get')
+        },
+        { slow: true },
+      )
+    ).medianUs
+    row.go = coldSize === 100_000 ? GO_ORIGINAL[row.scenario] : undefined
+    rows.push(row)
+  }
+
+  const contention = []
+  for (const kind of [...Object.keys(lmdbKinds), 'floor']) {
+    contention.push(await contend(kind, 4, incrementCount))
+  }
+  return { rows, contention, goLostOf1000: GO_ORIGINAL.lostOf1000 }
+}

@@ -1,0 +1,125 @@
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { AnyStore } from '../dist/index.js'
+import { check, freshDir, keyFor, valueFor } from './lib/data.mjs'
+import { measure } from './lib/harness.mjs'
+import { populate } from './scenarios.mjs'
+
+const INCREMENTER = fileURLToPath(new URL('./fixtures/increment.mjs', import.meta.url))
+
+/**
+ * Group commit: 1,000 concurrent set() calls (one commit, or a few) against 1,000 sequential
+ * awaited ones (1,000 commits), sync 'always', on a 1,000-entry store.
+ */
+export async function groupCommit(profile, writes = 1000) {
+  const file = join(freshDir('group'), 'store.anystore')
+  const store = await AnyStore.open({ file, sync: 'always' })
+  await populate(store, 1000)
+  const keys = Array.from({ length: writes }, (_, i) => keyFor(i))
+  let round = 0
+  let values = []
+  // Values are made before each timed call, so only the set() calls are measured.
+  const nextRound = () => {
+    round++
+    values = keys.map((_, i) => valueFor(i, round))
+  }
+  const concurrent = await measure(
+    profile,
+    async () => {
+      await Promise.all(keys.map((key, i) => store.set(key, values[i])))
+    },
+    { slow: true, beforeEach: nextRound },
+  )
+  for (let i = 0; i < writes; i++) {
+    check((await store.get(keys[i])) === values[i], 'every concurrent set() is committed')
+  }
+  const sequential = await measure(
+    { ...profile, time: 1, minIterations: 1, warmupTime: 0 },
+    async () => {
+      for (let i = 0; i < writes; i++) await store.set(keys[i], values[i])
+    },
+    { slow: true, beforeEach: nextRound },
+  )
+  const reader = await AnyStore.open({ file })
+  for (let i = 0; i < writes; i++) {
+    check(
+      (await reader.get(keyFor(i))) === valueFor(i, round),
+      'every sequential set() is committed',
+    )
+  }
+  await reader.close()
+  await store.close()
+  return {
+    writes,
+    concurrentMs: concurrent.medianUs / 1000,
+    sequentialMs: sequential.medianUs / 1000,
+    speedup: sequential.medianUs / concurrent.medianUs,
+  }
+}
+
+function startContender(kind, path, count) {
+  const child = spawn(process.execPath, [INCREMENTER, kind, path, String(count)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
+  const lines = createInterface({ input: child.stdout })
+  const next = () =>
+    new Promise((resolve, reject) => {
+      lines.once('line', resolve)
+      child.once('exit', (code) => reject(new Error(`${kind} contender exited with ${code}`)))
+    })
+  return { child, ready: next(), next }
+}
+
+export async function readCounter(kind, path) {
+  if (kind === 'anystore') {
+    const store = await AnyStore.open({ file: path })
+    const value = await store.get('counter')
+    await store.close()
+    return value ?? 0
+  }
+  if (kind === 'lmdb') {
+    const { open } = await import('lmdb')
+    const db = open({ path })
+    const value = db.get('counter')
+    await db.close()
+    return value ?? 0
+  }
+  if (kind === 'floor') {
+    const { readFileSync } = await import('node:fs')
+    return Number(readFileSync(join(path, 'counter'), 'utf8'))
+  }
+  const { default: Conf } = await import('conf')
+  return new Conf({ cwd: path, projectName: 'bench', configName: 'store' }).get('counter') ?? 0
+}
+
+/**
+ * `processes` processes each doing `count` read-modify-write increments of one counter, all
+ * released at once after they have opened the store. Returns the transaction rate and how
+ * many increments were lost.
+ */
+export async function contend(kind, processes, count) {
+  const dir = freshDir(`contend-${kind}-${processes}`)
+  const path =
+    kind === 'anystore' ? join(dir, 'store.anystore') : kind === 'lmdb' ? join(dir, 'db') : dir
+  const contenders = Array.from({ length: processes }, () => startContender(kind, path, count))
+  for (const c of contenders) check((await c.ready) === 'ready', `${kind} contender starts`)
+  const done = contenders.map((c) => c.next())
+  const start = performance.now()
+  for (const c of contenders) c.child.stdin.end('go\n')
+  const reports = (await Promise.all(done)).map((line) => JSON.parse(line))
+  const wallMs = performance.now() - start
+  const total = processes * count
+  const final = await readCounter(kind, path)
+  return {
+    store: kind,
+    processes,
+    increments: total,
+    wallMs,
+    slowestMs: Math.max(...reports.map((r) => r.elapsedMs)),
+    opsPerSec: (total / wallMs) * 1000,
+    final,
+    lost: total - final,
+  }
+}

@@ -1,0 +1,127 @@
+// Prints the Markdown tables of docs/PERFORMANCE.md from a results file:
+//   node bench/report.mjs [bench/results/latest.json]
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { formatRatio, formatUs } from './lib/harness.mjs'
+
+const path = process.argv[2] ?? fileURLToPath(new URL('./results/latest.json', import.meta.url))
+const r = JSON.parse(readFileSync(path, 'utf8'))
+const m = r.machine
+const row = (cells) => `| ${cells.join(' | ')} |`
+const table = (header, rows) =>
+  [row(header), row(header.map(() => '---')), ...rows.map(row)].join('\n')
+
+console.log(
+  `Machine: ${m.cpu.trim()}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}, ${m.fileSystem}. ` +
+    `Date: ${r.date.slice(0, 10)}. Command: \`${r.command}\` (${r.durationSeconds} s).\n`,
+)
+
+console.log('### Side by side\n')
+console.log(
+  table(
+    ['scenario', 'anystore', 'lmdb-js 3.5', 'conf 15', 'Go original', 'durable replace (floor)'],
+    r.compare.rows.map((x) => [
+      x.scenario,
+      formatUs(x.anystore),
+      `${formatUs(x.lmdb)} (${formatRatio(x.anystore / x.lmdb)})`,
+      `${formatUs(x.conf)} (${formatRatio(x.anystore / x.conf)})`,
+      x.go ? `${formatUs(x.go)} (${formatRatio(x.anystore / x.go)})` : '-',
+      formatUs(x.floor),
+    ]),
+  ),
+)
+console.log('\nIn brackets: anystore ÷ that store (below 1: anystore is faster).\n')
+console.log(
+  table(
+    ['4 processes, read-modify-write increments', 'transactions/s', 'lost updates'],
+    [
+      ...r.compare.contention.map((c) => [
+        c.store === 'floor' ? 'floor: flock + read + durable replace, nothing else' : c.store,
+        c.opsPerSec.toFixed(0),
+        `${c.lost} of ${c.increments}`,
+      ]),
+      [
+        'Go original `Run` (measured earlier on this machine)',
+        '-',
+        `${r.compare.goLostOf1000} of 1000`,
+      ],
+    ],
+  ),
+)
+
+console.log('\n### Targets\n')
+console.log(
+  table(
+    ['target', 'measured', 'goal', 'met'],
+    r.targets.map((t) => [
+      t.name.trim(),
+      t.value === undefined || t.value === null ? '-' : Number(t.value.toFixed(2)),
+      t.goal,
+      t.met === undefined || t.met === null ? '' : t.met ? 'yes' : '**no**',
+    ]),
+  ),
+)
+
+console.log(
+  '\n### Every operation (sync always, compress off; ratio to the limit of the same run)\n',
+)
+const sizes = [...new Set(r.configurations.map((c) => c.limits.size))]
+const pick = (size, sync, compress) =>
+  r.configurations.find(
+    (c) => c.limits.size === size && c.limits.sync === sync && c.limits.compress === compress,
+  )
+for (const [sync, compress] of [
+  ['always', false],
+  ['never', false],
+  ['always', true],
+  ['never', true],
+]) {
+  const configs = sizes.map((s) => pick(s, sync, compress)).filter(Boolean)
+  if (configs.length === 0) continue
+  console.log(`\n#### sync '${sync}', compress ${compress}\n`)
+  const ops = configs[0].results.map((x) => [x.operation, x.flavour])
+  console.log(
+    table(
+      ['operation', 'keys', ...configs.map((c) => `${c.limits.size.toLocaleString('en')} entries`)],
+      [
+        ...ops.map(([op, flavour]) => [
+          op,
+          flavour,
+          ...configs.map((c) => {
+            const x = c.results.find((y) => y.operation === op && y.flavour === flavour)
+            return `${formatUs(x.medianUs)} (${formatRatio(x.ratio)})`
+          }),
+        ]),
+        [
+          '*limits*',
+          'stat / durable write / read + decrypt',
+          ...configs.map(
+            (c) =>
+              `${formatUs(c.limits.statUs)} / ${formatUs(c.limits.rawWriteUs)} / ${formatUs(c.limits.rawReadUs)}`,
+          ),
+        ],
+        ['*file size*', '', ...configs.map((c) => `${(c.limits.fileSize / 1024).toFixed(0)} KiB`)],
+      ],
+    ),
+  )
+}
+
+const g = r.groupCommit
+console.log(
+  `\nGroup commit: ${g.writes} concurrent \`set()\`s take ${g.concurrentMs.toFixed(1)} ms, ` +
+    `${g.writes} sequential awaited ones ${g.sequentialMs.toFixed(0)} ms: ${formatRatio(g.speedup)} faster.\n`,
+)
+console.log(
+  table(
+    ['processes doing run() increments (sync always)', 'transactions/s', 'lost updates'],
+    r.processes.map((p) => [p.processes, p.opsPerSec.toFixed(0), `${p.lost} of ${p.increments}`]),
+  ),
+)
+const c = r.coldOpen
+console.log(
+  `\nCold open (open + first get) of ${c.size.toLocaleString('en')} entries (${(c.fileSize / 2 ** 20).toFixed(1)} MiB): ` +
+    `${formatUs(c.anystoreUs)}; read + decrypt of the same bytes ${formatUs(c.readDecryptUs)} ` +
+    `(${formatRatio(c.anystoreUs / c.readDecryptUs)}); lock + JSON store ${formatUs(c.jsonUs)} ` +
+    `(${formatRatio(c.anystoreUs / c.jsonUs)}); peak RSS above the process's baseline ` +
+    `${(c.peakRssAboveBaseline / 2 ** 20).toFixed(1)} MiB (${formatRatio(c.peakRssAboveBaseline / c.fileSize)} the file).`,
+)

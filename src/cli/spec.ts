@@ -1,0 +1,226 @@
+import type { ParseArgsConfig } from 'node:util'
+
+type OptionSpec = NonNullable<ParseArgsConfig['options']>
+
+export interface CommandSpec {
+  usage: string
+  summary: string
+  /** Positional arguments: minimum and maximum count. */
+  args: [number, number]
+  options: OptionSpec
+  /** One line per option, for --help. */
+  optionHelp: string[]
+  /** Whether the command uses --key-file / ANYSTORE_KEY. */
+  usesKey: boolean
+  /** Examples for --help. */
+  examples?: string[]
+}
+
+const KEY_OPTIONS: OptionSpec = {
+  'key-file': { type: 'string' },
+  'lock-timeout': { type: 'string' },
+}
+
+const KEY_HELP = [
+  '--key-file FILE      read the encryption key (base64) from FILE; else $ANYSTORE_KEY; else the public default key',
+  '--lock-timeout MS    how long to wait for the store lock (default 10000)',
+]
+
+const NUMBER_HELP = '--number             KEY is a number key (1 and "1" are different keys)'
+
+export const COMMANDS: Record<string, CommandSpec> = {
+  newkey: {
+    usage: 'anystore newkey',
+    summary: 'Print a new random 256-bit key (base64) for --key-file or ANYSTORE_KEY.',
+    args: [0, 0],
+    options: {},
+    optionHelp: [],
+    usesKey: false,
+    examples: ['anystore newkey > app.key && chmod 600 app.key'],
+  },
+  get: {
+    usage: 'anystore get FILE KEY',
+    summary: 'Print the value stored under KEY as JSON (non-JSON types in the tagged form).',
+    args: [2, 2],
+    options: {
+      ...KEY_OPTIONS,
+      number: { type: 'boolean' },
+      raw: { type: 'boolean' },
+      pretty: { type: 'boolean' },
+    },
+    optionHelp: [
+      NUMBER_HELP,
+      '--raw                print a string value as it is, without JSON quotes',
+      '--pretty             indent the JSON',
+      ...KEY_HELP,
+    ],
+    usesKey: true,
+    examples: ['anystore get app.store db.url --raw'],
+  },
+  set: {
+    usage: 'anystore set FILE KEY VALUE',
+    summary:
+      'Store VALUE under KEY (as a string; --json parses it). VALUE "-" reads it from stdin.',
+    args: [3, 3],
+    options: {
+      ...KEY_OPTIONS,
+      number: { type: 'boolean' },
+      json: { type: 'boolean' },
+      compress: { type: 'boolean' },
+    },
+    optionHelp: [
+      '--json               parse VALUE as JSON (tagged form accepted)',
+      NUMBER_HELP,
+      '--compress           deflate the file (default: keep what the file uses)',
+      ...KEY_HELP,
+    ],
+    usesKey: true,
+    examples: [
+      'anystore set app.store greeting hello',
+      `anystore set app.store limits --json '{"max": 10}'`,
+      'cat cert.pem | anystore set app.store tls.cert -',
+    ],
+  },
+  delete: {
+    usage: 'anystore delete FILE KEY',
+    summary: 'Delete KEY. Exits with status 3 when the key did not exist.',
+    args: [2, 2],
+    options: { ...KEY_OPTIONS, number: { type: 'boolean' } },
+    optionHelp: [NUMBER_HELP, ...KEY_HELP],
+    usesKey: true,
+  },
+  keys: {
+    usage: 'anystore keys FILE',
+    summary:
+      'Print the keys, one per line (--json: as a JSON array, which tells numbers from strings).',
+    args: [1, 1],
+    options: { ...KEY_OPTIONS, json: { type: 'boolean' } },
+    optionHelp: ['--json               print a JSON array', ...KEY_HELP],
+    usesKey: true,
+  },
+  size: {
+    usage: 'anystore size FILE',
+    summary: 'Print the number of entries.',
+    args: [1, 1],
+    options: { ...KEY_OPTIONS },
+    optionHelp: [...KEY_HELP],
+    usesKey: true,
+  },
+  dump: {
+    usage: 'anystore dump FILE',
+    summary:
+      'Print all entries as one JSON object, one entry per line; `import` reads it back exactly.',
+    args: [1, 1],
+    options: { ...KEY_OPTIONS, entries: { type: 'boolean' } },
+    optionHelp: [
+      '--entries            always use the entries form [[key, value], ...]',
+      ...KEY_HELP,
+    ],
+    usesKey: true,
+    examples: ['anystore dump app.store > backup.json'],
+  },
+  import: {
+    usage: 'anystore import FILE [JSON]',
+    summary:
+      'Merge entries from JSON (as printed by dump; read from stdin when absent or "-") in one transaction.',
+    args: [1, 2],
+    options: { ...KEY_OPTIONS, replace: { type: 'boolean' }, compress: { type: 'boolean' } },
+    optionHelp: [
+      '--replace            delete every entry not in the input (same transaction)',
+      '--compress           deflate the file (default: keep what the file uses)',
+      ...KEY_HELP,
+    ],
+    usesKey: true,
+    examples: [
+      'anystore import app.store < backup.json',
+      `anystore import app.store '{"a": 1, "b": [2, 3]}'`,
+    ],
+  },
+  edit: {
+    usage: 'anystore edit FILE [KEY]',
+    summary: 'Edit one value (or, without KEY, the whole store) as JSON in $VISUAL / $EDITOR.',
+    args: [1, 2],
+    options: {
+      ...KEY_OPTIONS,
+      number: { type: 'boolean' },
+      editor: { type: 'string' },
+      compress: { type: 'boolean' },
+    },
+    optionHelp: [
+      NUMBER_HELP,
+      '--editor CMD         editor when $VISUAL and $EDITOR are unset (default: vim, vi or nano)',
+      '--compress           deflate the file (default: keep what the file uses)',
+      ...KEY_HELP,
+    ],
+    usesKey: true,
+    examples: ['EDITOR=nano anystore edit app.store settings'],
+  },
+  rekey: {
+    usage: 'anystore rekey FILE --new-key-file NEWKEY',
+    summary: 'Re-encrypt the store under a new key, in one commit, holding the store lock.',
+    args: [1, 1],
+    options: {
+      ...KEY_OPTIONS,
+      'new-key-file': { type: 'string' },
+      compress: { type: 'boolean' },
+    },
+    optionHelp: [
+      '--new-key-file FILE  the new key (base64); required',
+      '--compress           deflate the file (default: keep what the file uses)',
+      ...KEY_HELP,
+    ],
+    usesKey: true,
+    examples: [
+      'anystore newkey > new.key && anystore rekey app.store --key-file old.key --new-key-file new.key',
+    ],
+  },
+  info: {
+    usage: 'anystore info FILE',
+    summary:
+      'Print the header (format version, flags, key size, last commit) without a key; with a key, the entry count too.',
+    args: [1, 1],
+    options: { ...KEY_OPTIONS, json: { type: 'boolean' } },
+    optionHelp: ['--json               print a JSON object', ...KEY_HELP],
+    usesKey: true,
+  },
+  verify: {
+    usage: 'anystore verify FILE',
+    summary: 'Authenticate and decode the whole file; the exit status tells which error was found.',
+    args: [1, 1],
+    options: { ...KEY_OPTIONS },
+    optionHelp: [...KEY_HELP],
+    usesKey: true,
+  },
+}
+
+export function commandHelp(name: string, spec: CommandSpec): string {
+  const lines = [`Usage: ${spec.usage} [options]`, '', spec.summary, '', 'Options:']
+  for (const line of [...spec.optionHelp, '-h, --help           show this help']) {
+    lines.push(`  ${line}`)
+  }
+  if (spec.examples !== undefined) {
+    lines.push('', 'Examples:', ...spec.examples.map((example) => `  ${example}`))
+  }
+  if (name !== 'newkey') lines.push('', 'Exit status: see `anystore --help`.')
+  return `${lines.join('\n')}\n`
+}
+
+export function generalHelp(exitCodes: Readonly<Record<string, number>>): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => COMMANDS[name]!.usage.length))
+  const lines = [
+    'Usage: anystore COMMAND [options]',
+    '',
+    'An encrypted single-file key/value store, from the shell.',
+    '',
+    'Commands:',
+    ...Object.values(COMMANDS).map((spec) => `  ${spec.usage.padEnd(width)}  ${spec.summary}`),
+    '',
+    'The key comes from --key-file FILE, else $ANYSTORE_KEY, else the public default key',
+    '(a warning is printed: the default key only obfuscates).',
+    '`anystore COMMAND --help` shows the options of one command.',
+    '',
+    'Exit status:',
+    ...Object.entries(exitCodes).map(([name, code]) => `  ${String(code).padStart(3)}  ${name}`),
+  ]
+  return `${lines.join('\n')}\n`
+}

@@ -1,0 +1,231 @@
+import { spawn } from 'node:child_process'
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { delimiter, join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { encodeValue } from './codec.js'
+import {
+  type AnyStoreError,
+  EditAbortedError,
+  InvalidJsonError,
+  InvalidOptionError,
+  NotATerminalError,
+  SchemaValidationError,
+  UnsupportedValueError,
+} from './errors.js'
+import { validateWithSchema } from './schema.js'
+import { type StashOptions, stash, type UnstashOptions, unstash } from './stash.js'
+import { parseTagged, stringifyTagged } from './tagged-json.js'
+
+const FALLBACK_EDITORS = ['vim', 'vi', 'nano']
+
+function onPath(command: string): boolean {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue
+    try {
+      accessSync(join(dir, command), constants.X_OK)
+      return true
+    } catch {
+      // Not there, or not executable: try the next directory.
+    }
+  }
+  return false
+}
+
+/** `$VISUAL`, `$EDITOR`, the given editor, or the first of vim, vi and nano on the PATH. */
+export function chooseEditor(given?: string): string {
+  for (const candidate of [process.env.VISUAL, process.env.EDITOR, given]) {
+    if (candidate !== undefined && candidate.trim() !== '') return candidate
+  }
+  const found = FALLBACK_EDITORS.find(onPath)
+  if (found === undefined) {
+    throw new InvalidOptionError('No editor found: set $EDITOR (or $VISUAL), or pass `editor`')
+  }
+  return found
+}
+
+/** Errors that mean "the text the user wrote is not acceptable": shown, then the user may edit again. */
+function isRejection(error: unknown): error is AnyStoreError {
+  return (
+    error instanceof InvalidJsonError ||
+    error instanceof SchemaValidationError ||
+    error instanceof UnsupportedValueError
+  )
+}
+
+const INTERRUPTS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+
+/**
+ * While the editor or the prompt runs, a signal must not kill this process: the temp file has
+ * to be removed first. The phase running decides what a signal means (`onInterrupt`); one that
+ * arrives between phases is noted in `signal`, and the edit then stops.
+ */
+class InterruptWatch {
+  signal: NodeJS.Signals | undefined
+  onInterrupt: ((signal: NodeJS.Signals) => void) | undefined
+  #onSignal = (signal: NodeJS.Signals) => {
+    if (this.onInterrupt === undefined) this.signal ??= signal
+    else this.onInterrupt(signal)
+  }
+
+  start(): void {
+    for (const signal of INTERRUPTS) process.on(signal, this.#onSignal)
+  }
+
+  stop(): void {
+    for (const signal of INTERRUPTS) process.off(signal, this.#onSignal)
+  }
+}
+
+function runEditor(editor: string, file: string, watch: InterruptWatch): Promise<void> {
+  return new Promise((resolve, reject) => {
+    // Through the shell, as git does, so `$EDITOR` may carry arguments ("code --wait").
+    const child = spawn('sh', ['-c', `${editor} "$1"`, 'anystore-edit', file], { stdio: 'inherit' })
+    watch.onInterrupt = (signal) => {
+      // Ctrl-C reaches the editor through the terminal, and the editor decides: vim uses it to
+      // leave insert mode, so only an editor that exits on it (status or signal) aborts.
+      if (signal === 'SIGINT') return
+      watch.signal ??= signal
+      child.kill(signal)
+    }
+    child.once('error', (cause) =>
+      reject(new EditAbortedError(`the editor could not be started (${cause.message})`)),
+    )
+    child.once('exit', (code, signal) => {
+      watch.onInterrupt = undefined
+      if (watch.signal !== undefined) reject(new EditAbortedError(`interrupted by ${watch.signal}`))
+      else if (signal !== null) reject(new EditAbortedError(`the editor was killed by ${signal}`))
+      else if (code !== 0) reject(new EditAbortedError(`the editor exited with status ${code}`))
+      else resolve()
+    })
+  })
+}
+
+/** Asks `Edit again? [Y/n]` until the answer is yes or no; Ctrl-C, a signal or end of input mean no. */
+async function askEditAgain(watch: InterruptWatch): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true })
+  try {
+    return await new Promise<boolean>((resolve) => {
+      const ask = () => {
+        rl.question('Edit again? [Y/n] ', (answer) => {
+          const a = answer.trim().toLowerCase()
+          if (a === '' || a === 'y' || a === 'yes') resolve(true)
+          else if (a === 'n' || a === 'no') resolve(false)
+          else ask()
+        })
+      }
+      // In raw mode Ctrl-C is a key, not a signal: readline reports it as 'SIGINT'.
+      rl.once('SIGINT', () => resolve(false))
+      rl.once('close', () => resolve(false))
+      watch.onInterrupt = (signal) => {
+        watch.signal ??= signal
+        resolve(false)
+      }
+      if (watch.signal === undefined) ask()
+      else resolve(false)
+    })
+  } finally {
+    watch.onInterrupt = undefined
+    rl.close()
+  }
+}
+
+export interface EditTextOptions {
+  /** The editor command; `$VISUAL` and `$EDITOR` take precedence. */
+  editor?: string | undefined
+  /** The temp file's name (its extension lets the editor pick a syntax). */
+  fileName?: string | undefined
+}
+
+/**
+ * Lets the user edit `text` in their editor until `accept` takes the result. The text lives in
+ * a private temp file (directory 0700, file 0600) that is removed whatever happens. `accept`
+ * rejecting with InvalidJsonError, SchemaValidationError or UnsupportedValueError shows the
+ * error and asks to edit again; anything else it throws ends the edit. Resolves to what
+ * `accept` returned and whether the text changed; throws EditAbortedError when nothing is to
+ * be saved, NotATerminalError when stdin is not a terminal.
+ */
+export async function editText<T>(
+  text: string,
+  accept: (edited: string) => Promise<T> | T,
+  options: EditTextOptions = {},
+): Promise<{ value: T; changed: boolean }> {
+  if (!process.stdin.isTTY) throw new NotATerminalError()
+  const editor = chooseEditor(options.editor)
+  const dir = mkdtempSync(join(tmpdir(), 'anystore-edit-'))
+  const watch = new InterruptWatch()
+  watch.start()
+  try {
+    const file = join(dir, options.fileName ?? 'thing.json')
+    writeFileSync(file, text, { mode: 0o600, flag: 'wx' })
+    for (;;) {
+      if (watch.signal !== undefined) throw new EditAbortedError(`interrupted by ${watch.signal}`)
+      await runEditor(editor, file, watch)
+      const edited = readFileSync(file, 'utf8')
+      try {
+        return { value: await accept(edited), changed: edited !== text }
+      } catch (error) {
+        if (!isRejection(error)) throw error
+        process.stderr.write(`${error.message}\n`)
+      }
+      if (!(await askEditAgain(watch))) {
+        throw new EditAbortedError(
+          watch.signal === undefined ? 'editing was not resumed' : `interrupted by ${watch.signal}`,
+        )
+      }
+    }
+  } finally {
+    watch.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+export interface EditThingOptions<T>
+  extends Omit<UnstashOptions<T>, 'key'>,
+    Pick<StashOptions<T>, 'writer'> {
+  key: StashOptions<T>['key']
+  /** The editor command; `$VISUAL` and `$EDITOR` take precedence. @default vim, vi or nano */
+  editor?: string
+}
+
+/**
+ * Opens the thing stored under `key` (or `defaults`) in the user's editor as JSON (tagged
+ * form for non-JSON types), validates the result with `schema` when given, and stores it
+ * back to the file and/or `writer`. Resolves to the saved thing.
+ */
+export async function editThing<T>(options: EditThingOptions<T>): Promise<T> {
+  const { writer, schema, ...location } = options
+  let handedOver = false
+  try {
+    if (!process.stdin.isTTY) throw new NotATerminalError()
+    const current = await unstash<T>({ ...location, schema: undefined })
+    const text = `${stringifyTagged(current, 2)}\n`
+    const { value, changed } = await editText(
+      text,
+      async (edited) => {
+        const parsed = parseTagged(edited, 'the edited file')
+        const result =
+          schema === undefined ? (parsed as T) : await validateWithSchema(schema, parsed)
+        encodeValue(result)
+        return result
+      },
+      { editor: options.editor },
+    )
+    // Read from the file and left as it was: nothing to commit.
+    const saveToFile = changed || options.reader !== undefined
+    if (!saveToFile && writer === undefined) return value
+    handedOver = true
+    await stash({
+      file: saveToFile ? options.file : undefined,
+      name: saveToFile ? options.name : undefined,
+      writer,
+      key: options.key,
+      thing: value,
+      encryptionKey: options.encryptionKey,
+      compress: options.compress,
+    })
+    return value
+  } finally {
+    if (!handedOver) writer?.destroy()
+  }
+}

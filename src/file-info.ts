@@ -1,0 +1,36 @@
+import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs'
+import { type FileHeader, HEADER_SIZE, parseHeader, TAG_SIZE } from './crypto.js'
+import { StoreFileNotFoundError } from './errors.js'
+
+/**
+ * Reads only the header of a store file: no key needed. Throws StoreFileNotFoundError,
+ * NotAnyStoreFileError, CorruptFileError or UnsupportedFormatError.
+ */
+export function readFileHeader(file: string): { header: FileHeader; size: number } {
+  let fd: number
+  try {
+    fd = openSync(file, 'r')
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ENOENT') throw new StoreFileNotFoundError(file)
+    throw error
+  }
+  try {
+    const { size } = fstatSync(fd)
+    // The tag is read too: parseHeader rejects a file too short to hold one.
+    const bytes = Buffer.alloc(HEADER_SIZE + TAG_SIZE)
+    const read = readSync(fd, bytes, 0, bytes.length, 0)
+    return { header: parseHeader(file, bytes.subarray(0, read)), size }
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** Throws StoreFileNotFoundError unless `file` exists (checked without creating anything). */
+export function assertFileExists(file: string): void {
+  try {
+    statSync(file)
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ENOENT') throw new StoreFileNotFoundError(file)
+    throw error
+  }
+}

@@ -1,0 +1,219 @@
+import { once } from 'node:events'
+import { statSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Readable, Writable } from 'node:stream'
+import { finished } from 'node:stream/promises'
+import envPaths from 'env-paths'
+import { AnyStore } from './anystore.js'
+import { decodeValue, encodeValue } from './codec.js'
+import { deriveKeys, open, parseKey, seal } from './crypto.js'
+import {
+  CorruptFileError,
+  FileTooLargeError,
+  InvalidOptionError,
+  ThingNotFoundError,
+} from './errors.js'
+import { DEFAULT_OPTIONS, expandPath } from './options.js'
+import { checkKey, decodePayload, encodePayload, PayloadError } from './payload.js'
+import { type StandardSchemaV1, validateWithSchema } from './schema.js'
+import type { StoreKey } from './types.js'
+
+/** The file name used inside an application's config directory. */
+export const DEFAULT_STASH_FILE_NAME = 'config.anystore'
+
+/** Where one thing lives: a store file, given directly or derived from an application name. */
+export interface ThingLocation {
+  /** The store file. `~/` expands to the home directory. Wins over `name`. */
+  file?: string
+  /**
+   * An application name: the file is `<config dir>/<name>/config.anystore`, the config
+   * directory being the platform's (`$XDG_CONFIG_HOME` or `~/.config` on Linux).
+   */
+  name?: string
+  /** @default DEFAULT_ENCRYPTION_KEY (public: it only obfuscates) */
+  encryptionKey?: string | Uint8Array
+  /** Deflate before encrypting. @default false */
+  compress?: boolean
+}
+
+export interface StashOptions<T> extends ThingLocation {
+  /** Also (or only) write a stand-alone encrypted stash here. It is closed on success and failure. */
+  writer?: Writable
+  /** The key the thing is stored under. */
+  key: StoreKey
+  thing: T
+}
+
+export interface UnstashOptions<T> extends ThingLocation {
+  /** Read a stash (what stash() wrote to a writer, or a whole store file) from here; preferred over `file`. */
+  reader?: Readable
+  key: StoreKey
+  /** Returned (after the schema, if any) when the file or the key is missing. */
+  defaults?: T
+  /** Any Standard Schema validator; its output is what unstash() returns. */
+  schema?: StandardSchemaV1<unknown, T>
+}
+
+/** The default store file for an application name, e.g. `~/.config/myapp/config.anystore` on Linux. */
+export function defaultStashFile(name: string): string {
+  if (typeof name !== 'string' || name === '') {
+    throw new InvalidOptionError('Expected `name` to be a non-empty application name')
+  }
+  let dir: string
+  try {
+    dir = envPaths(name, { suffix: '' }).config
+  } catch (cause) {
+    throw new InvalidOptionError(
+      `Expected \`name\` to be usable as a directory name, got ${JSON.stringify(name)} (${String(cause)})`,
+    )
+  }
+  return join(dir, DEFAULT_STASH_FILE_NAME)
+}
+
+/** The store file a location names, or undefined when it names none. */
+export function thingFile(location: ThingLocation): string | undefined {
+  if (location.file !== undefined) return expandPath(location.file)
+  if (location.name !== undefined) return defaultStashFile(location.name)
+  return undefined
+}
+
+/**
+ * Stores one object under `key`: in the store file (`file` or `name`), and/or as a
+ * stand-alone encrypted stash written to `writer`.
+ */
+export async function stash<T>(options: StashOptions<T>): Promise<void> {
+  const { writer } = options
+  let written = false
+  try {
+    const key = checkKey(options.key)
+    const file = thingFile(options)
+    if (file === undefined && writer === undefined) {
+      throw new InvalidOptionError(
+        'stash() needs somewhere to write: pass `file`, `name` or `writer`',
+      )
+    }
+    // Encoding first: an unsupported value fails before anything is written anywhere.
+    const value = encodeValue(options.thing)
+    if (file !== undefined) {
+      const store = await AnyStore.open<T>({
+        file,
+        encryptionKey: options.encryptionKey,
+        compress: options.compress,
+      })
+      try {
+        await store.set(key, options.thing)
+      } finally {
+        await store.close()
+      }
+    }
+    if (writer !== undefined) {
+      const keys = deriveKeys(parseKey(options.encryptionKey ?? DEFAULT_OPTIONS.encryptionKey))
+      const sealed = seal(keys, encodePayload([[key, { value }]]), {
+        compress: options.compress ?? DEFAULT_OPTIONS.compress,
+      })
+      for (const part of sealed.parts) {
+        if (!writer.write(part)) await once(writer, 'drain')
+      }
+      writer.end()
+      await finished(writer)
+      written = true
+    }
+  } finally {
+    if (writer !== undefined && !written) writer.destroy()
+  }
+}
+
+async function readAll(reader: Readable, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of reader) {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array)
+    size += bytes.length
+    if (size > limit) {
+      reader.destroy()
+      throw new FileTooLargeError('the stash stream', size, limit)
+    }
+    chunks.push(bytes)
+  }
+  return Buffer.concat(chunks, size)
+}
+
+const MISSING = Symbol('missing')
+
+async function readFromStream(
+  reader: Readable,
+  key: StoreKey,
+  encryptionKey: string | Uint8Array,
+): Promise<unknown> {
+  const label = 'the stash stream'
+  const bytes = await readAll(reader, DEFAULT_OPTIONS.maxFileSize)
+  const { payload } = open(label, deriveKeys(parseKey(encryptionKey)), bytes)
+  let entries: ReturnType<typeof decodePayload>
+  try {
+    entries = decodePayload(payload)
+  } catch (cause) {
+    if (!(cause instanceof PayloadError)) throw cause
+    throw new CorruptFileError(label, cause.message, { cause })
+  }
+  const entry = entries.get(key)
+  return entry === undefined ? MISSING : decodeValue(entry.value)
+}
+
+function exists(file: string): boolean {
+  try {
+    statSync(file)
+    return true
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ENOENT') return false
+    throw error
+  }
+}
+
+async function readFromFile(
+  file: string,
+  key: StoreKey,
+  encryptionKey: string | Uint8Array | undefined,
+): Promise<unknown> {
+  // Checked first so that reading a missing config creates no directory and no lockfile.
+  if (!exists(file)) return MISSING
+  const store = await AnyStore.open({ file, encryptionKey })
+  try {
+    return (await store.has(key)) ? await store.get(key) : MISSING
+  } finally {
+    await store.close()
+  }
+}
+
+/**
+ * Reads back what stash() stored: from `reader` when given, else from the store file. A
+ * missing file or key gives `defaults`, or ThingNotFoundError without them.
+ */
+export async function unstash<T>(options: UnstashOptions<T>): Promise<T> {
+  const key = checkKey(options.key)
+  let found: unknown
+  let where: string
+  if (options.reader !== undefined) {
+    where = 'the stash stream'
+    found = await readFromStream(
+      options.reader,
+      key,
+      options.encryptionKey ?? DEFAULT_OPTIONS.encryptionKey,
+    )
+  } else {
+    const file = thingFile(options)
+    if (file === undefined) {
+      throw new InvalidOptionError(
+        'unstash() needs something to read: pass `reader`, `file` or `name`',
+      )
+    }
+    where = file
+    found = await readFromFile(file, key, options.encryptionKey)
+  }
+  if (found === MISSING) {
+    if (options.defaults === undefined) throw new ThingNotFoundError(where, key)
+    found = options.defaults
+  }
+  return options.schema === undefined
+    ? (found as T)
+    : await validateWithSchema(options.schema, found)
+}

@@ -1,0 +1,144 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { Overlay } from '../src/overlay.js'
+import { decodePayload, type Entry, encodePayload, StoredEntry } from '../src/payload.js'
+import { encodeOverImage, ImagedMap } from '../src/payload-image.js'
+import type { StoreKey } from '../src/types.js'
+
+const key = fc.oneof(fc.string({ maxLength: 6 }), fc.integer({ min: -50, max: 50 }))
+const entry = fc.record(
+  {
+    value: fc.uint8Array({ maxLength: 12 }),
+    expiresAt: fc.integer({ min: 0, max: 2 ** 40 }),
+  },
+  { requiredKeys: ['value'] },
+)
+const operation = fc.oneof(
+  { arbitrary: fc.record({ kind: fc.constant('set' as const), key, entry }), weight: 6 },
+  { arbitrary: fc.record({ kind: fc.constant('delete' as const), key }), weight: 3 },
+  { arbitrary: fc.record({ kind: fc.constant('clear' as const) }), weight: 1 },
+)
+
+/** The same entries as plain objects with copied bytes: what encodePayload lays out field by field. */
+function plain(entries: Iterable<[StoreKey, Entry]>): [StoreKey, Entry][] {
+  return Array.from(entries, ([k, e]) => [
+    k,
+    e.expiresAt === undefined
+      ? { value: Uint8Array.from(e.value) }
+      : { value: Uint8Array.from(e.value), expiresAt: e.expiresAt },
+  ])
+}
+
+describe('payload records copied in runs', () => {
+  it('a loaded payload encodes back to the same bytes', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(key, entry), { maxLength: 30 }), (initial) => {
+        const bytes = encodePayload(new Map(initial))
+        const loaded = decodePayload(bytes)
+        for (const stored of loaded.values()) expect(stored).toBeInstanceOf(StoredEntry)
+        expect(encodePayload(loaded).equals(bytes)).toBe(true)
+      }),
+    )
+  })
+
+  it('a loaded map with changes on top encodes exactly like the same entries built afresh', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(key, entry), { maxLength: 30 }),
+        fc.array(operation, { maxLength: 20 }),
+        fc.array(operation, { maxLength: 20 }),
+        (initial, firstCommit, secondCommit) => {
+          let map = decodePayload(encodePayload(new Map(initial)))
+          for (const ops of [firstCommit, secondCommit]) {
+            const overlay = new Overlay(map)
+            for (const op of ops) {
+              if (op.kind === 'set') overlay.set(op.key, op.entry)
+              else if (op.kind === 'delete') overlay.delete(op.key)
+              else overlay.clear()
+            }
+            const bytes = encodePayload(overlay.entries())
+            expect(bytes.equals(encodePayload(plain(overlay.entries())))).toBe(true)
+            overlay.applyTo(overlay.base)
+            expect(plain(decodePayload(bytes))).toEqual(plain(overlay.base))
+            // The next round starts from a mix: records of the first payload and fresh entries.
+            map = overlay.base
+          }
+        },
+      ),
+    )
+  })
+
+  it('cuts the value view only when it is read, and cuts the right bytes', () => {
+    const loaded = decodePayload(
+      encodePayload(
+        new Map<StoreKey, Entry>([
+          ['a', { value: Uint8Array.of(1, 2, 3) }],
+          [7, { value: Uint8Array.of(9), expiresAt: 1234 }],
+        ]),
+      ),
+    )
+    const a = loaded.get('a') as StoredEntry
+    const seven = loaded.get(7) as StoredEntry
+    expect([...a.value]).toEqual([1, 2, 3])
+    expect(a.value).toBe(a.value)
+    expect([...seven.value]).toEqual([9])
+    expect(seven.expiresAt).toBe(1234)
+    expect(a.expiresAt).toBeUndefined()
+  })
+})
+
+describe('commits laid out from the image of the loaded payload', () => {
+  it('produce exactly the bytes of encoding every entry, commit after commit', () => {
+    let spliced = 0
+    let fellBack = 0
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(key, entry), { maxLength: 30 }),
+        fc.array(fc.array(operation, { maxLength: 12 }), { maxLength: 5 }),
+        fc.integer({ min: 0, max: 40 }),
+        (initial, commits, limit) => {
+          const bytes = encodePayload(new Map(initial))
+          const map = new ImagedMap()
+          decodePayload(bytes, map)
+          map.attach(bytes, limit)
+          for (const ops of commits) {
+            const overlay = new Overlay(map)
+            for (const op of ops) {
+              if (op.kind === 'set') overlay.set(op.key, op.entry)
+              else if (op.kind === 'delete') overlay.delete(op.key)
+              else overlay.clear()
+            }
+            const expected = encodePayload(plain(overlay.entries()))
+            const fromImage = encodeOverImage(overlay)
+            if (fromImage === undefined) fellBack++
+            else {
+              spliced++
+              expect(fromImage.equals(expected)).toBe(true)
+            }
+            overlay.applyTo(map)
+            expect(plain(decodePayload(expected))).toEqual(plain(map))
+          }
+        },
+      ),
+      { numRuns: 300 },
+    )
+    // Both paths ran: the image, and the fallback after a clear() or past the limit.
+    expect(spliced).toBeGreaterThan(200)
+    expect(fellBack).toBeGreaterThan(10)
+  })
+
+  it('drops the image on clear() and past its limit', () => {
+    const bytes = encodePayload(new Map([['a', { value: Uint8Array.of(1) }]]))
+    const map = new ImagedMap()
+    decodePayload(bytes, map)
+    map.attach(bytes, 2)
+    map.set('b', { value: Uint8Array.of(2) })
+    map.set('c', { value: Uint8Array.of(3) })
+    expect(map.image).toBeDefined()
+    map.set('d', { value: Uint8Array.of(4) })
+    expect(map.image).toBeUndefined()
+    map.attach(bytes)
+    map.clear()
+    expect(map.image).toBeUndefined()
+  })
+})

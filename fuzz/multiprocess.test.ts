@@ -68,6 +68,8 @@ interface Workload {
   processes: number
   clients: number
   snapshots: boolean
+  /** Start from a file that already holds this many filler entries (large-map commit paths). */
+  preload: number
   options: Pick<AnyStoreOptions, 'sync' | 'compress' | 'lock'>
   plans: Planned[][]
 }
@@ -78,6 +80,7 @@ function workloadArb(maxOps: number): fc.Arbitrary<Workload> {
       processes: fc.integer({ min: 2, max: 8 }),
       clients: fc.integer({ min: 1, max: 3 }),
       snapshots: fc.boolean(),
+      preload: fc.constantFrom(0, 0, 1500),
       options: fc.record({
         sync: fc.constantFrom('always' as const, 'never' as const),
         compress: fc.boolean(),
@@ -89,6 +92,7 @@ function workloadArb(maxOps: number): fc.Arbitrary<Workload> {
         processes: fc.constant(shape.processes),
         clients: fc.constant(shape.clients),
         snapshots: fc.constant(shape.snapshots),
+        preload: fc.constant(shape.preload),
         options: fc.constant(shape.options),
         plans: fc.array(
           fc.array(fc.oneof(...(shape.snapshots ? withSnapshots : basicOps)), { minLength: Math.ceil(maxOps / 2), maxLength: maxOps }),
@@ -267,6 +271,13 @@ async function execute(
 
 async function runWorkload(workload: Workload, index: number): Promise<void> {
   const file = join(root, `history-${index}`, 'shared.db')
+  if (workload.preload > 0) {
+    const seed = await AnyStore.open({ ...workload.options, file })
+    await seed.run(async (tx) => {
+      for (let i = 0; i < workload.preload; i++) await tx.set(`filler-${i}`, `filler value ${i}`)
+    })
+    await seed.close()
+  }
   const { history, acknowledged, stored } = await execute(
     workload.processes,
     workload.options,

@@ -10,7 +10,7 @@ export const COMMIT_STEPS = [
   'open-temp',
   'write-temp',
   'fsync-temp',
-  'fstat-temp',
+  'fstat-new-file',
   'rename',
   'open-dir',
   'fsync-dir',
@@ -34,17 +34,23 @@ export class FaultyFileSystem implements FileSystem {
   fault: { step: Step; code: string } | undefined
   /** How many times the armed fault fired. */
   fired = 0
+  /** Whether the last time it fired, the new version had already been renamed into place. */
+  firedAfterRename = false
+  #renamed = false
   /** With `partialWrites`, every write to a temp file writes at most this many bytes. */
   partialWrites: number | undefined
   readonly #tempFds = new Set<number>()
   readonly #lockFds = new Set<number>()
   readonly #dataFds = new Set<number>()
+  /** The descriptor of the file the last rename published. */
+  readonly #newFds = new Set<number>()
   readonly #dirFds = new Set<number>()
   readonly #real = nodeFileSystem
 
   #maybeFail(step: Step, syscall: string): void {
     if (this.fault?.step === step) {
       this.fired++
+      this.firedAfterRename = this.#renamed
       throw systemError(this.fault.code, syscall)
     }
   }
@@ -57,7 +63,10 @@ export class FaultyFileSystem implements FileSystem {
         : flags === 'r' && this.#real.statSync(path)?.isDirectory()
           ? 'dir'
           : 'data'
-    if (kind === 'temp') this.#maybeFail('open-temp', 'open')
+    if (kind === 'temp') {
+      this.#renamed = false // a new commit starts
+      this.#maybeFail('open-temp', 'open')
+    }
     if (kind === 'lock') this.#maybeFail('open-lock', 'open')
     if (kind === 'dir') this.#maybeFail('open-dir', 'open')
     const fd = this.#real.openSync(path, flags, mode)
@@ -72,7 +81,9 @@ export class FaultyFileSystem implements FileSystem {
   }
 
   closeSync(fd: number): void {
-    for (const set of [this.#tempFds, this.#lockFds, this.#dataFds, this.#dirFds]) set.delete(fd)
+    for (const set of [this.#tempFds, this.#lockFds, this.#dataFds, this.#dirFds, this.#newFds]) {
+      set.delete(fd)
+    }
     this.#real.closeSync(fd)
   }
 
@@ -110,7 +121,8 @@ export class FaultyFileSystem implements FileSystem {
   }
 
   fstatSync(fd: number) {
-    if (this.#tempFds.has(fd)) this.#maybeFail('fstat-temp', 'fstat')
+    // The new file's fstat (for the read check), before or after its rename.
+    if (this.#tempFds.has(fd) || this.#newFds.has(fd)) this.#maybeFail('fstat-new-file', 'fstat')
     return this.#real.fstatSync(fd)
   }
 
@@ -125,10 +137,13 @@ export class FaultyFileSystem implements FileSystem {
   renameSync(from: string, to: string): void {
     this.#maybeFail('rename', 'rename')
     this.#real.renameSync(from, to)
+    this.#renamed = true
     // After the rename the temp descriptor is the data file's.
+    this.#newFds.clear()
     for (const fd of this.#tempFds) {
       this.#tempFds.delete(fd)
       this.#dataFds.add(fd)
+      this.#newFds.add(fd)
     }
   }
 

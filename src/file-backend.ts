@@ -93,6 +93,9 @@ function stillTheOnlyLink(pinned: Stats, known: Identity): boolean {
 
 /** Resolves the store path to the real file to replace, creating missing directories (0700). */
 export function prepareStorePath(io: FileSystem, file: string): string {
+  if (file.includes('\0')) {
+    throw new InvalidPathError(JSON.stringify(file), 'it contains a NUL byte, which no path may')
+  }
   const dir = dirname(file)
   try {
     io.mkdirSync(dir, 0o700)

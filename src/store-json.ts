@@ -5,14 +5,22 @@ import type { StoreKey } from './types.js'
 
 /**
  * The JSON form of a whole store, used by `dump`, `import` and `edit`. Normally an object
- * `{ "key": value, ... }` (values in the tagged form); when a key is a number or is the
- * string "$anystore", which an object cannot carry unambiguously, the entries form
+ * `{ "key": value, ... }` (values in the tagged form); when a key is a number, the string
+ * "$anystore", or an integer-like string (which an object would move to the front), the
+ * entries form
  * `{ "$anystore": "entries", "value": [[key, value], ...] }`.
  */
 export const ENTRIES_TAG = 'entries'
 
+/** Keys a JS object lists before all others (array indices), whatever order they were added in. */
+function isArrayIndex(key: string): boolean {
+  return /^(?:0|[1-9]\d*)$/.test(key) && Number(key) < 2 ** 32 - 1
+}
+
 export function needsEntriesForm(keys: Iterable<StoreKey>): boolean {
-  for (const key of keys) if (typeof key === 'number' || key === TAG) return true
+  for (const key of keys) {
+    if (typeof key === 'number' || key === TAG || isArrayIndex(key)) return true
+  }
   return false
 }
 

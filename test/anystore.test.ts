@@ -353,6 +353,13 @@ describe('paths', () => {
     await direct.close()
   })
 
+  it('refuses a path with a NUL byte with InvalidPathError', async () => {
+    const file = join(tempDir(), 'a\u0000b.db')
+    expect((await rejection(AnyStore.open({ file }))).code).toBe('ERR_ANYSTORE_INVALID_PATH')
+    const store = await AnyStore.open()
+    expect((await rejection(store.enablePersistence(file))).code).toBe('ERR_ANYSTORE_INVALID_PATH')
+  })
+
   it('handles unicode and spaces in the path', async () => {
     const file = join(tempDir(), 'dir with spaces', 'störe ✓.db')
     const store = await AnyStore.open({ file })

@@ -205,10 +205,22 @@ async function coldOpen(size) {
 const side = await compare(profile, { incrementCount: plan.increments, coldSize: plan.coldSize })
 printTable(
   'side by side (median per operation; ratio = anystore ÷ other)',
-  ['scenario', 'anystore', 'lmdb-js', 'conf', 'Go original', 'floor', '÷ lmdb', '÷ conf', '÷ Go'],
+  [
+    'scenario',
+    'anystore',
+    'anystore ops/s',
+    'lmdb-js',
+    'conf',
+    'Go original',
+    'floor',
+    '÷ lmdb',
+    '÷ conf',
+    '÷ Go',
+  ],
   side.rows.map((r) => [
     r.scenario,
     formatUs(r.anystore),
+    Math.round(1e6 / r.anystore).toLocaleString('en-US'),
     formatUs(r.lmdb),
     formatUs(r.conf),
     formatUs(r.go),

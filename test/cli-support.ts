@@ -1,21 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, beforeAll } from 'vitest'
+import { beforeAll } from 'vitest'
 
-const created: string[] = []
-
-/** A fresh directory under the OS temp dir, removed after the current test. */
-export function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'anystore-cli-test-'))
-  created.push(dir)
-  return dir
-}
-
-afterEach(() => {
-  for (const dir of created.splice(0)) rmSync(dir, { recursive: true, force: true })
-})
+export { tempDir } from './helpers.js'
 
 export const ROOT = new URL('..', import.meta.url).pathname
 export const CLI = join(ROOT, 'dist/cli.js')

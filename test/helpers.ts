@@ -58,6 +58,11 @@ export function nextMessage<T = unknown>(child: ChildProcess): Promise<T> {
   })
 }
 
+/** The `code` of the error a promise rejects with; throws if it resolves. */
+export async function codeOf(promise: Promise<unknown>): Promise<unknown> {
+  return (await rejection(promise)).code
+}
+
 /** Resolves with the typed error a promise rejects with, failing if it resolves. */
 export async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string }> {
   try {

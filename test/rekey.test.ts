@@ -4,17 +4,9 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { AnyStore, newKey, readFileHeader, rekey } from '../src/index.js'
 import { fixture, requireBuild, tempDir } from './cli-support.js'
+import { codeOf } from './helpers.js'
 
 requireBuild()
-
-async function codeOf(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise
-  } catch (error) {
-    return (error as { code?: unknown }).code
-  }
-  throw new Error('expected a rejection')
-}
 
 async function makeStore(
   file: string,

@@ -12,17 +12,9 @@ import {
   unstash,
 } from '../src/index.js'
 import { fixture, requireBuild, tempDir } from './cli-support.js'
+import { codeOf } from './helpers.js'
 
 requireBuild()
-
-async function codeOf(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise
-  } catch (error) {
-    return (error as { code?: unknown }).code
-  }
-  throw new Error('expected a rejection')
-}
 
 interface Settings {
   port: number

@@ -39,6 +39,22 @@ async function fill(f: Fixture, entries: Iterable<[string | number, unknown]>, c
   await store.close()
 }
 
+/**
+ * Starts a process that holds the store's lock for `holdMs`, then commits b = 2. Resolves once
+ * the lock is held, with a promise of the holder's exit.
+ */
+async function holdLock(f: Fixture, holdMs: number): Promise<{ exited: Promise<unknown> }> {
+  const holder = spawn(
+    process.execPath,
+    [fixture('cli-hold-lock.mjs'), f.file, f.key, String(holdMs), 'b', '2'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  )
+  const exited = new Promise((resolve) => holder.on('exit', resolve))
+  await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()))
+  // Wrapped: an async function returning the promise itself would wait for it.
+  return { exited }
+}
+
 async function entriesOf(file: string, key: string): Promise<[string | number, unknown][]> {
   const store = await AnyStore.open({ file, encryptionKey: key })
   try {
@@ -244,15 +260,7 @@ describe('anystore CLI: exit codes', () => {
   it('exits 10 when another process holds the lock past --lock-timeout', async () => {
     const f = setup()
     await fill(f, [['a', 1]])
-    const holder = spawn(
-      process.execPath,
-      [fixture('cli-hold-lock.mjs'), f.file, f.key, '3000', 'b', '2'],
-      {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    )
-    const exited = new Promise((resolve) => holder.on('exit', resolve))
-    await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()))
+    const { exited } = await holdLock(f, 3000)
     const result = await runCli([
       'set',
       f.file,
@@ -464,15 +472,7 @@ describe('anystore CLI: rekey, info, verify', () => {
   it('rekey waits for the lock and includes the holder’s commit', async () => {
     const f = setup()
     await fill(f, [['a', 1]])
-    const holder = spawn(
-      process.execPath,
-      [fixture('cli-hold-lock.mjs'), f.file, f.key, '800', 'b', '2'],
-      {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    )
-    const exited = new Promise((resolve) => holder.on('exit', resolve))
-    await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()))
+    const { exited } = await holdLock(f, 800)
     const next = newKey()
     const newKeyFile = join(f.dir, 'new.key')
     writeFileSync(newKeyFile, next)

@@ -9,8 +9,8 @@ import { type CrossProcessLock, createLock } from './lock.js'
 import { withPathMutex } from './mutex.js'
 import type { LockMode, SyncMode } from './options.js'
 import { Overlay } from './overlay.js'
-import { decodePayload, type Entry, type EntryMap, encodePayload, PayloadError } from './payload.js'
-import { encodeOverImage, ImagedMap } from './payload-image.js'
+import { type Entry, type EntryMap, encodePayload, PayloadError } from './payload.js'
+import { encodeOverlay, PayloadMap } from './payload-map.js'
 import type { StoreKey } from './types.js'
 
 /**
@@ -41,8 +41,21 @@ export interface FileBackendOptions {
   io: FileSystem
 }
 
-/** Below this many entries, encoding every entry on each commit costs less than parsing once. */
+/** Below this many entries (or changed keys), encoding them on each commit costs less than indexing once. */
 const ADOPT_FROM_ENTRIES = 1024
+
+/**
+ * Whether the next refresh should index the payload just committed: when the map was encoded
+ * entry by entry (it was filled in memory, or cleared), or when its loaded payload has drifted
+ * far enough from the map that copying around the changes no longer saves much.
+ */
+function worthReindexing(entries: Iterable<[StoreKey, Entry]>, payload: Buffer): boolean {
+  const count = payload.readUInt32BE(0)
+  if (entries instanceof Overlay && entries.base instanceof PayloadMap && !entries.cleared) {
+    return entries.base.drift >= Math.max(ADOPT_FROM_ENTRIES, count >> 3)
+  }
+  return count >= ADOPT_FROM_ENTRIES
+}
 
 const TEMP_NAME = /^\.?(.+)\.([0-9a-f]{16})\.tmp$/
 
@@ -176,10 +189,8 @@ export class FileBackend implements Persistence {
     if (fresh !== undefined) this.#adoptable = undefined
     if (fresh !== undefined || adoptable === undefined || !mayAdopt) return fresh
     this.#adoptable = undefined
-    // Still our own commit on disk: the same state, now with an image of its payload.
-    const map = new ImagedMap()
-    decodePayload(adoptable, map)
-    return map.attach(adoptable)
+    // Still our own commit on disk: the same state, now indexed over its payload.
+    return new PayloadMap(adoptable)
   }
 
   #refresh(): EntryMap | undefined {
@@ -224,10 +235,9 @@ export class FileBackend implements Persistence {
       const { payload } = open(this.file, this.#options.keys, bytes.subarray(0, read), {
         inPlace: true,
       })
-      const map = new ImagedMap()
+      let map: PayloadMap
       try {
-        decodePayload(payload, map)
-        map.attach(payload)
+        map = new PayloadMap(payload)
       } catch (cause) {
         if (!(cause instanceof PayloadError)) throw cause
         throw new CorruptFileError(this.file, cause.message, { cause })
@@ -317,8 +327,8 @@ export class FileBackend implements Persistence {
     this.#adoptable = undefined
     // Encode before touching the disk: an encoding failure leaves nothing behind. A commit on
     // top of a loaded map copies the loaded payload around the changed records.
-    const fromImage = entries instanceof Overlay ? encodeOverImage(entries) : undefined
-    const payload = fromImage ?? encodePayload(entries)
+    const payload = entries instanceof Overlay ? encodeOverlay(entries) : encodePayload(entries)
+    const reindex = worthReindexing(entries, payload)
     const sealed = seal(sealWith?.keys ?? this.#options.keys, payload, {
       compress: sealWith?.compress ?? this.#options.compress,
     })
@@ -353,9 +363,7 @@ export class FileBackend implements Persistence {
       throw error
     }
     this.#pin(fd, stats)
-    if (fromImage === undefined && payload.readUInt32BE(0) >= ADOPT_FROM_ENTRIES) {
-      this.#adoptable = payload
-    }
+    if (reindex) this.#adoptable = payload
   }
 
   #directoryFd(): number {

@@ -20,6 +20,11 @@ export class Overlay {
     this.base = base
   }
 
+  /** Whether clear() was called: nothing of the base is kept. */
+  get cleared(): boolean {
+    return this.#cleared
+  }
+
   get hasChanges(): boolean {
     return this.#cleared || this.#changes.size > 0
   }

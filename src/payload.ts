@@ -11,15 +11,33 @@ export interface Entry {
   readonly expiresAt?: number | undefined
 }
 
-export type EntryMap = Map<StoreKey, Entry>
+/**
+ * What the store needs of its map of entries: a `Map` is one; so is a PayloadMap, which answers
+ * from a loaded payload without building a `Map` of every key.
+ */
+export interface EntryMap extends Iterable<[StoreKey, Entry]> {
+  readonly size: number
+  get(key: StoreKey): Entry | undefined
+  has(key: StoreKey): boolean
+  set(key: StoreKey, entry: Entry): unknown
+  delete(key: StoreKey): boolean
+  clear(): void
+  keys(): IterableIterator<StoreKey>
+  entries(): IterableIterator<[StoreKey, Entry]>
+}
 
-const KEY_STRING = 1
-const KEY_NUMBER = 2
-const ENTRY_FLAG_EXPIRES = 0x01
-const KNOWN_ENTRY_FLAGS = ENTRY_FLAG_EXPIRES
+export const KEY_STRING = 1
+export const KEY_NUMBER = 2
+export const ENTRY_FLAG_EXPIRES = 0x01
+export const KNOWN_ENTRY_FLAGS = ENTRY_FLAG_EXPIRES
 
 export function checkKey(key: unknown): StoreKey {
-  if (typeof key === 'string' || typeof key === 'number') return key
+  if (typeof key === 'number') return key
+  if (typeof key === 'string') {
+    // A lone surrogate has no UTF-8 form: the file would hold U+FFFD, a different key.
+    if (!key.isWellFormed()) throw new UnsupportedKeyError('a string with a lone surrogate')
+    return key
+  }
   throw new UnsupportedKeyError(key === null ? 'null' : `a value of type ${typeof key}`)
 }
 
@@ -162,9 +180,10 @@ function writeRecord(
  * Parses a payload into `map` (a new Map by default); values stay views into `payload`, which
  * must therefore never be mutated.
  */
-export function decodePayload(payload: Buffer, map: EntryMap = new Map()): EntryMap {
-  // Map's own set, not a subclass's: the map is being filled, not changed (see ImagedMap).
-  const insert = Map.prototype.set
+export function decodePayload(
+  payload: Buffer,
+  map: Map<StoreKey, Entry> = new Map(),
+): Map<StoreKey, Entry> {
   const need = (at: number, n: number) => {
     if (at + n > payload.length)
       throw new PayloadError(`payload ends inside an entry at byte ${at}`)
@@ -204,7 +223,7 @@ export function decodePayload(payload: Buffer, map: EntryMap = new Map()): Entry
     const length = payload.readUInt32BE(at)
     at += 4
     need(at, length)
-    insert.call(map, key, new StoredEntry(payload, recordStart, at, at + length, expiresAt))
+    map.set(key, new StoredEntry(payload, recordStart, at, at + length, expiresAt))
     at += length
   }
   if (at !== payload.length)

@@ -63,6 +63,18 @@ describe('in memory', () => {
     }
   })
 
+  it('rejects a string key with a lone surrogate, which the file cannot hold as it is', async () => {
+    // UTF-8 has no form for it: the file would hold U+FFFD, and a reload would change the key.
+    const dir = tempDir()
+    const store = await AnyStore.open({ file: join(dir, 's') })
+    for (const key of ['\uD800', 'a\uDC00b']) {
+      expect((await rejection(store.set(key, 1))).code).toBe('ERR_ANYSTORE_UNSUPPORTED_KEY')
+    }
+    await store.set('\uD83D\uDD11', 1)
+    expect(await store.keys()).toEqual(['\uD83D\uDD11'])
+    await store.close()
+  })
+
   it('run() applies all writes or none', async () => {
     const store = await AnyStore.open<number>()
     await store.set('a', 1)

@@ -1,8 +1,14 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { Overlay } from '../src/overlay.js'
-import { decodePayload, type Entry, encodePayload, StoredEntry } from '../src/payload.js'
-import { encodeOverImage, ImagedMap } from '../src/payload-image.js'
+import {
+  decodePayload,
+  type Entry,
+  type EntryMap,
+  encodePayload,
+  StoredEntry,
+} from '../src/payload.js'
+import { encodeOverlay, PayloadMap } from '../src/payload-map.js'
 import type { StoreKey } from '../src/types.js'
 
 const key = fc.oneof(fc.string({ maxLength: 6 }), fc.integer({ min: -50, max: 50 }))
@@ -48,7 +54,7 @@ describe('payload records copied in runs', () => {
         fc.array(operation, { maxLength: 20 }),
         fc.array(operation, { maxLength: 20 }),
         (initial, firstCommit, secondCommit) => {
-          let map = decodePayload(encodePayload(new Map(initial)))
+          let map: EntryMap = decodePayload(encodePayload(new Map(initial)))
           for (const ops of [firstCommit, secondCommit]) {
             const overlay = new Overlay(map)
             for (const op of ops) {
@@ -87,20 +93,16 @@ describe('payload records copied in runs', () => {
   })
 })
 
-describe('commits laid out from the image of the loaded payload', () => {
+describe('commits laid out over a payload map', () => {
   it('produce exactly the bytes of encoding every entry, commit after commit', () => {
-    let spliced = 0
-    let fellBack = 0
+    let copiedAround = 0
+    let cleared = 0
     fc.assert(
       fc.property(
         fc.array(fc.tuple(key, entry), { maxLength: 30 }),
         fc.array(fc.array(operation, { maxLength: 12 }), { maxLength: 5 }),
-        fc.integer({ min: 0, max: 40 }),
-        (initial, commits, limit) => {
-          const bytes = encodePayload(new Map(initial))
-          const map = new ImagedMap()
-          decodePayload(bytes, map)
-          map.attach(bytes, limit)
+        (initial, commits) => {
+          const map = new PayloadMap(encodePayload(new Map(initial)))
           for (const ops of commits) {
             const overlay = new Overlay(map)
             for (const op of ops) {
@@ -109,12 +111,9 @@ describe('commits laid out from the image of the loaded payload', () => {
               else overlay.clear()
             }
             const expected = encodePayload(plain(overlay.entries()))
-            const fromImage = encodeOverImage(overlay)
-            if (fromImage === undefined) fellBack++
-            else {
-              spliced++
-              expect(fromImage.equals(expected)).toBe(true)
-            }
+            if (overlay.cleared) cleared++
+            else copiedAround++
+            expect(encodeOverlay(overlay).equals(expected)).toBe(true)
             overlay.applyTo(map)
             expect(plain(decodePayload(expected))).toEqual(plain(map))
           }
@@ -122,23 +121,8 @@ describe('commits laid out from the image of the loaded payload', () => {
       ),
       { numRuns: 300 },
     )
-    // Both paths ran: the image, and the fallback after a clear() or past the limit.
-    expect(spliced).toBeGreaterThan(200)
-    expect(fellBack).toBeGreaterThan(10)
-  })
-
-  it('drops the image on clear() and past its limit', () => {
-    const bytes = encodePayload(new Map([['a', { value: Uint8Array.of(1) }]]))
-    const map = new ImagedMap()
-    decodePayload(bytes, map)
-    map.attach(bytes, 2)
-    map.set('b', { value: Uint8Array.of(2) })
-    map.set('c', { value: Uint8Array.of(3) })
-    expect(map.image).toBeDefined()
-    map.set('d', { value: Uint8Array.of(4) })
-    expect(map.image).toBeUndefined()
-    map.attach(bytes)
-    map.clear()
-    expect(map.image).toBeUndefined()
+    // Both paths ran: copying around the changes, and encoding afresh after a clear().
+    expect(copiedAround).toBeGreaterThan(200)
+    expect(cleared).toBeGreaterThan(10)
   })
 })

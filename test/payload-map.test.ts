@@ -1,0 +1,120 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { type Entry, encodePayload, PayloadError } from '../src/payload.js'
+import { PayloadIndex } from '../src/payload-index.js'
+import { PayloadMap } from '../src/payload-map.js'
+import type { StoreKey } from '../src/types.js'
+import { propertyOptions } from './helpers.js'
+
+const key = fc.oneof(
+  fc.string({ maxLength: 4 }),
+  fc.string({ unit: 'grapheme', maxLength: 3 }),
+  fc.integer({ min: -20, max: 20 }),
+  fc.constantFrom(-0, Number.NaN, 0.5, Number.POSITIVE_INFINITY, '0', 'NaN', ''),
+)
+const value = fc.uint8Array({ maxLength: 6 })
+const operation = fc.oneof(
+  { arbitrary: fc.record({ kind: fc.constant('set' as const), key, value }), weight: 5 },
+  { arbitrary: fc.record({ kind: fc.constant('delete' as const), key }), weight: 3 },
+  { arbitrary: fc.record({ kind: fc.constant('get' as const), key }), weight: 3 },
+  { arbitrary: fc.record({ kind: fc.constant('clear' as const) }), weight: 1 },
+)
+
+function entry(bytes: Uint8Array): Entry {
+  return { value: bytes }
+}
+
+function values(entries: Iterable<[StoreKey, Entry]>): [StoreKey, number[]][] {
+  return Array.from(entries, ([k, e]) => [k, [...e.value]])
+}
+
+describe('PayloadMap behaves as a Map of the loaded entries', () => {
+  it('answers every operation as a Map does, in the same iteration order', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(key, value), { maxLength: 25 }),
+        fc.array(operation, { maxLength: 40 }),
+        (initial, ops) => {
+          const model = new Map<StoreKey, Entry>(initial.map(([k, v]) => [k, entry(v)]))
+          const map = new PayloadMap(encodePayload(model))
+          for (const op of ops) {
+            if (op.kind === 'set') {
+              model.set(op.key, entry(op.value))
+              map.set(op.key, entry(op.value))
+            } else if (op.kind === 'delete') {
+              expect(map.delete(op.key)).toBe(model.delete(op.key))
+            } else if (op.kind === 'clear') {
+              model.clear()
+              map.clear()
+            } else {
+              expect(map.has(op.key)).toBe(model.has(op.key))
+              const got = map.get(op.key)
+              const want = model.get(op.key)
+              expect(got === undefined ? undefined : [...got.value]).toEqual(
+                want === undefined ? undefined : [...want.value],
+              )
+            }
+            expect(map.size).toBe(model.size)
+          }
+          expect([...map.keys()]).toEqual([...model.keys()])
+          expect(values(map)).toEqual(values(model))
+        },
+      ),
+      propertyOptions(300),
+    )
+  })
+})
+
+describe('PayloadIndex', () => {
+  it('finds each of 20,000 keys and no other, whatever their length and script', () => {
+    const keys: StoreKey[] = []
+    for (let i = 0; i < 10_000; i++) keys.push(`key-${i}`, i * 1.5)
+    keys.push('ключ', '鍵🔑', 'x'.repeat(5000), '')
+    const payload = encodePayload(keys.map((k) => [k, entry(Uint8Array.of(1))]))
+    const index = new PayloadIndex(payload)
+    expect(index.count).toBe(keys.length)
+    keys.forEach((k, i) => {
+      expect(index.find(k)).toBe(i)
+      expect(index.keyAt(i)).toBe(k)
+    })
+    for (const absent of ['key-10000', 'x'.repeat(4999), 1.25, 'ключи', '1.5', -1]) {
+      expect(index.find(absent)).toBe(-1)
+    }
+  })
+
+  it('treats -0 as 0 and every NaN as one key, as Map does', () => {
+    const index = new PayloadIndex(
+      encodePayload([
+        [0, entry(Uint8Array.of(1))],
+        [Number.NaN, entry(Uint8Array.of(2))],
+      ]),
+    )
+    expect(index.find(-0)).toBe(0)
+    expect(index.find(0 / 0)).toBe(1)
+    expect(index.find('0')).toBe(-1)
+  })
+
+  it('refuses a payload whose key repeats', () => {
+    const payload = encodePayload([
+      ['ab', entry(Uint8Array.of(1))],
+      ['ac', entry(Uint8Array.of(2))],
+    ])
+    const second = payload.indexOf('ac')
+    payload.write('ab', second)
+    expect(() => new PayloadIndex(payload)).toThrow(PayloadError)
+  })
+
+  it('refuses a count that cannot fit, a truncated payload and trailing bytes', () => {
+    const payload = encodePayload([
+      ['a', entry(Uint8Array.of(1, 2))],
+      [7, { value: Uint8Array.of(3), expiresAt: 99 }],
+    ])
+    for (let length = 0; length < payload.length; length++) {
+      expect(() => new PayloadIndex(payload.subarray(0, length))).toThrow(PayloadError)
+    }
+    expect(() => new PayloadIndex(Buffer.concat([payload, Buffer.of(0)]))).toThrow(PayloadError)
+    const huge = Buffer.from(payload)
+    huge.writeUInt32BE(0xffffffff, 0)
+    expect(() => new PayloadIndex(huge)).toThrow(PayloadError)
+  })
+})

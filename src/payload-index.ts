@@ -38,6 +38,16 @@ function hashNumber(n: number): number {
   return finish(Math.imul(h ^ (numberWords[1] as number), FNV_PRIME))
 }
 
+function readU32(bytes: Uint8Array, at: number): number {
+  return (
+    (((bytes[at] as number) << 24) |
+      ((bytes[at + 1] as number) << 16) |
+      ((bytes[at + 2] as number) << 8) |
+      (bytes[at + 3] as number)) >>>
+    0
+  )
+}
+
 function sameNumber(a: number, b: number): boolean {
   return a === b || (Number.isNaN(a) && Number.isNaN(b))
 }
@@ -56,7 +66,10 @@ export class PayloadIndex {
   readonly count: number
   /** recordStarts[i] is where record i begins; recordStarts[count] is the payload's end. */
   readonly #recordStarts: Uint32Array
-  /** Record number + 1 per slot; 0 is an empty slot. Never more than half full. */
+  /**
+   * Two numbers per slot, side by side so that one cache line holds both: the record number + 1
+   * (0: empty slot) and the key's hash, compared before any key bytes. Never more than half full.
+   */
   readonly #slots: Int32Array
   readonly #mask: number
 
@@ -72,64 +85,63 @@ export class PayloadIndex {
     this.#recordStarts = new Uint32Array(count + 1)
     let capacity = 8
     while (capacity < count * 2) capacity *= 2
-    this.#slots = new Int32Array(capacity)
+    this.#slots = new Int32Array(capacity * 2)
     this.#mask = capacity - 1
     this.#build()
   }
 
+  /** One pass over the records; kept to local variables and inline reads, as it runs per entry on open. */
   #build(): void {
     const payload = this.payload
     const end = payload.length
-    const need = (at: number, n: number) => {
-      if (at + n > end) throw new PayloadError(`payload ends inside an entry at byte ${at}`)
-    }
+    const starts = this.#recordStarts
+    const slots = this.#slots
+    const mask = this.#mask
+    const truncated = (at: number) => new PayloadError(`payload ends inside an entry at byte ${at}`)
     let at = 4
     for (let i = 0; i < this.count; i++) {
-      this.#recordStarts[i] = at
-      need(at, 1)
+      starts[i] = at
+      if (at + 1 > end) throw truncated(at)
       const keyType = payload[at++]
       let hash: number
       if (keyType === KEY_STRING) {
-        need(at, 4)
-        const length = payload.readUInt32BE(at)
+        if (at + 4 > end) throw truncated(at)
+        const length = readU32(payload, at)
         at += 4
-        need(at, length)
-        hash = hashBytes(payload, at, at + length)
+        if (at + length > end) throw truncated(at)
+        let h = FNV_OFFSET
+        for (let j = at; j < at + length; j++) h = Math.imul(h ^ (payload[j] as number), FNV_PRIME)
+        hash = finish(h)
         at += length
       } else if (keyType === KEY_NUMBER) {
-        need(at, 8)
+        if (at + 8 > end) throw truncated(at)
         hash = hashNumber(payload.readDoubleBE(at))
         at += 8
       } else {
         throw new PayloadError(`unknown key type ${keyType} at byte ${at - 1}`)
       }
-      need(at, 1)
+      if (at + 1 > end) throw truncated(at)
       const flags = payload[at++] as number
       if ((flags & ~KNOWN_ENTRY_FLAGS) !== 0) throw new PayloadError(`unknown entry flags ${flags}`)
       if (flags & ENTRY_FLAG_EXPIRES) at += 8
-      need(at, 4)
-      const length = payload.readUInt32BE(at)
+      if (at + 4 > end) throw truncated(at)
+      const length = readU32(payload, at)
       at += 4
-      need(at, length)
+      if (at + length > end) throw truncated(at)
       at += length
-      this.#insert(i, hash)
+      let slot = hash & mask
+      while (slots[slot * 2] !== 0) {
+        const other = (slots[slot * 2] as number) - 1
+        if (slots[slot * 2 + 1] === hash && this.#sameRecordKey(other, i)) {
+          throw new PayloadError(`the key of entry ${i} repeats entry ${other}`)
+        }
+        slot = (slot + 1) & mask
+      }
+      slots[slot * 2] = i + 1
+      slots[slot * 2 + 1] = hash
     }
     if (at !== end) throw new PayloadError(`${end - at} bytes after the last entry`)
-    this.#recordStarts[this.count] = at
-  }
-
-  #insert(record: number, hash: number): void {
-    const slots = this.#slots
-    for (let slot = hash & this.#mask; ; slot = (slot + 1) & this.#mask) {
-      const occupant = slots[slot] as number
-      if (occupant === 0) {
-        slots[slot] = record + 1
-        return
-      }
-      if (this.#sameRecordKey(occupant - 1, record)) {
-        throw new PayloadError(`the key of entry ${record} repeats entry ${occupant - 1}`)
-      }
-    }
+    starts[this.count] = at
   }
 
   #sameRecordKey(a: number, b: number): boolean {
@@ -154,9 +166,11 @@ export class PayloadIndex {
   #findNumber(key: number): number {
     const payload = this.payload
     const slots = this.#slots
-    for (let slot = hashNumber(key) & this.#mask; ; slot = (slot + 1) & this.#mask) {
-      const occupant = slots[slot] as number
+    const hash = hashNumber(key)
+    for (let slot = hash & this.#mask; ; slot = (slot + 1) & this.#mask) {
+      const occupant = slots[slot * 2] as number
       if (occupant === 0) return -1
+      if (slots[slot * 2 + 1] !== hash) continue
       const start = this.#recordStarts[occupant - 1] as number
       if (payload[start] === KEY_NUMBER && sameNumber(payload.readDoubleBE(start + 1), key)) {
         return occupant - 1
@@ -170,9 +184,11 @@ export class PayloadIndex {
     const length = bytes.write(key, 0, 'utf8')
     const payload = this.payload
     const slots = this.#slots
-    for (let slot = hashBytes(bytes, 0, length) & this.#mask; ; slot = (slot + 1) & this.#mask) {
-      const occupant = slots[slot] as number
+    const hash = hashBytes(bytes, 0, length)
+    for (let slot = hash & this.#mask; ; slot = (slot + 1) & this.#mask) {
+      const occupant = slots[slot * 2] as number
       if (occupant === 0) return -1
+      if (slots[slot * 2 + 1] !== hash) continue
       const start = this.#recordStarts[occupant - 1] as number
       if (payload[start] !== KEY_STRING || payload.readUInt32BE(start + 1) !== length) continue
       let i = 0

@@ -190,7 +190,7 @@ export class FileBackend implements Persistence {
     if (fresh !== undefined || adoptable === undefined || !mayAdopt) return fresh
     this.#adoptable = undefined
     // Still our own commit on disk: the same state, now indexed over its payload.
-    return new PayloadMap(adoptable)
+    return new PayloadMap(adoptable, this.file)
   }
 
   #refresh(): EntryMap | undefined {
@@ -237,7 +237,7 @@ export class FileBackend implements Persistence {
       })
       let map: PayloadMap
       try {
-        map = new PayloadMap(payload)
+        map = new PayloadMap(payload, this.file)
       } catch (cause) {
         if (!(cause instanceof PayloadError)) throw cause
         throw new CorruptFileError(this.file, cause.message, { cause })

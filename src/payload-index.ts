@@ -52,6 +52,9 @@ function sameNumber(a: number, b: number): boolean {
   return a === b || (Number.isNaN(a) && Number.isNaN(b))
 }
 
+/** See PayloadIndex.#slots. */
+const LOOKUPS_BEFORE_TABLE = 32
+
 /** Big enough for the UTF-8 form of any key of up to 1,365 UTF-16 units; longer keys get their own buffer. */
 let keyScratch = Buffer.allocUnsafe(4096)
 
@@ -66,12 +69,17 @@ export class PayloadIndex {
   readonly count: number
   /** recordStarts[i] is where record i begins; recordStarts[count] is the payload's end. */
   readonly #recordStarts: Uint32Array
+  /** The hash of each record's key, computed in the pass that checks the framing. */
+  readonly #hashes: Int32Array
   /**
+   * The hash table, built on the LOOKUPS_BEFORE_TABLE-th lookup (until then a lookup scans
+   * #hashes, which costs about 1% of building the table): a cold open followed by a few reads
+   * does not pay for random writes all over a table as large as the payload's key count.
    * Two numbers per slot, side by side so that one cache line holds both: the record number + 1
    * (0: empty slot) and the key's hash, compared before any key bytes. Never more than half full.
    */
-  readonly #slots: Int32Array
-  readonly #mask: number
+  #slots: Int32Array | undefined
+  #lookups = 0
 
   /** Checks the whole payload's framing; throws PayloadError where it does not parse. */
   constructor(payload: Buffer) {
@@ -83,20 +91,16 @@ export class PayloadIndex {
     }
     this.count = count
     this.#recordStarts = new Uint32Array(count + 1)
-    let capacity = 8
-    while (capacity < count * 2) capacity *= 2
-    this.#slots = new Int32Array(capacity * 2)
-    this.#mask = capacity - 1
-    this.#build()
+    this.#hashes = new Int32Array(count)
+    this.#scan()
   }
 
   /** One pass over the records; kept to local variables and inline reads, as it runs per entry on open. */
-  #build(): void {
+  #scan(): void {
     const payload = this.payload
     const end = payload.length
     const starts = this.#recordStarts
-    const slots = this.#slots
-    const mask = this.#mask
+    const hashes = this.#hashes
     const truncated = (at: number) => new PayloadError(`payload ends inside an entry at byte ${at}`)
     let at = 4
     for (let i = 0; i < this.count; i++) {
@@ -129,6 +133,21 @@ export class PayloadIndex {
       at += 4
       if (at + length > end) throw truncated(at)
       at += length
+      hashes[i] = hash
+    }
+    if (at !== end) throw new PayloadError(`${end - at} bytes after the last entry`)
+    starts[this.count] = at
+  }
+
+  /** Throws PayloadError if two records hold the same key. */
+  #buildTable(): Int32Array {
+    let capacity = 8
+    while (capacity < this.count * 2) capacity *= 2
+    const mask = capacity - 1
+    const slots = new Int32Array(capacity * 2)
+    const hashes = this.#hashes
+    for (let i = 0; i < this.count; i++) {
+      const hash = hashes[i] as number
       let slot = hash & mask
       while (slots[slot * 2] !== 0) {
         const other = (slots[slot * 2] as number) - 1
@@ -140,8 +159,30 @@ export class PayloadIndex {
       slots[slot * 2] = i + 1
       slots[slot * 2 + 1] = hash
     }
-    if (at !== end) throw new PayloadError(`${end - at} bytes after the last entry`)
-    starts[this.count] = at
+    return slots
+  }
+
+  /**
+   * The records whose key hashes to `hash`, most likely first, until `matches` accepts one:
+   * through the table once it exists, else by scanning the hashes. Throws PayloadError when
+   * building the table finds a repeated key.
+   */
+  #probe(hash: number, matches: (record: number) => boolean): number {
+    if (this.#slots === undefined && ++this.#lookups >= LOOKUPS_BEFORE_TABLE) {
+      this.#slots = this.#buildTable()
+    }
+    const slots = this.#slots
+    if (slots === undefined) {
+      const hashes = this.#hashes
+      for (let i = 0; i < this.count; i++) if (hashes[i] === hash && matches(i)) return i
+      return -1
+    }
+    const mask = (slots.length >> 1) - 1
+    for (let slot = hash & mask; ; slot = (slot + 1) & mask) {
+      const occupant = slots[slot * 2] as number
+      if (occupant === 0) return -1
+      if (slots[slot * 2 + 1] === hash && matches(occupant - 1)) return occupant - 1
+    }
   }
 
   #sameRecordKey(a: number, b: number): boolean {
@@ -165,17 +206,10 @@ export class PayloadIndex {
 
   #findNumber(key: number): number {
     const payload = this.payload
-    const slots = this.#slots
-    const hash = hashNumber(key)
-    for (let slot = hash & this.#mask; ; slot = (slot + 1) & this.#mask) {
-      const occupant = slots[slot * 2] as number
-      if (occupant === 0) return -1
-      if (slots[slot * 2 + 1] !== hash) continue
-      const start = this.#recordStarts[occupant - 1] as number
-      if (payload[start] === KEY_NUMBER && sameNumber(payload.readDoubleBE(start + 1), key)) {
-        return occupant - 1
-      }
-    }
+    return this.#probe(hashNumber(key), (record) => {
+      const start = this.#recordStarts[record] as number
+      return payload[start] === KEY_NUMBER && sameNumber(payload.readDoubleBE(start + 1), key)
+    })
   }
 
   #findString(key: string): number {
@@ -183,18 +217,13 @@ export class PayloadIndex {
     const bytes = keyScratch
     const length = bytes.write(key, 0, 'utf8')
     const payload = this.payload
-    const slots = this.#slots
-    const hash = hashBytes(bytes, 0, length)
-    for (let slot = hash & this.#mask; ; slot = (slot + 1) & this.#mask) {
-      const occupant = slots[slot * 2] as number
-      if (occupant === 0) return -1
-      if (slots[slot * 2 + 1] !== hash) continue
-      const start = this.#recordStarts[occupant - 1] as number
-      if (payload[start] !== KEY_STRING || payload.readUInt32BE(start + 1) !== length) continue
+    return this.#probe(hashBytes(bytes, 0, length), (record) => {
+      const start = this.#recordStarts[record] as number
+      if (payload[start] !== KEY_STRING || readU32(payload, start + 1) !== length) return false
       let i = 0
       while (i < length && payload[start + 5 + i] === bytes[i]) i++
-      if (i === length) return occupant - 1
-    }
+      return i === length
+    })
   }
 
   recordStart(record: number): number {

@@ -1,5 +1,13 @@
+import { CorruptFileError } from './errors.js'
 import type { Overlay } from './overlay.js'
-import { type Entry, type EntryMap, encodePayload, recordSize, writeEntry } from './payload.js'
+import {
+  type Entry,
+  type EntryMap,
+  encodePayload,
+  PayloadError,
+  recordSize,
+  writeEntry,
+} from './payload.js'
 import { PayloadIndex } from './payload-index.js'
 import type { StoreKey } from './types.js'
 
@@ -30,8 +38,12 @@ export class PayloadMap implements EntryMap {
   /** The records' keys, decoded on the first walk over the map. */
   #recordKeys: StoreKey[] | undefined
 
+  /** Names the file in a CorruptFileError found after loading (a key that repeats). */
+  readonly #source: string
+
   /** Indexes `payload` (which must never be mutated); throws PayloadError if it does not parse. */
-  constructor(payload: Buffer) {
+  constructor(payload: Buffer, source = 'the payload') {
+    this.#source = source
     this.#reset(new PayloadIndex(payload))
   }
 
@@ -103,7 +115,13 @@ export class PayloadMap implements EntryMap {
 
   /** The record holding `key` if it still counts, else -1 (also for keys added since loading). */
   #liveRecord(key: StoreKey): number {
-    const record = this.#index.find(key)
+    let record: number
+    try {
+      record = this.#index.find(key)
+    } catch (cause) {
+      if (!(cause instanceof PayloadError)) throw cause
+      throw new CorruptFileError(this.#source, cause.message, { cause })
+    }
     return record >= 0 && this.#dead[record] === 0 ? record : -1
   }
 

@@ -94,14 +94,26 @@ describe('PayloadIndex', () => {
     expect(index.find('0')).toBe(-1)
   })
 
-  it('refuses a payload whose key repeats', () => {
+  it('refuses a payload whose key repeats once it builds its table', () => {
     const payload = encodePayload([
       ['ab', entry(Uint8Array.of(1))],
       ['ac', entry(Uint8Array.of(2))],
     ])
     const second = payload.indexOf('ac')
     payload.write('ab', second)
-    expect(() => new PayloadIndex(payload)).toThrow(PayloadError)
+    const index = new PayloadIndex(payload)
+    // The first lookups scan the hashes; the table is built a few dozen lookups in.
+    expect(() => {
+      for (let i = 0; i < 100; i++) index.find('zz')
+    }).toThrow(PayloadError)
+    const map = new PayloadMap(payload, '/some/store')
+    let error: unknown
+    try {
+      for (let i = 0; i < 100; i++) map.get(`k${i}`)
+    } catch (caught) {
+      error = caught
+    }
+    expect((error as { code?: string }).code).toBe('ERR_ANYSTORE_CORRUPT_FILE')
   })
 
   it('refuses a count that cannot fit, a truncated payload and trailing bytes', () => {

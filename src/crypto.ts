@@ -3,6 +3,7 @@ import {
   createDecipheriv,
   createHash,
   createHmac,
+  type DecipherGCM,
   hkdfSync,
   randomBytes,
   randomFillSync,
@@ -16,6 +17,7 @@ import {
   UnsupportedFormatError,
   WrongKeyError,
 } from './errors.js'
+import { Segments } from './segments.js'
 
 /**
  * The key used when none is given. It is published here, so it only obfuscates the file;
@@ -110,8 +112,12 @@ function cipherName(keyLength: number): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256
   return keyLength === 16 ? 'aes-128-gcm' : keyLength === 24 ? 'aes-192-gcm' : 'aes-256-gcm'
 }
 
-/** Feeding the cipher in slices this size keeps it near its best throughput. */
-const CHUNK = 1024 * 1024
+/**
+ * Feeding the cipher in slices this size keeps it near its best throughput (one update() of a
+ * whole large file is several times slower); large files are also read in slices this size.
+ */
+export const SLICE_SIZE = 1024 * 1024
+const CHUNK = SLICE_SIZE
 
 export interface SealedFile {
   header: Buffer
@@ -155,15 +161,19 @@ export function seal(
  * Reads and checks the header without any key: `info` uses this. Throws NotAnyStoreFileError,
  * CorruptFileError or UnsupportedFormatError.
  */
-export function parseHeader(file: string, bytes: Uint8Array): FileHeader {
+export function parseHeader(
+  file: string,
+  bytes: Uint8Array,
+  fileSize: number = bytes.byteLength,
+): FileHeader {
   const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   if (data.length === 0) throw new NotAnyStoreFileError(file, 'the file is empty')
   const magicPart = data.subarray(0, Math.min(data.length, MAGIC.length))
   if (!magicPart.equals(MAGIC.subarray(0, magicPart.length))) {
     throw new NotAnyStoreFileError(file, 'it does not start with the anystore magic bytes')
   }
-  if (data.length < HEADER_SIZE) {
-    throw new CorruptFileError(file, `truncated: ${data.length} bytes, shorter than the header`)
+  if (fileSize < HEADER_SIZE || data.length < HEADER_SIZE) {
+    throw new CorruptFileError(file, `truncated: ${fileSize} bytes, shorter than the header`)
   }
   const version = data.readUInt16BE(OFFSET.version)
   const header = data.subarray(0, HEADER_SIZE)
@@ -184,8 +194,8 @@ export function parseHeader(file: string, bytes: Uint8Array): FileHeader {
   }
   const keyLength = data.readUInt8(OFFSET.keyLength)
   if (!KEY_LENGTHS.has(keyLength)) throw new CorruptFileError(file, `key length ${keyLength}`)
-  if (data.length < HEADER_SIZE + TAG_SIZE) {
-    throw new CorruptFileError(file, `truncated: ${data.length} bytes, no room for the tag`)
+  if (fileSize < HEADER_SIZE + TAG_SIZE) {
+    throw new CorruptFileError(file, `truncated: ${fileSize} bytes, no room for the tag`)
   }
   return {
     version,
@@ -210,15 +220,7 @@ export function open(
 ): { header: FileHeader; payload: Buffer } {
   const header = parseHeader(file, bytes)
   const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  const headerBytes = data.subarray(0, HEADER_SIZE)
-  if (header.keyLength !== keys.keyLength) throw new WrongKeyError(file)
-  const expectedCheck = keyCheckValue(keys, headerBytes)
-  if (!timingSafeEqual(expectedCheck, data.subarray(OFFSET.keyCheck, OFFSET.keyCheck + 16))) {
-    throw new WrongKeyError(file)
-  }
-  const nonce = data.subarray(OFFSET.nonce, OFFSET.nonce + 12)
-  const decipher = createDecipheriv(cipherName(keys.keyLength), keys.encryption, nonce)
-  decipher.setAAD(headerBytes)
+  const decipher = decipherFor(file, keys, data.subarray(0, HEADER_SIZE), header)
   decipher.setAuthTag(data.subarray(data.length - TAG_SIZE))
   const ciphertext = data.subarray(HEADER_SIZE, data.length - TAG_SIZE)
   // GCM output is as long as its input, so each slice lands on ciphertext already consumed.
@@ -234,10 +236,80 @@ export function open(
       cause,
     })
   }
-  if ((header.flags & FLAG_DEFLATE) === 0) return { header, payload: body }
+  return { header, payload: inflated(file, header, body) }
+}
+
+/** Checks that `keys` opened the file with this header; the decipher for its body. */
+function decipherFor(
+  file: string,
+  keys: DerivedKeys,
+  headerBytes: Buffer,
+  header: FileHeader,
+): DecipherGCM {
+  if (header.keyLength !== keys.keyLength) throw new WrongKeyError(file)
+  const expectedCheck = keyCheckValue(keys, headerBytes)
+  if (!timingSafeEqual(expectedCheck, headerBytes.subarray(OFFSET.keyCheck, OFFSET.keyCheck + 16))) {
+    throw new WrongKeyError(file)
+  }
+  const nonce = headerBytes.subarray(OFFSET.nonce, OFFSET.nonce + 12)
+  const decipher = createDecipheriv(cipherName(keys.keyLength), keys.encryption, nonce)
+  decipher.setAAD(headerBytes)
+  return decipher
+}
+
+function inflated(file: string, header: FileHeader, body: Buffer): Buffer {
+  if ((header.flags & FLAG_DEFLATE) === 0) return body
   try {
-    return { header, payload: inflateRawSync(body) }
+    return inflateRawSync(body)
   } catch (cause) {
     throw new CorruptFileError(file, 'the compressed payload does not inflate', { cause })
   }
+}
+
+/** Reads `length` bytes at `position` into `buffer`; returns how many it got (fewer only at the end of the file). */
+export type ReadAt = (buffer: Buffer, length: number, position: number) => number
+
+/**
+ * Like `open`, for a file of `fileSize` bytes read through `readAt` one slice at a time. Each
+ * slice the decipher returns is kept as a part of the payload rather than copied into one
+ * buffer (Node's decipher allocates a new buffer per slice, so decrypting in place still
+ * leaves the file's size in garbage): a cold open holds the plaintext once and one slice.
+ */
+export function openSlices(
+  file: string,
+  keys: DerivedKeys,
+  readAt: ReadAt,
+  fileSize: number,
+): { header: FileHeader; payload: Segments } {
+  const readExactly = (length: number, position: number, into = Buffer.allocUnsafe(length)) => {
+    if (readAt(into, length, position) !== length) {
+      throw new CorruptFileError(file, `truncated: the file ended before byte ${position + length}`)
+    }
+    return into
+  }
+  const headerBytes = readExactly(Math.min(HEADER_SIZE, fileSize), 0)
+  const header = parseHeader(file, headerBytes, fileSize)
+  const decipher = decipherFor(file, keys, headerBytes, header)
+  decipher.setAuthTag(readExactly(TAG_SIZE, fileSize - TAG_SIZE))
+  const end = fileSize - TAG_SIZE
+  const slice = Buffer.allocUnsafe(Math.min(CHUNK, end - HEADER_SIZE))
+  const parts: Buffer[] = []
+  try {
+    for (let at = HEADER_SIZE; at < end; at += CHUNK) {
+      const length = Math.min(CHUNK, end - at)
+      parts.push(decipher.update(readExactly(length, at, slice).subarray(0, length)))
+    }
+    const last = decipher.final()
+    if (last.length > 0) parts.push(last)
+  } catch (cause) {
+    if (cause instanceof CorruptFileError) throw cause
+    throw new CorruptFileError(file, 'authentication failed: the data was changed or truncated', {
+      cause,
+    })
+  }
+  // GCM returns as many bytes as it is given, so every part but the last is CHUNK bytes long.
+  const evenParts = parts.every((part, i) => i === parts.length - 1 || part.length === CHUNK)
+  const body = evenParts ? new Segments(parts) : Segments.of(Buffer.concat(parts))
+  if ((header.flags & FLAG_DEFLATE) === 0) return { header, payload: body }
+  return { header, payload: Segments.of(inflated(file, header, body.join())) }
 }

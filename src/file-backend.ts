@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Stats } from 'node:fs'
 import { basename, dirname } from 'node:path'
-import { type DerivedKeys, open, seal } from './crypto.js'
+import { type DerivedKeys, open, openSlices, SLICE_SIZE, seal } from './crypto.js'
 import { CorruptFileError, FileTooLargeError, InvalidPathError } from './errors.js'
 import { closeQuietly, type FileSystem, readFully, unlinkQuietly, writeFully } from './fsio.js'
 import { linkCountRevealsReplacement } from './link-count.js'
@@ -11,6 +11,7 @@ import type { LockMode, SyncMode } from './options.js'
 import { Overlay } from './overlay.js'
 import { type Entry, type EntryMap, encodePayload, PayloadError } from './payload.js'
 import { encodeOverlay, PayloadMap } from './payload-map.js'
+import type { Segments } from './segments.js'
 import type { StoreKey } from './types.js'
 
 /**
@@ -230,11 +231,7 @@ export class FileBackend implements Persistence {
       if (stats.size > this.#options.maxFileSize) {
         throw new FileTooLargeError(this.file, stats.size, this.#options.maxFileSize)
       }
-      const bytes = Buffer.allocUnsafe(stats.size)
-      const read = readFully(this.#io, fd, bytes, stats.size, 0)
-      const { payload } = open(this.file, this.#options.keys, bytes.subarray(0, read), {
-        inPlace: true,
-      })
+      const payload = this.#decrypt(fd, stats.size)
       let map: PayloadMap
       try {
         map = new PayloadMap(payload, this.file)
@@ -248,6 +245,19 @@ export class FileBackend implements Persistence {
     } finally {
       closeQuietly(this.#io, fd)
     }
+  }
+
+  /** The plaintext of the file open at `fd`: a small file in one read, a large one slice by slice. */
+  #decrypt(fd: number, size: number): Buffer | Segments {
+    const io = this.#io
+    if (size > SLICE_SIZE) {
+      const readAt = (buffer: Buffer, length: number, position: number) =>
+        readFully(io, fd, buffer, length, position)
+      return openSlices(this.file, this.#options.keys, readAt, size).payload
+    }
+    const bytes = Buffer.allocUnsafe(size)
+    const read = readFully(io, fd, bytes, size, 0)
+    return open(this.file, this.#options.keys, bytes.subarray(0, read), { inPlace: true }).payload
   }
 
   #pin(fd: number, stats: Stats): void {

@@ -6,6 +6,7 @@ import {
   PayloadError,
   StoredEntry,
 } from './payload.js'
+import { Segments } from './segments.js'
 import type { StoreKey } from './types.js'
 
 /** The smallest record: an empty string key (1 + 4 bytes), flags (1) and a value length (4). */
@@ -58,6 +59,45 @@ const LOOKUPS_BEFORE_TABLE = 32
 /** Big enough for the UTF-8 form of any key of up to 1,365 UTF-16 units; longer keys get their own buffer. */
 let keyScratch = Buffer.allocUnsafe(4096)
 
+/** Set by parseRecord: the hash of the key of the record it parsed last. */
+let parsedHash = 0
+
+/**
+ * Checks the framing of the record at `at` in `bytes`, which holds data up to `end`, and hashes
+ * its key: returns where the record ends, or -1 if it runs past `end`. Throws PayloadError for
+ * what no record may hold.
+ */
+function parseRecord(bytes: Buffer, start: number, end: number): number {
+  let at = start
+  if (at + 1 > end) return -1
+  const keyType = bytes[at++]
+  if (keyType === KEY_STRING) {
+    if (at + 4 > end) return -1
+    const length = readU32(bytes, at)
+    at += 4
+    if (at + length > end) return -1
+    let h = FNV_OFFSET
+    for (let i = at; i < at + length; i++) h = Math.imul(h ^ (bytes[i] as number), FNV_PRIME)
+    parsedHash = finish(h)
+    at += length
+  } else if (keyType === KEY_NUMBER) {
+    if (at + 8 > end) return -1
+    parsedHash = hashNumber(bytes.readDoubleBE(at))
+    at += 8
+  } else {
+    throw new PayloadError(`unknown key type ${keyType}`)
+  }
+  if (at + 1 > end) return -1
+  const flags = bytes[at++] as number
+  if ((flags & ~KNOWN_ENTRY_FLAGS) !== 0) throw new PayloadError(`unknown entry flags ${flags}`)
+  if (flags & ENTRY_FLAG_EXPIRES) at += 8
+  if (at + 4 > end) return -1
+  const length = readU32(bytes, at)
+  at += 4
+  if (at + length > end) return -1
+  return at + length
+}
+
 /**
  * A hash index over the records of a decrypted payload (docs/FORMAT.md): where each record
  * starts, and an open-addressing table from key to record number, built from the key bytes
@@ -65,10 +105,10 @@ let keyScratch = Buffer.allocUnsafe(4096)
  * the records; keys and values are decoded only when they are asked for.
  */
 export class PayloadIndex {
-  readonly payload: Buffer
+  readonly payload: Segments
   readonly count: number
   /** recordStarts[i] is where record i begins; recordStarts[count] is the payload's end. */
-  readonly #recordStarts: Uint32Array
+  readonly #recordStarts: Float64Array
   /** The hash of each record's key, computed in the pass that checks the framing. */
   readonly #hashes: Int32Array
   /**
@@ -82,61 +122,63 @@ export class PayloadIndex {
   #lookups = 0
 
   /** Checks the whole payload's framing; throws PayloadError where it does not parse. */
-  constructor(payload: Buffer) {
-    this.payload = payload
-    if (payload.length < 4) throw new PayloadError('payload ends inside its entry count')
-    const count = payload.readUInt32BE(0)
-    if (count > (payload.length - 4) / MIN_RECORD_SIZE) {
-      throw new PayloadError(`${count} entries cannot fit in ${payload.length} bytes`)
+  constructor(payload: Buffer | Segments) {
+    this.payload = payload instanceof Segments ? payload : Segments.of(payload)
+    if (this.payload.length < 4) throw new PayloadError('payload ends inside its entry count')
+    const [countBytes, at] = this.payload.locate(0, 4)
+    const count = readU32(countBytes, at)
+    if (count > (this.payload.length - 4) / MIN_RECORD_SIZE) {
+      throw new PayloadError(`${count} entries cannot fit in ${this.payload.length} bytes`)
     }
     this.count = count
-    this.#recordStarts = new Uint32Array(count + 1)
+    this.#recordStarts = new Float64Array(count + 1)
     this.#hashes = new Int32Array(count)
     this.#scan()
   }
 
-  /** One pass over the records; kept to local variables and inline reads, as it runs per entry on open. */
+  /** One pass over the records, part by part; a record that spans two parts is parsed from a copy. */
   #scan(): void {
-    const payload = this.payload
-    const end = payload.length
+    const segments = this.payload
     const starts = this.#recordStarts
     const hashes = this.#hashes
-    const truncated = (at: number) => new PayloadError(`payload ends inside an entry at byte ${at}`)
+    let partNumber = 0
+    let part = segments.parts[0] as Buffer
+    let base = 0
     let at = 4
     for (let i = 0; i < this.count; i++) {
       starts[i] = at
-      if (at + 1 > end) throw truncated(at)
-      const keyType = payload[at++]
-      let hash: number
-      if (keyType === KEY_STRING) {
-        if (at + 4 > end) throw truncated(at)
-        const length = readU32(payload, at)
-        at += 4
-        if (at + length > end) throw truncated(at)
-        let h = FNV_OFFSET
-        for (let j = at; j < at + length; j++) h = Math.imul(h ^ (payload[j] as number), FNV_PRIME)
-        hash = finish(h)
-        at += length
-      } else if (keyType === KEY_NUMBER) {
-        if (at + 8 > end) throw truncated(at)
-        hash = hashNumber(payload.readDoubleBE(at))
-        at += 8
-      } else {
-        throw new PayloadError(`unknown key type ${keyType} at byte ${at - 1}`)
+      while (at >= base + part.length && partNumber < segments.parts.length - 1) {
+        base += part.length
+        part = segments.parts[++partNumber] as Buffer
       }
-      if (at + 1 > end) throw truncated(at)
-      const flags = payload[at++] as number
-      if ((flags & ~KNOWN_ENTRY_FLAGS) !== 0) throw new PayloadError(`unknown entry flags ${flags}`)
-      if (flags & ENTRY_FLAG_EXPIRES) at += 8
-      if (at + 4 > end) throw truncated(at)
-      const length = readU32(payload, at)
-      at += 4
-      if (at + length > end) throw truncated(at)
-      at += length
-      hashes[i] = hash
+      const end = parseRecord(part, at - base, part.length)
+      at = end >= 0 ? base + end : this.#parseAcrossParts(at)
+      hashes[i] = parsedHash
     }
-    if (at !== end) throw new PayloadError(`${end - at} bytes after the last entry`)
+    if (at !== segments.length) {
+      throw new PayloadError(`${segments.length - at} bytes after the last entry`)
+    }
     starts[this.count] = at
+  }
+
+  /** Parses a record that runs past its part from a copy of a growing window; returns its end. */
+  #parseAcrossParts(start: number): number {
+    const total = this.payload.length
+    for (let window = 4096; ; window *= 2) {
+      const stop = Math.min(total, start + window)
+      const [bytes, offset] = this.payload.locate(start, stop)
+      const end = parseRecord(bytes, offset, offset + stop - start)
+      if (end >= 0) return start + end - offset
+      if (stop === total) throw new PayloadError(`payload ends inside an entry at byte ${start}`)
+    }
+  }
+
+  /** Record `record`'s bytes as [buffer, offset of the record in it]. */
+  #record(record: number): [Buffer, number] {
+    return this.payload.locate(
+      this.#recordStarts[record] as number,
+      this.#recordStarts[record + 1] as number,
+    )
   }
 
   /** Throws PayloadError if two records hold the same key. */
@@ -163,9 +205,9 @@ export class PayloadIndex {
   }
 
   /**
-   * The records whose key hashes to `hash`, most likely first, until `matches` accepts one:
-   * through the table once it exists, else by scanning the hashes. Throws PayloadError when
-   * building the table finds a repeated key.
+   * The first record whose key hashes to `hash` and that `matches` accepts, or -1: through the
+   * table once it exists, else by scanning the hashes. Throws PayloadError when building the
+   * table finds a repeated key.
    */
   #probe(hash: number, matches: (record: number) => boolean): number {
     if (this.#slots === undefined && ++this.#lookups >= LOOKUPS_BEFORE_TABLE) {
@@ -186,17 +228,16 @@ export class PayloadIndex {
   }
 
   #sameRecordKey(a: number, b: number): boolean {
-    const payload = this.payload
-    const startA = this.#recordStarts[a] as number
-    const startB = this.#recordStarts[b] as number
-    const type = payload[startA]
-    if (type !== payload[startB]) return false
+    const [bytesA, startA] = this.#record(a)
+    const [bytesB, startB] = this.#record(b)
+    const type = bytesA[startA]
+    if (type !== bytesB[startB]) return false
     if (type === KEY_NUMBER) {
-      return sameNumber(payload.readDoubleBE(startA + 1), payload.readDoubleBE(startB + 1))
+      return sameNumber(bytesA.readDoubleBE(startA + 1), bytesB.readDoubleBE(startB + 1))
     }
-    const length = payload.readUInt32BE(startA + 1)
-    if (length !== payload.readUInt32BE(startB + 1)) return false
-    return payload.compare(payload, startB + 5, startB + 5 + length, startA + 5, startA + 5 + length) === 0
+    const length = readU32(bytesA, startA + 1)
+    if (length !== readU32(bytesB, startB + 1)) return false
+    return bytesA.compare(bytesB, startB + 5, startB + 5 + length, startA + 5, startA + 5 + length) === 0
   }
 
   /** The record number holding `key`, or -1. */
@@ -205,23 +246,21 @@ export class PayloadIndex {
   }
 
   #findNumber(key: number): number {
-    const payload = this.payload
     return this.#probe(hashNumber(key), (record) => {
-      const start = this.#recordStarts[record] as number
-      return payload[start] === KEY_NUMBER && sameNumber(payload.readDoubleBE(start + 1), key)
+      const [bytes, start] = this.#record(record)
+      return bytes[start] === KEY_NUMBER && sameNumber(bytes.readDoubleBE(start + 1), key)
     })
   }
 
   #findString(key: string): number {
     if (key.length * 3 > keyScratch.length) keyScratch = Buffer.allocUnsafe(key.length * 3)
-    const bytes = keyScratch
-    const length = bytes.write(key, 0, 'utf8')
-    const payload = this.payload
-    return this.#probe(hashBytes(bytes, 0, length), (record) => {
-      const start = this.#recordStarts[record] as number
-      if (payload[start] !== KEY_STRING || readU32(payload, start + 1) !== length) return false
+    const wanted = keyScratch
+    const length = wanted.write(key, 0, 'utf8')
+    return this.#probe(hashBytes(wanted, 0, length), (record) => {
+      const [bytes, start] = this.#record(record)
+      if (bytes[start] !== KEY_STRING || readU32(bytes, start + 1) !== length) return false
       let i = 0
-      while (i < length && payload[start + 5 + i] === bytes[i]) i++
+      while (i < length && bytes[start + 5 + i] === wanted[i]) i++
       return i === length
     })
   }
@@ -236,23 +275,24 @@ export class PayloadIndex {
   }
 
   keyAt(record: number): StoreKey {
-    const start = this.#recordStarts[record] as number
-    if (this.payload[start] === KEY_NUMBER) return this.payload.readDoubleBE(start + 1)
-    const length = this.payload.readUInt32BE(start + 1)
-    return this.payload.toString('utf8', start + 5, start + 5 + length)
+    const [bytes, start] = this.#record(record)
+    if (bytes[start] === KEY_NUMBER) return bytes.readDoubleBE(start + 1)
+    const length = readU32(bytes, start + 1)
+    return bytes.toString('utf8', start + 5, start + 5 + length)
   }
 
+  /** The record as an entry whose value is cut from the payload on first read. */
   entryAt(record: number): StoredEntry {
-    const payload = this.payload
-    const start = this.#recordStarts[record] as number
-    let at = start + (payload[start] === KEY_NUMBER ? 9 : 5 + payload.readUInt32BE(start + 1))
-    const flags = payload[at++] as number
+    const [bytes, start] = this.#record(record)
+    let at = start + (bytes[start] === KEY_NUMBER ? 9 : 5 + readU32(bytes, start + 1))
+    const flags = bytes[at++] as number
     let expiresAt: number | undefined
     if (flags & ENTRY_FLAG_EXPIRES) {
-      expiresAt = payload.readDoubleBE(at)
+      expiresAt = bytes.readDoubleBE(at)
       at += 8
     }
     const valueStart = at + 4
-    return new StoredEntry(payload, start, valueStart, this.recordEnd(record), expiresAt)
+    const end = start + this.recordEnd(record) - this.recordStart(record)
+    return new StoredEntry(bytes, start, valueStart, end, expiresAt)
   }
 }

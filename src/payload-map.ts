@@ -9,6 +9,7 @@ import {
   writeEntry,
 } from './payload.js'
 import { PayloadIndex } from './payload-index.js'
+import type { Segments } from './segments.js'
 import type { StoreKey } from './types.js'
 
 const EMPTY_PAYLOAD = Buffer.from([0, 0, 0, 0])
@@ -42,7 +43,7 @@ export class PayloadMap implements EntryMap {
   readonly #source: string
 
   /** Indexes `payload` (which must never be mutated); throws PayloadError if it does not parse. */
-  constructor(payload: Buffer, source = 'the payload') {
+  constructor(payload: Buffer | Segments, source = 'the payload') {
     this.#source = source
     this.#reset(new PayloadIndex(payload))
   }

@@ -2,7 +2,9 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { type Entry, encodePayload, PayloadError } from '../src/payload.js'
 import { PayloadIndex } from '../src/payload-index.js'
-import { PayloadMap } from '../src/payload-map.js'
+import { encodeOverlay, PayloadMap } from '../src/payload-map.js'
+import { Segments } from '../src/segments.js'
+import { Overlay } from '../src/overlay.js'
 import type { StoreKey } from '../src/types.js'
 import { propertyOptions } from './helpers.js'
 
@@ -128,5 +130,92 @@ describe('PayloadIndex', () => {
     const huge = Buffer.from(payload)
     huge.writeUInt32BE(0xffffffff, 0)
     expect(() => new PayloadIndex(huge)).toThrow(PayloadError)
+  })
+})
+
+describe('a payload held in parts', () => {
+  /** `payload` cut into parts of `size` bytes, as a large file's slices come out of the decipher. */
+  function cut(payload: Buffer, size: number): Segments {
+    const parts: Buffer[] = []
+    for (let at = 0; at < payload.length; at += size) parts.push(payload.subarray(at, at + size))
+    return new Segments(parts)
+  }
+
+  it('indexes, answers and re-encodes exactly as the same payload in one piece', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(key, fc.uint8Array({ maxLength: 40 })), { maxLength: 25 }),
+        fc.integer({ min: 1, max: 64 }),
+        fc.array(operation, { maxLength: 20 }),
+        (initial, partSize, ops) => {
+          const model = new Map<StoreKey, Entry>(initial.map(([k, v]) => [k, entry(v)]))
+          const bytes = encodePayload(model)
+          const whole = new PayloadIndex(bytes)
+          const parted = new PayloadIndex(cut(bytes, partSize))
+          for (let record = 0; record < whole.count; record++) {
+            const k = whole.keyAt(record)
+            expect(parted.keyAt(record)).toEqual(k)
+            expect(parted.find(k)).toBe(record)
+            expect([...parted.entryAt(record).value]).toEqual([...whole.entryAt(record).value])
+          }
+          const map = new PayloadMap(cut(bytes, partSize))
+          const overlay = new Overlay(map)
+          for (const op of ops) {
+            if (op.kind === 'set') overlay.set(op.key, entry(op.value))
+            else if (op.kind === 'delete') overlay.delete(op.key)
+            else if (op.kind === 'clear') overlay.clear()
+          }
+          expect(encodeOverlay(overlay).equals(encodePayload(values2(overlay.entries())))).toBe(
+            true,
+          )
+        },
+      ),
+      propertyOptions(300),
+    )
+  })
+
+  it('refuses a truncated payload and trailing bytes whatever the part size', () => {
+    const payload = encodePayload([
+      ['a', entry(Uint8Array.of(1, 2))],
+      [7, { value: Uint8Array.of(3), expiresAt: 99 }],
+      ['long', entry(new Uint8Array(5000))],
+    ])
+    for (const size of [1, 3, 16, 4096]) {
+      for (const length of [3, 10, 20, payload.length - 1]) {
+        expect(() => new PayloadIndex(cut(payload.subarray(0, length), size))).toThrow(
+          PayloadError,
+        )
+      }
+      const longer = Buffer.concat([payload, Buffer.of(0)])
+      expect(() => new PayloadIndex(cut(longer, size))).toThrow(PayloadError)
+      expect(new PayloadIndex(cut(payload, size)).find('long')).toBe(2)
+    }
+  })
+})
+
+/** Entries with copied bytes, as encodePayload lays out fresh entries. */
+function values2(entries: Iterable<[StoreKey, Entry]>): [StoreKey, Entry][] {
+  return Array.from(entries, ([k, e]) => [
+    k,
+    e.expiresAt === undefined
+      ? { value: Uint8Array.from(e.value) }
+      : { value: Uint8Array.from(e.value), expiresAt: e.expiresAt },
+  ])
+}
+
+describe('Segments', () => {
+  it('copies and locates ranges across parts, and refuses one past the end', () => {
+    const whole = Buffer.from('abcdefghij')
+    const segments = new Segments([whole.subarray(0, 4), whole.subarray(4, 8), whole.subarray(8)])
+    const out = Buffer.alloc(10)
+    expect(segments.copy(out, 0, 0, 10)).toBe(10)
+    expect(out.equals(whole)).toBe(true)
+    const [inside, offset] = segments.locate(5, 7)
+    expect(inside).toBe(segments.parts[1])
+    expect(inside.toString('latin1', offset, offset + 2)).toBe('fg')
+    const [across, start] = segments.locate(2, 9)
+    expect(across.toString('latin1', start, start + 7)).toBe('cdefghi')
+    expect(() => segments.copy(out, 0, 8, 11)).toThrow(RangeError)
+    expect(() => Segments.of(Buffer.from('abc')).copy(out, 0, 1, 4)).toThrow(RangeError)
   })
 })

@@ -181,6 +181,23 @@ export interface SealedFile {
   size: number
 }
 
+/** A sealed file up to this size is one buffer: one allocation, written with one system call. */
+const ONE_PART_MAX = 64 * 1024
+
+function writeHeader(header: Buffer, keys: DerivedKeys, flags: number): void {
+  MAGIC.copy(header, 0)
+  header.writeUInt16BE(FORMAT_VERSION, OFFSET.version)
+  header.writeUInt16BE(flags, OFFSET.flags)
+  header.writeUInt8(keys.keyLength, OFFSET.keyLength)
+  header.writeUIntBE(0, OFFSET.reserved, 3)
+  const now = Date.now()
+  header.writeUInt32BE(Math.floor(now / 2 ** 32), OFFSET.commitTime)
+  header.writeUInt32BE(now >>> 0, OFFSET.commitTime + 4)
+  fillRandom(header, OFFSET.commitId, 16 + 12)
+  keyCheckValue(keys, header).copy(header, OFFSET.keyCheck)
+  headerChecksum(header).copy(header, OFFSET.checksum)
+}
+
 /** Encrypts a payload into the parts of a complete store file (header, ciphertext, tag). */
 export function seal(
   keys: DerivedKeys,
@@ -189,19 +206,22 @@ export function seal(
 ): SealedFile {
   const flags = options.compress ? FLAG_DEFLATE : 0
   const body = options.compress ? deflateRawSync(payload) : payload
-  const header = Buffer.alloc(HEADER_SIZE)
-  MAGIC.copy(header, 0)
-  header.writeUInt16BE(FORMAT_VERSION, OFFSET.version)
-  header.writeUInt16BE(flags, OFFSET.flags)
-  header.writeUInt8(keys.keyLength, OFFSET.keyLength)
-  header.writeBigUInt64BE(BigInt(Date.now()), OFFSET.commitTime)
-  fillRandom(header, OFFSET.commitId, 16 + 12)
-  keyCheckValue(keys, header).copy(header, OFFSET.keyCheck)
-  headerChecksum(header).copy(header, OFFSET.checksum)
+  const size = HEADER_SIZE + body.length + TAG_SIZE
+  // Every header byte is written, so the buffer need not be zeroed first.
+  const whole = size <= ONE_PART_MAX ? Buffer.allocUnsafe(size) : undefined
+  const header = whole ? whole.subarray(0, HEADER_SIZE) : Buffer.allocUnsafe(HEADER_SIZE)
+  writeHeader(header, keys, flags)
 
   const nonce = header.subarray(OFFSET.nonce, OFFSET.nonce + 12)
   const cipher = createCipheriv(cipherName(keys.keyLength), keys.encryption, nonce)
   cipher.setAAD(header)
+  if (whole) {
+    // GCM output is as long as its input, and final() adds nothing.
+    cipher.update(body).copy(whole, HEADER_SIZE)
+    cipher.final()
+    cipher.getAuthTag().copy(whole, HEADER_SIZE + body.length)
+    return { header, parts: [whole], size }
+  }
   const parts: Buffer[] = [header]
   for (let at = 0; at < body.length; at += CHUNK) {
     parts.push(cipher.update(body.subarray(at, at + CHUNK)))
@@ -209,7 +229,7 @@ export function seal(
   const last = cipher.final()
   if (last.length > 0) parts.push(last)
   parts.push(cipher.getAuthTag())
-  return { header, parts, size: HEADER_SIZE + body.length + TAG_SIZE }
+  return { header, parts, size }
 }
 
 /**

@@ -99,7 +99,7 @@ type OneShotHash = (algorithm: string, data: Uint8Array, encoding: 'buffer') => 
 /** `crypto.hash` (Node 20.12+) builds no Hash object: a commit seals right after an fsync, when every object costs. */
 const oneShot = (nodeCrypto as { hash?: OneShotHash }).hash
 
-export function sha256(data: Uint8Array): Buffer {
+function sha256(data: Uint8Array): Buffer {
   return oneShot ? oneShot('sha256', data, 'buffer') : createHash('sha256').update(data).digest()
 }
 
@@ -139,7 +139,7 @@ function keyCheckPads(keys: DerivedKeys): KeyCheckPads {
  * hashes over buffers that already hold the padded key. Equal to `createHmac`'s result (a test
  * compares them); cheaper, because no HMAC context is set up per commit.
  */
-export function keyCheckValue(keys: DerivedKeys, header: Buffer): Buffer {
+function keyCheckValue(keys: DerivedKeys, header: Buffer): Buffer {
   const { inner, outer } = keyCheckPads(keys)
   header.copy(inner, SHA256_BLOCK, 0, OFFSET.keyCheck)
   sha256(inner).copy(outer, SHA256_BLOCK)

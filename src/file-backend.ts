@@ -387,8 +387,9 @@ export class FileBackend implements Persistence {
 
   /**
    * Creates our temp file (O_EXCL, so never through a link someone planted). The name is this
-   * instance's for its lifetime and we hold the lock, so a file already there can only be a
-   * temp of ours that a failed commit could not remove: it is removed and the create retried.
+   * instance's for its lifetime and we hold the lock, so a file already there is a temp of ours
+   * that a failed commit could not remove, or was put there by someone else: either way it is
+   * removed (a link itself, not its target) and the create retried once.
    */
   #createTemp(temp: string): number {
     try {

@@ -67,7 +67,7 @@ async function side(profile, name, size, operations, { floor = false } = {}) {
   return row
 }
 
-export async function compare(profile, { incrementCount, coldSize }) {
+export async function compare(profile, { incrementCount, warmUp, coldSize }) {
   const rows = []
   const batch = profile.batch
   const key = keyFor(7)
@@ -180,7 +180,7 @@ export async function compare(profile, { incrementCount, coldSize }) {
 
   const contention = []
   for (const kind of [...Object.keys(lmdbKinds), 'floor']) {
-    contention.push(await contend(kind, 4, incrementCount))
+    contention.push(await contend(kind, 4, incrementCount, warmUp))
   }
   return { rows, contention, goLostOf1000: GO_ORIGINAL.lostOf1000 }
 }

@@ -59,8 +59,8 @@ export async function groupCommit(profile, writes = 1000) {
   }
 }
 
-function startContender(kind, path, count) {
-  const child = spawn(process.execPath, [INCREMENTER, kind, path, String(count)], {
+function startContender(kind, path, count, warmUp) {
+  const child = spawn(process.execPath, [INCREMENTER, kind, path, String(count), String(warmUp)], {
     stdio: ['pipe', 'pipe', 'inherit'],
   })
   const lines = createInterface({ input: child.stdout })
@@ -96,14 +96,16 @@ export async function readCounter(kind, path) {
 
 /**
  * `processes` processes each doing `count` read-modify-write increments of one counter, all
- * released at once after they have opened the store. Returns the transaction rate and how
- * many increments were lost.
+ * released at once after they have opened the store and done `warmUp` increments of a scratch
+ * counter each. Returns the transaction rate and how many increments were lost.
  */
-export async function contend(kind, processes, count) {
+export async function contend(kind, processes, count, warmUp = 0) {
   const dir = freshDir(`contend-${kind}-${processes}`)
   const path =
     kind === 'anystore' ? join(dir, 'store.anystore') : kind === 'lmdb' ? join(dir, 'db') : dir
-  const contenders = Array.from({ length: processes }, () => startContender(kind, path, count))
+  const contenders = Array.from({ length: processes }, () =>
+    startContender(kind, path, count, warmUp),
+  )
   for (const c of contenders) check((await c.ready) === 'ready', `${kind} contender starts`)
   const done = contenders.map((c) => c.next())
   const start = performance.now()

@@ -33,6 +33,7 @@ const plan = {
     groupWrites: 1000,
     processes: [1, 2, 4, 8],
     increments: 250,
+    warmUp: 100,
     coldSize: 100_000,
   },
   quick: {
@@ -42,6 +43,7 @@ const plan = {
     groupWrites: 1000,
     processes: [1, 2, 4, 8],
     increments: 60,
+    warmUp: 100,
     coldSize: 100_000,
   },
   smoke: {
@@ -51,6 +53,7 @@ const plan = {
     groupWrites: 20,
     processes: [1, 2],
     increments: 5,
+    warmUp: 2,
     coldSize: 100,
   },
 }[mode]
@@ -114,7 +117,7 @@ printTable(
 )
 const processes = []
 for (const n of plan.processes) {
-  const result = await contend('anystore', n, plan.increments)
+  const result = await contend('anystore', n, plan.increments, plan.warmUp)
   check(result.lost === 0, `no lost updates with ${n} processes (lost ${result.lost})`)
   processes.push(result)
 }
@@ -202,7 +205,11 @@ async function coldOpen(size) {
 }
 
 // 4. Side by side with lmdb-js, conf and the Go original.
-const side = await compare(profile, { incrementCount: plan.increments, coldSize: plan.coldSize })
+const side = await compare(profile, {
+  incrementCount: plan.increments,
+  warmUp: plan.warmUp,
+  coldSize: plan.coldSize,
+})
 printTable(
   'side by side (median per operation; ratio = anystore ÷ other)',
   [

@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto'
 import type { Stats } from 'node:fs'
 import { basename, dirname } from 'node:path'
-import { type DerivedKeys, open, openSlices, SLICE_SIZE, seal } from './crypto.js'
+import { type DerivedKeys, fillRandom, open, openSlices, SLICE_SIZE, seal } from './crypto.js'
 import { CorruptFileError, FileTooLargeError, InvalidPathError } from './errors.js'
 import { closeQuietly, type FileSystem, readFully, unlinkQuietly, writeFully } from './fsio.js'
 import { linkCountRevealsReplacement } from './link-count.js'
@@ -59,6 +58,13 @@ function worthReindexing(entries: Iterable<[StoreKey, Entry]>, payload: Buffer):
 }
 
 const TEMP_NAME = /^\.?(.+)\.([0-9a-f]{16})\.tmp$/
+
+/** 8 random bytes as 16 hex digits. */
+function newToken(): string {
+  const bytes = Buffer.alloc(8)
+  fillRandom(bytes, 0, 8)
+  return bytes.toString('hex')
+}
 
 /** What identifies one version of the file: the inode (pinned open, so never reused) plus size and mtime. */
 interface Identity {
@@ -152,7 +158,12 @@ export class FileBackend implements Persistence {
   /** undefined: never loaded; null: loaded while the file did not exist. */
   #loaded: Identity | null | undefined
   #dirFd: number | undefined
+  /** This instance's temp name token, random, drawn once: `<file>.<token>.tmp`. */
+  #token: string | undefined
+  /** Set by exclusive(), taken by the one commit it allows. */
   #tempToken: string | undefined
+  /** A failed commit could not remove our temp file: the next takeover removes it. */
+  #ownTempLeft = false
   #sweptTemps = false
   /**
    * The payload of our last commit when it had to be encoded entry by entry (the map had no
@@ -293,24 +304,35 @@ export class FileBackend implements Persistence {
 
   /**
    * Runs once per lock acquisition: removes the temp file a killed holder may have left (its
-   * name is in the lock record), and records us as the holder with a fresh temp name.
+   * name is in the lock record), and records us as the holder with our temp name.
    * The first acquisition of each instance also sweeps the directory for older temps: while we
    * hold the lock no live writer has one.
+   *
+   * When the record already names this instance, no one else held the lock since our last
+   * acquisition (every holder writes its record before it creates a temp file), and our own
+   * last commit renamed or removed its temp: then there is nothing to remove or rewrite.
    */
   #takeOverRecord(): void {
     const previous = this.#lock.record.read()
-    if (previous !== undefined) {
-      // Normally the holder renamed its temp away: look before unlinking, because a failing
-      // unlinkSync costs more (a thrown error with a stack) than the lstat.
-      const leftover = this.#tempPath(previous.token)
-      if (this.#io.lstatSync(leftover) !== undefined) unlinkQuietly(this.#io, leftover)
+    const token = (this.#token ??= newToken())
+    if (this.#ownTempLeft) {
+      unlinkQuietly(this.#io, this.#tempPath(token))
+      this.#ownTempLeft = false
+    }
+    if (previous?.token !== token || previous.pid !== process.pid) {
+      if (previous !== undefined) {
+        // Normally the holder renamed its temp away: look before unlinking, because a failing
+        // unlinkSync costs more (a thrown error with a stack) than the lstat.
+        const leftover = this.#tempPath(previous.token)
+        if (this.#io.lstatSync(leftover) !== undefined) unlinkQuietly(this.#io, leftover)
+      }
+      this.#lock.record.write({ pid: process.pid, token })
     }
     if (!this.#sweptTemps) {
       this.#sweepTemps()
       this.#sweptTemps = true
     }
-    this.#tempToken = randomBytes(8).toString('hex')
-    this.#lock.record.write({ pid: process.pid, token: this.#tempToken })
+    this.#tempToken = token
   }
 
   #sweepTemps(): void {
@@ -344,7 +366,7 @@ export class FileBackend implements Persistence {
     })
     const temp = this.#tempPath(token)
     const io = this.#io
-    const fd = io.openSync(temp, 'wx', 0o600)
+    const fd = this.#createTemp(temp)
     try {
       let position = 0
       for (const part of sealed.parts) {
@@ -356,7 +378,12 @@ export class FileBackend implements Persistence {
       io.renameSync(temp, this.file)
     } catch (error) {
       closeQuietly(io, fd)
-      unlinkQuietly(io, temp)
+      try {
+        io.unlinkSync(temp)
+      } catch (unlinkError) {
+        // Our temp name is reused by our next commit: remove it then, under the lock.
+        if ((unlinkError as { code?: string }).code !== 'ENOENT') this.#ownTempLeft = true
+      }
       throw error
     }
     // The new version is visible to everyone now. If making the rename durable fails, the
@@ -374,6 +401,22 @@ export class FileBackend implements Persistence {
     }
     this.#pin(fd, stats)
     if (reindex) this.#adoptable = payload
+  }
+
+  /**
+   * Creates our temp file (O_EXCL, so never through a link someone planted). The name is this
+   * instance's for its lifetime and we hold the lock, so a file already there is a temp of ours
+   * that a failed commit could not remove, or was put there by someone else: either way it is
+   * removed (a link itself, not its target) and the create retried once.
+   */
+  #createTemp(temp: string): number {
+    try {
+      return this.#io.openSync(temp, 'wx', 0o600)
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'EEXIST') throw error
+      this.#io.unlinkSync(temp)
+      return this.#io.openSync(temp, 'wx', 0o600)
+    }
   }
 
   #directoryFd(): number {

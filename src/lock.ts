@@ -24,6 +24,8 @@ export class LockRecordFile {
   readonly path: string
   readonly #io: FileSystem
   #fd: number | undefined
+  /** The inode our descriptor refers to: fixed for the descriptor's lifetime, so read once. */
+  #inode: { dev: number; ino: number } | undefined
 
   constructor(io: FileSystem, path: string) {
     this.#io = io
@@ -32,7 +34,15 @@ export class LockRecordFile {
 
   get fd(): number {
     if (this.#fd === undefined) {
-      this.#fd = this.#io.openSync(this.path, constants.O_RDWR | constants.O_CREAT, 0o600)
+      const fd = this.#io.openSync(this.path, constants.O_RDWR | constants.O_CREAT, 0o600)
+      try {
+        const { dev, ino } = this.#io.fstatSync(fd)
+        this.#inode = { dev, ino }
+      } catch (error) {
+        closeQuietly(this.#io, fd)
+        throw error
+      }
+      this.#fd = fd
     }
     return this.#fd
   }
@@ -54,15 +64,16 @@ export class LockRecordFile {
 
   /** Whether our descriptor still refers to the file at `path` (not deleted or replaced). */
   isCurrent(): boolean {
-    if (this.#fd === undefined) return false
+    const ours = this.#inode
+    if (this.#fd === undefined || ours === undefined) return false
     const atPath = this.#io.statSync(this.path)
-    const ours = this.#io.fstatSync(this.#fd)
     return atPath !== undefined && atPath.ino === ours.ino && atPath.dev === ours.dev
   }
 
   close(): void {
     closeQuietly(this.#io, this.#fd)
     this.#fd = undefined
+    this.#inode = undefined
   }
 }
 

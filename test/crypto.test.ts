@@ -1,3 +1,4 @@
+import { createHash, createHmac } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import {
   DEFAULT_ENCRYPTION_KEY,
@@ -93,6 +94,38 @@ describe('seal and open', () => {
       seen.add(bytes.toString('hex', 24, 52))
     }
     expect(seen.size).toBe(1000)
+  })
+
+  it('writes the key check as HMAC-SHA256 and the checksum as SHA-256 of the header, as docs/FORMAT.md says', () => {
+    for (const length of [16, 24, 32]) {
+      const keys = deriveKeys(parseKey(Buffer.alloc(length, length)))
+      for (let i = 0; i < 50; i++) {
+        const header = seal(keys, payload, { compress: false }).header
+        const keyCheck = createHmac('sha256', keys.keyCheck).update(header.subarray(0, 52)).digest()
+        const checksum = createHash('sha256').update(header.subarray(0, 68)).digest()
+        expect(header.subarray(52, 68).equals(keyCheck.subarray(0, 16))).toBe(true)
+        expect(header.subarray(68, 72).equals(checksum.subarray(0, 4))).toBe(true)
+      }
+    }
+  })
+
+  it('seals a small file as one part and a large one in slices; both open', () => {
+    const keys = deriveKeys(parseKey(newKey()))
+    const small = Buffer.alloc(1000, 3)
+    const large = Buffer.alloc(3 * 1024 * 1024 + 5, 4)
+    const one = seal(keys, small, { compress: false })
+    expect(one.parts).toHaveLength(1)
+    expect(one.parts[0]!.subarray(0, HEADER_SIZE).equals(one.header)).toBe(true)
+    const sliced = seal(keys, large, { compress: false })
+    expect(sliced.parts.length).toBeGreaterThan(2)
+    for (const [sealed, plain] of [
+      [one, small],
+      [sliced, large],
+    ] as const) {
+      const bytes = Buffer.concat(sealed.parts)
+      expect(bytes.length).toBe(sealed.size)
+      expect(open('f', keys, bytes).payload.equals(plain)).toBe(true)
+    }
   })
 
   it('tells a wrong key apart from corruption', () => {

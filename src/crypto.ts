@@ -70,9 +70,18 @@ export function deriveKeys(key: Uint8Array): DerivedKeys {
 }
 
 export const MAGIC = Buffer.from('ANYSTORE', 'ascii')
-export const FORMAT_VERSION = 1
+/** Version 2 adds the status byte after the tag; version 1 files are still read. */
+export const FORMAT_VERSION = 2
 export const HEADER_SIZE = 72
 export const TAG_SIZE = 16
+/**
+ * The status byte that ends a version 2 file, outside the authenticated data: 0 while the file
+ * is the current version; a committer sets it to SUPERSEDED just before renaming a new version
+ * over the file, so that readers still holding it learn that with one pread (docs/DESIGN.md).
+ */
+export const STATUS_SIZE = 1
+export const STATUS_CURRENT = 0
+export const SUPERSEDED = 1
 export const FLAG_DEFLATE = 0x0001
 const KNOWN_FLAGS = FLAG_DEFLATE
 
@@ -182,7 +191,7 @@ const CHUNK = SLICE_SIZE
 
 export interface SealedFile {
   header: Buffer
-  /** Header, ciphertext slices and tag, in file order. */
+  /** Header, ciphertext slices, tag and status byte, in file order. */
   parts: Buffer[]
   size: number
 }
@@ -204,7 +213,7 @@ function writeHeader(header: Buffer, keys: DerivedKeys, flags: number): void {
   headerChecksum(header).copy(header, OFFSET.checksum)
 }
 
-/** Encrypts a payload into the parts of a complete store file (header, ciphertext, tag). */
+/** Encrypts a payload into the parts of a complete store file (header, ciphertext, tag, status). */
 export function seal(
   keys: DerivedKeys,
   payload: Uint8Array,
@@ -212,7 +221,7 @@ export function seal(
 ): SealedFile {
   const flags = options.compress ? FLAG_DEFLATE : 0
   const body = options.compress ? deflateRawSync(payload) : payload
-  const size = HEADER_SIZE + body.length + TAG_SIZE
+  const size = HEADER_SIZE + body.length + TAG_SIZE + STATUS_SIZE
   // Every header byte is written, so the buffer need not be zeroed first.
   const whole = size <= ONE_PART_MAX ? Buffer.allocUnsafe(size) : undefined
   const header = whole ? whole.subarray(0, HEADER_SIZE) : Buffer.allocUnsafe(HEADER_SIZE)
@@ -226,6 +235,7 @@ export function seal(
     cipher.update(body).copy(whole, HEADER_SIZE)
     cipher.final()
     cipher.getAuthTag().copy(whole, HEADER_SIZE + body.length)
+    whole[size - STATUS_SIZE] = STATUS_CURRENT
     return { header, parts: [whole], size }
   }
   const parts: Buffer[] = [header]
@@ -234,8 +244,13 @@ export function seal(
   }
   const last = cipher.final()
   if (last.length > 0) parts.push(last)
-  parts.push(cipher.getAuthTag())
+  parts.push(cipher.getAuthTag(), Buffer.of(STATUS_CURRENT))
   return { header, parts, size }
+}
+
+/** The bytes after the ciphertext: the tag, and in version 2 the status byte. */
+export function trailerSize(version: number): number {
+  return version >= 2 ? TAG_SIZE + STATUS_SIZE : TAG_SIZE
 }
 
 /**
@@ -265,7 +280,7 @@ export function parseHeader(
     throw new UnsupportedFormatError(file, `format version ${version}`)
   }
   if (!checksumOk) throw new CorruptFileError(file, 'the header checksum does not match')
-  if (version !== FORMAT_VERSION) throw new CorruptFileError(file, `format version ${version}`)
+  if (version < 1) throw new CorruptFileError(file, `format version ${version}`)
   const flags = data.readUInt16BE(OFFSET.flags)
   if ((flags & ~KNOWN_FLAGS) !== 0) {
     throw new UnsupportedFormatError(file, `flags 0x${flags.toString(16)}`)
@@ -275,7 +290,7 @@ export function parseHeader(
   }
   const keyLength = data.readUInt8(OFFSET.keyLength)
   if (!KEY_LENGTHS.has(keyLength)) throw new CorruptFileError(file, `key length ${keyLength}`)
-  if (fileSize < HEADER_SIZE + TAG_SIZE) {
+  if (fileSize < HEADER_SIZE + trailerSize(version)) {
     throw new CorruptFileError(file, `truncated: ${fileSize} bytes, no room for the tag`)
   }
   return {
@@ -302,8 +317,9 @@ export function open(
   const header = parseHeader(file, bytes)
   const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const decipher = decipherFor(file, keys, data.subarray(0, HEADER_SIZE), header)
-  decipher.setAuthTag(data.subarray(data.length - TAG_SIZE))
-  const ciphertext = data.subarray(HEADER_SIZE, data.length - TAG_SIZE)
+  const tagStart = data.length - trailerSize(header.version)
+  decipher.setAuthTag(data.subarray(tagStart, tagStart + TAG_SIZE))
+  const ciphertext = data.subarray(HEADER_SIZE, tagStart)
   // GCM output is as long as its input, so each slice lands on ciphertext already consumed.
   const body = options.inPlace ? ciphertext : Buffer.allocUnsafe(ciphertext.length)
   let written = 0
@@ -371,8 +387,8 @@ export function openSlices(
   const headerBytes = readExactly(Math.min(HEADER_SIZE, fileSize), 0)
   const header = parseHeader(file, headerBytes, fileSize)
   const decipher = decipherFor(file, keys, headerBytes, header)
-  decipher.setAuthTag(readExactly(TAG_SIZE, fileSize - TAG_SIZE))
-  const end = fileSize - TAG_SIZE
+  const end = fileSize - trailerSize(header.version)
+  decipher.setAuthTag(readExactly(TAG_SIZE, end))
   const slice = Buffer.allocUnsafe(Math.min(CHUNK, end - HEADER_SIZE))
   const parts: Buffer[] = []
   try {

@@ -1,6 +1,17 @@
 import type { Stats } from 'node:fs'
 import { basename, dirname } from 'node:path'
-import { type DerivedKeys, fillRandom, open, openSlices, SLICE_SIZE, seal } from './crypto.js'
+import {
+  type DerivedKeys,
+  FORMAT_VERSION,
+  fillRandom,
+  open,
+  openSlices,
+  SLICE_SIZE,
+  STATUS_CURRENT,
+  STATUS_SIZE,
+  SUPERSEDED,
+  seal,
+} from './crypto.js'
 import { CorruptFileError, FileTooLargeError, InvalidPathError } from './errors.js'
 import { closeQuietly, type FileSystem, readFully, unlinkQuietly, writeFully } from './fsio.js'
 import { linkCountRevealsReplacement } from './link-count.js'
@@ -75,6 +86,10 @@ interface Identity {
   /** For the link-count check: rename over the file, link(2) and unlink(2) all change both. */
   nlink: number
   ctimeMs: number
+  /** Where the status byte of this version is (format version 2), else undefined. */
+  statusAt: number | undefined
+  /** Whether its status byte was seen set: from then on only the fstat check is used. */
+  superseded: boolean
 }
 
 function sameIdentity(stats: Stats, known: Identity): boolean {
@@ -86,7 +101,7 @@ function sameIdentity(stats: Stats, known: Identity): boolean {
   )
 }
 
-function identityOf(stats: Stats): Identity {
+function identityOf(stats: Stats, statusAt: number | undefined): Identity {
   return {
     dev: stats.dev,
     ino: stats.ino,
@@ -94,8 +109,17 @@ function identityOf(stats: Stats): Identity {
     mtimeMs: stats.mtimeMs,
     nlink: stats.nlink,
     ctimeMs: stats.ctimeMs,
+    statusAt,
+    superseded: false,
   }
 }
+
+/**
+ * How long the status byte alone may vouch for a version. It tells of every anystore commit at
+ * once; this bounds how long a file replaced or rewritten by some other program goes unnoticed
+ * (a timer marks when the next read must check fully, so reads never read the clock).
+ */
+const FULL_CHECK_EVERY_MS = 100
 
 /**
  * The fast read check (docs/DESIGN.md, "The read check in detail"): the loaded version, seen through its kept
@@ -155,6 +179,8 @@ export class FileBackend implements Persistence {
   readonly #lock: CrossProcessLock
   /** The descriptor of the loaded version, kept open so its inode number cannot be reused. */
   #pinnedFd: number | undefined
+  /** Whether #pinnedFd was opened for writing (its status byte can be set through it). */
+  #pinnedWritable = false
   /** undefined: never loaded; null: loaded while the file did not exist. */
   #loaded: Identity | null | undefined
   #dirFd: number | undefined
@@ -208,7 +234,11 @@ export class FileBackend implements Persistence {
   #refresh(): EntryMap | undefined {
     const known = this.#loaded
     if (known && this.#linkCountCheck && this.#pinnedFd !== undefined) {
-      if (stillTheOnlyLink(this.#io.fstatSync(this.#pinnedFd), known)) return undefined
+      if (this.#statusSaysCurrent(known, this.#pinnedFd)) return undefined
+      if (stillTheOnlyLink(this.#io.fstatSync(this.#pinnedFd), known)) {
+        this.#verified()
+        return undefined
+      }
     }
     const stats = this.#io.statSync(this.file)
     if (stats === undefined) {
@@ -220,29 +250,65 @@ export class FileBackend implements Persistence {
     if (known && sameIdentity(stats, known)) {
       // Same inode, so same version (a hard link or chmod only changed nlink or ctime): take
       // those as they are now, so the next read can use the fast check again.
-      this.#loaded = identityOf(stats)
+      this.#loaded = { ...identityOf(stats, known.statusAt), superseded: known.superseded }
+      this.#verified()
       return undefined
     }
+    // Changed: until a load succeeds, the status byte of the old version vouches for nothing.
+    if (known) known.superseded = true
     return this.#load()
   }
 
+  /**
+   * The fastest read check (docs/DESIGN.md, "The status byte"): one pread of the loaded
+   * version's status byte, which every anystore commit sets before renaming a new version over
+   * it. Not used inside exclusive(), where a commit is about to be based on what was loaded,
+   * nor once the byte was seen set, nor once a full check is due.
+   */
+  #statusSaysCurrent(known: Identity, fd: number): boolean {
+    if (known.statusAt === undefined || known.superseded || this.#section !== 'none') return false
+    if (this.#fullCheckDue) return false
+    const status = this.#statusByte
+    if (this.#io.readSync(fd, status, 0, 1, known.statusAt) === 1 && status[0] === STATUS_CURRENT) {
+      return true
+    }
+    known.superseded = true
+    return false
+  }
+
+  readonly #statusByte = Buffer.alloc(1)
+  #fullCheckDue = true
+  #fullCheckTimer: NodeJS.Timeout | undefined
+
+  /** A full check (or a load or commit) just found the loaded version current. */
+  #verified(): void {
+    this.#fullCheckDue = false
+    if (this.#fullCheckTimer !== undefined) return
+    this.#fullCheckTimer = setTimeout(() => {
+      this.#fullCheckTimer = undefined
+      this.#fullCheckDue = true
+    }, FULL_CHECK_EVERY_MS)
+    this.#fullCheckTimer.unref()
+  }
+
   #load(): EntryMap {
-    let fd: number | undefined
+    let opened: { fd: number; writable: boolean }
     try {
-      fd = this.#io.openSync(this.file, 'r')
+      opened = this.#openForMarking()
     } catch (error) {
       if ((error as { code?: string }).code !== 'ENOENT') throw error
       this.#unpin()
       this.#loaded = null
       return new Map()
     }
+    let fd: number | undefined = opened.fd
     try {
       const stats = this.#io.fstatSync(fd)
       if (!stats.isFile()) throw new InvalidPathError(this.file, 'it is not a regular file')
       if (stats.size > this.#options.maxFileSize) {
         throw new FileTooLargeError(this.file, stats.size, this.#options.maxFileSize)
       }
-      const payload = this.#decrypt(fd, stats.size)
+      const { payload, version } = this.#decrypt(fd, stats.size)
       let map: PayloadMap
       try {
         map = new PayloadMap(payload, this.file)
@@ -250,7 +316,7 @@ export class FileBackend implements Persistence {
         if (!(cause instanceof PayloadError)) throw cause
         throw new CorruptFileError(this.file, cause.message, { cause })
       }
-      this.#pin(fd, stats)
+      this.#pin(fd, stats, version, opened.writable)
       fd = undefined
       return map
     } finally {
@@ -258,23 +324,62 @@ export class FileBackend implements Persistence {
     }
   }
 
+  /**
+   * Opens the store file to load it, for reading and writing where permitted: whoever later
+   * commits over this version sets its status byte through this descriptor. Read-only where
+   * writing is refused; a commit then fails before replacing the file (see #markReplaced).
+   */
+  #openForMarking(): { fd: number; writable: boolean } {
+    try {
+      return { fd: this.#io.openSync(this.file, 'r+'), writable: true }
+    } catch (error) {
+      const code = (error as { code?: string }).code
+      if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') throw error
+    }
+    return { fd: this.#io.openSync(this.file, 'r'), writable: false }
+  }
+
   /** The plaintext of the file open at `fd`: a small file in one read, a large one slice by slice. */
-  #decrypt(fd: number, size: number): Buffer | Segments {
+  #decrypt(fd: number, size: number): { payload: Buffer | Segments; version: number } {
     const io = this.#io
     if (size > SLICE_SIZE) {
       const readAt = (buffer: Buffer, length: number, position: number) =>
         readFully(io, fd, buffer, length, position)
-      return openSlices(this.file, this.#options.keys, readAt, size).payload
+      const { header, payload } = openSlices(this.file, this.#options.keys, readAt, size)
+      return { payload, version: header.version }
     }
     const bytes = Buffer.allocUnsafe(size)
     const read = readFully(io, fd, bytes, size, 0)
-    return open(this.file, this.#options.keys, bytes.subarray(0, read), { inPlace: true }).payload
+    const opened = open(this.file, this.#options.keys, bytes.subarray(0, read), { inPlace: true })
+    return { payload: opened.payload, version: opened.header.version }
   }
 
-  #pin(fd: number, stats: Stats): void {
+  #pin(fd: number, stats: Stats, version: number, writable: boolean): void {
     this.#unpin()
     this.#pinnedFd = fd
-    this.#loaded = identityOf(stats)
+    this.#pinnedWritable = writable
+    this.#loaded = identityOf(stats, version >= 2 ? stats.size - STATUS_SIZE : undefined)
+    this.#verified()
+  }
+
+  /**
+   * Sets the status byte of the version about to be replaced, so that every reader still
+   * holding it sees the commit with one pread. Runs under the lock, after the refresh that
+   * made the loaded version the one at the path. A version 1 file has no status byte: its
+   * readers use the fstat check. Throws (and the commit with it) where the file may not be
+   * written: replacing it unmarked would leave its readers unaware.
+   */
+  #markReplaced(): void {
+    const known = this.#loaded
+    if (!known || known.statusAt === undefined || this.#pinnedFd === undefined) return
+    const io = this.#io
+    let fd = this.#pinnedFd
+    if (!this.#pinnedWritable) fd = io.openSync(this.file, 'r+')
+    try {
+      writeFully(io, fd, Buffer.of(SUPERSEDED), known.statusAt)
+    } finally {
+      if (fd !== this.#pinnedFd) closeQuietly(io, fd)
+    }
   }
 
   #unpin(): void {
@@ -375,6 +480,7 @@ export class FileBackend implements Persistence {
       }
       if (this.#options.sync === 'always') io.fsyncSync(fd)
       this.#lock.assertHeld()
+      this.#markReplaced()
       io.renameSync(temp, this.file)
     } catch (error) {
       closeQuietly(io, fd)
@@ -399,7 +505,7 @@ export class FileBackend implements Persistence {
       this.#loaded = undefined
       throw error
     }
-    this.#pin(fd, stats)
+    this.#pin(fd, stats, FORMAT_VERSION, true)
     if (reindex) this.#adoptable = payload
   }
 
@@ -407,15 +513,16 @@ export class FileBackend implements Persistence {
    * Creates our temp file (O_EXCL, so never through a link someone planted). The name is this
    * instance's for its lifetime and we hold the lock, so a file already there is a temp of ours
    * that a failed commit could not remove, or was put there by someone else: either way it is
-   * removed (a link itself, not its target) and the create retried once.
+   * removed (a link itself, not its target) and the create retried once. Opened for reading
+   * too: after the rename this descriptor is pinned, and read checks pread it.
    */
   #createTemp(temp: string): number {
     try {
-      return this.#io.openSync(temp, 'wx', 0o600)
+      return this.#io.openSync(temp, 'wx+', 0o600)
     } catch (error) {
       if ((error as { code?: string }).code !== 'EEXIST') throw error
       this.#io.unlinkSync(temp)
-      return this.#io.openSync(temp, 'wx', 0o600)
+      return this.#io.openSync(temp, 'wx+', 0o600)
     }
   }
 
@@ -425,6 +532,8 @@ export class FileBackend implements Persistence {
   }
 
   close(): void {
+    clearTimeout(this.#fullCheckTimer)
+    this.#fullCheckTimer = undefined
     this.#adoptable = undefined
     this.#unpin()
     this.#loaded = undefined

@@ -1,5 +1,5 @@
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs'
-import { type FileHeader, HEADER_SIZE, parseHeader, TAG_SIZE } from './crypto.js'
+import { type FileHeader, HEADER_SIZE, parseHeader } from './crypto.js'
 import { StoreFileNotFoundError } from './errors.js'
 
 /**
@@ -16,10 +16,10 @@ export function readFileHeader(file: string): { header: FileHeader; size: number
   }
   try {
     const { size } = fstatSync(fd)
-    // The tag is read too: parseHeader rejects a file too short to hold one.
-    const bytes = Buffer.alloc(HEADER_SIZE + TAG_SIZE)
+    const bytes = Buffer.alloc(HEADER_SIZE)
     const read = readSync(fd, bytes, 0, bytes.length, 0)
-    return { header: parseHeader(file, bytes.subarray(0, read)), size }
+    // With the file's size, parseHeader also rejects a file too short to hold the tag.
+    return { header: parseHeader(file, bytes.subarray(0, read), size), size }
   } finally {
     closeSync(fd)
   }

@@ -249,7 +249,7 @@ describe('anystore CLI: exit codes', () => {
     expect((await runCli(['info', f.file])).code).toBe(EXIT_CODES.ERR_ANYSTORE_NOT_ANYSTORE_FILE)
 
     const newer = Buffer.from(bytes)
-    newer.writeUInt16BE(2, 8)
+    newer.writeUInt16BE(3, 8)
     writeFileSync(f.file, newer)
     expect((await runCli(['verify', f.file, ...k])).code).toBe(
       EXIT_CODES.ERR_ANYSTORE_UNSUPPORTED_FORMAT,
@@ -509,7 +509,7 @@ describe('anystore CLI: rekey, info, verify', () => {
     expect(info).toMatchObject({
       file: f.file,
       size: readFileSync(f.file).length,
-      formatVersion: 1,
+      formatVersion: 2,
       flags: '0x0001',
       compressed: true,
       keyBytes: 32,
@@ -524,11 +524,11 @@ describe('anystore CLI: rekey, info, verify', () => {
     const withKey = await runCli(['info', f.file, '--key-file', f.keyFile])
     expect(withKey.code).toBe(0)
     expect(withKey.stdout).toMatch(/^entries: +2$/m)
-    expect(withKey.stdout).toMatch(/^format version: +1$/m)
+    expect(withKey.stdout).toMatch(/^format version: +2$/m)
 
     const wrong = await runCli(['info', f.file], { env: { ANYSTORE_KEY: newKey() } })
     expect(wrong.code).toBe(EXIT_CODES.ERR_ANYSTORE_WRONG_KEY)
-    expect(wrong.stdout).toMatch(/^format version: +1$/m)
+    expect(wrong.stdout).toMatch(/^format version: +2$/m)
   })
 
   it('info counts entries of a default-key store without being given a key', async () => {

@@ -8,9 +8,12 @@ import {
   open,
   parseHeader,
   parseKey,
+  STATUS_SIZE,
   seal,
   TAG_SIZE,
 } from '../src/crypto.js'
+import { encodePayload } from '../src/payload.js'
+import { sealVersion1 } from './format-v1.js'
 
 const sealedBytes = (key: Uint8Array, payload: Uint8Array, compress = false) =>
   Buffer.concat(seal(deriveKeys(key), payload, { compress }).parts)
@@ -80,9 +83,10 @@ describe('seal and open', () => {
   it('lays out magic, version and sizes as docs/FORMAT.md says', () => {
     const bytes = sealedBytes(parseKey(newKey()), payload)
     expect(bytes.subarray(0, 8).toString('ascii')).toBe('ANYSTORE')
-    expect(bytes.readUInt16BE(8)).toBe(1)
+    expect(bytes.readUInt16BE(8)).toBe(2)
     expect(bytes.readUInt8(12)).toBe(32)
-    expect(bytes.length).toBe(HEADER_SIZE + payload.length + TAG_SIZE)
+    expect(bytes.length).toBe(HEADER_SIZE + payload.length + TAG_SIZE + STATUS_SIZE)
+    expect(bytes[bytes.length - 1]).toBe(0)
     expect(bytes.includes(payload.subarray(0, 16))).toBe(false)
   })
 
@@ -137,11 +141,32 @@ describe('seal and open', () => {
     expect(codeOf(() => open('f', deriveKeys(parseKey(Buffer.alloc(16, 1))), bytes))).toBe(
       'ERR_ANYSTORE_WRONG_KEY',
     )
-    for (const at of [20, 45, 60, 70, HEADER_SIZE + 3, bytes.length - 1]) {
+    for (const at of [20, 45, 60, 70, HEADER_SIZE + 3, bytes.length - 2]) {
       const flipped = Buffer.from(bytes)
       flipped[at]! ^= 0x10
       expect(codeOf(() => open('f', deriveKeys(key), flipped))).toBe('ERR_ANYSTORE_CORRUPT_FILE')
     }
+  })
+
+  it('reads the status byte as no part of the content: set or not, the file opens the same', () => {
+    const key = deriveKeys(parseKey(newKey()))
+    const bytes = Buffer.concat(seal(key, payload, { compress: false }).parts)
+    for (const status of [1, 0xff]) {
+      const marked = Buffer.from(bytes)
+      marked[marked.length - 1] = status
+      expect(open('f', key, marked).payload.equals(payload)).toBe(true)
+    }
+  })
+
+  it('opens a version 1 file, which has no status byte', () => {
+    const keys = deriveKeys(parseKey(newKey()))
+    const plain = encodePayload([['a', { value: Uint8Array.of(0xa1, 0x78) }]])
+    const v1 = sealVersion1(keys, plain)
+    expect(parseHeader('f', v1).version).toBe(1)
+    expect(open('f', keys, v1).payload.equals(plain)).toBe(true)
+    const flipped = Buffer.from(v1)
+    flipped[v1.length - 1]! ^= 1
+    expect(codeOf(() => open('f', keys, flipped))).toBe('ERR_ANYSTORE_CORRUPT_FILE')
   })
 
   it('classifies foreign, truncated and newer files', () => {
@@ -157,7 +182,7 @@ describe('seal and open', () => {
       'ERR_ANYSTORE_CORRUPT_FILE',
     )
     const newer = Buffer.from(bytes)
-    newer.writeUInt16BE(2, 8)
+    newer.writeUInt16BE(3, 8)
     expect(codeOf(() => parseHeader('f', newer))).toBe('ERR_ANYSTORE_UNSUPPORTED_FORMAT')
   })
 })

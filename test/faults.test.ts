@@ -44,6 +44,15 @@ async function fileContent(file: string): Promise<[unknown, unknown][]> {
   }
 }
 
+/**
+ * The same version of the store file: every byte equal but the status byte, which a failed
+ * commit may have set before its rename failed (docs/FORMAT.md); the content is the same.
+ */
+function sameVersion(now: Buffer, before: Buffer): boolean {
+  const content = (bytes: Buffer) => bytes.subarray(0, bytes.length - 1)
+  return now.length === before.length && content(now).equals(content(before)) && (now.at(-1) ?? 9) <= 1
+}
+
 type Write = 'set' | 'delete' | 'run' | 'clear'
 
 async function write(store: AnyStore, kind: Write): Promise<unknown> {
@@ -85,7 +94,7 @@ describe.each(CODES)('%s', (code) => {
             ['b', 1],
           ])
         } else {
-          expect(readFileSync(file).equals(before)).toBe(true)
+          expect(sameVersion(readFileSync(file), before)).toBe(true)
           expect(content).toStrictEqual([
             ['a', 'old'],
             ['b', 1],

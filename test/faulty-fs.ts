@@ -11,6 +11,7 @@ export const COMMIT_STEPS = [
   'write-temp',
   'fsync-temp',
   'fstat-new-file',
+  'mark-replaced',
   'rename',
   'open-dir',
   'fsync-dir',
@@ -107,6 +108,8 @@ export class FaultyFileSystem implements FileSystem {
     position: number,
   ): number {
     if (this.#lockFds.has(fd)) this.#maybeFail('write-lock-record', 'write')
+    // The only write to a data file: the status byte of the version a commit replaces.
+    if (this.#dataFds.has(fd)) this.#maybeFail('mark-replaced', 'write')
     if (this.#tempFds.has(fd)) {
       this.#maybeFail('write-temp', 'write')
       if (this.partialWrites !== undefined) length = Math.min(length, this.partialWrites)

@@ -48,7 +48,7 @@ describe('openSlices() keeping each decrypted slice', () => {
 
   it('refuses a changed byte in any slice, a wrong key and a short file', () => {
     const file = sealed(randomBytes(2 * 1024 * 1024 + 3), false)
-    for (const at of [80, 1024 * 1024 + 5, file.length - 1]) {
+    for (const at of [80, 1024 * 1024 + 5, file.length - 2]) {
       const changed = Buffer.from(file)
       changed[at] = (changed[at] as number) ^ 1
       expect(() => openSlices('f', keys, readerOf(changed), changed.length)).toThrow(

@@ -6,7 +6,11 @@ import { fileURLToPath } from 'node:url'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { type FileSystem, nodeFileSystem } from '../src/fsio.js'
 import { AnyStore } from '../src/index.js'
+import { encodeValue } from '../src/codec.js'
+import { DEFAULT_ENCRYPTION_KEY, deriveKeys, parseKey } from '../src/crypto.js'
 import { linkCountRevealsReplacement } from '../src/link-count.js'
+import { encodePayload } from '../src/payload.js'
+import { sealVersion1 } from './format-v1.js'
 
 const WRITER = fileURLToPath(new URL('./fixtures/set-value.mjs', import.meta.url))
 
@@ -17,9 +21,13 @@ function setElsewhere(file: string, key: string, value: unknown): void {
 
 /** The real file system, counting the calls the read path makes on the store file. */
 function countingFileSystem(file: () => string) {
-  const calls = { stat: 0, fstat: 0, open: 0 }
+  const calls = { stat: 0, fstat: 0, open: 0, statusReads: 0 }
   const io: FileSystem = {
     ...nodeFileSystem,
+    readSync: (fd, buffer, offset, length, position) => {
+      if (length === 1) calls.statusReads++
+      return nodeFileSystem.readSync(fd, buffer, offset, length, position)
+    },
     statSync: (path) => {
       if (path === file()) calls.stat++
       return nodeFileSystem.statSync(path)
@@ -57,7 +65,7 @@ async function openReader(io?: FileSystem): Promise<AnyStore> {
 }
 
 describe('reads of an unchanged store', () => {
-  it('make no call on the store path once loaded: one fstat where link counts are trusted, else one stat', async () => {
+  it('make no call on the store path once loaded: one pread of the status byte where link counts are trusted, else one stat', async () => {
     setElsewhere(file, 'a', 1)
     const { io, calls } = countingFileSystem(() => file)
     const reader = await openReader(io)
@@ -67,9 +75,28 @@ describe('reads of an unchanged store', () => {
     expect(calls.open - before.open).toBe(0)
     if (linkCountRevealsReplacement(dir)) {
       expect(calls.stat - before.stat).toBe(0)
-      expect(calls.fstat - before.fstat).toBe(50)
+      const preads = calls.statusReads - before.statusReads
+      const fstats = calls.fstat - before.fstat
+      // A full check (fstat) replaces the pread at most once per FULL_CHECK_EVERY_MS.
+      expect(preads + fstats).toBe(50)
+      expect(preads).toBeGreaterThanOrEqual(48)
     } else {
       expect(calls.stat - before.stat).toBe(50)
+    }
+  })
+
+  it('check fully again at most 100 ms after the last full check', async () => {
+    setElsewhere(file, 'a', 1)
+    const { io, calls } = countingFileSystem(() => file)
+    const reader = await openReader(io)
+    expect(await reader.get('a')).toBe(1)
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    const before = { ...calls }
+    expect(await reader.get('a')).toBe(1)
+    expect(await reader.get('a')).toBe(1)
+    if (linkCountRevealsReplacement(dir)) {
+      expect(calls.fstat - before.fstat).toBe(1)
+      expect(calls.statusReads - before.statusReads).toBe(1)
     }
   })
 
@@ -138,12 +165,16 @@ describe('a commit by another process', () => {
   })
 })
 
-describe('a store file changed outside the store', () => {
+/** Longer than FULL_CHECK_EVERY_MS: by then a read checks fully and sees what other programs did. */
+const afterFullCheckInterval = () => new Promise((resolve) => setTimeout(resolve, 150))
+
+describe('a store file changed outside the store (by another program) is seen within 100 ms', () => {
   it('reads as empty once deleted', async () => {
     setElsewhere(file, 'n', 1)
     const reader = await openReader()
     expect(await reader.get('n')).toBe(1)
     fs.unlinkSync(file)
+    await afterFullCheckInterval()
     expect(await reader.get('n')).toBeUndefined()
     expect(await reader.size()).toBe(0)
   })
@@ -156,6 +187,64 @@ describe('a store file changed outside the store', () => {
     const reader = await openReader()
     expect(await reader.get('n')).toBe(2)
     fs.renameSync(copy, file)
+    await afterFullCheckInterval()
     expect(await reader.get('n')).toBe(1)
+  })
+
+  it('a write sees it at once, because a commit checks fully under the lock', async () => {
+    setElsewhere(file, 'n', 1)
+    const copy = join(dir, 'copy.anystore')
+    fs.copyFileSync(file, copy)
+    setElsewhere(file, 'n', 2)
+    const writer = await openReader()
+    expect(await writer.get('n')).toBe(2)
+    fs.renameSync(copy, file)
+    await writer.run(async (tx) => tx.set('m', await tx.get('n')))
+    expect(await writer.get('m')).toBe(1)
+  })
+})
+
+describe('the status byte', () => {
+  it('set by a committer that died before its rename: readers keep the version, then see the next commit', async () => {
+    setElsewhere(file, 'n', 1)
+    const { io, calls } = countingFileSystem(() => file)
+    const reader = await openReader(io)
+    expect(await reader.get('n')).toBe(1)
+    // What a committer killed between marking and renaming leaves: the current version marked.
+    const size = fs.statSync(file).size
+    const fd = fs.openSync(file, 'r+')
+    fs.writeSync(fd, Buffer.of(1), 0, 1, size - 1)
+    fs.closeSync(fd)
+    const opens = calls.open
+    for (let i = 0; i < 20; i++) expect(await reader.get('n')).toBe(1)
+    // Writing the byte changed the file's mtime: one reload, and no more.
+    expect(calls.open - opens).toBeLessThanOrEqual(1)
+    setElsewhere(file, 'n', 2)
+    expect(await reader.get('n')).toBe(2)
+  })
+
+  it('is set in the version a commit replaces, and only there', async () => {
+    setElsewhere(file, 'n', 1)
+    const old = join(dir, 'old-version')
+    fs.linkSync(file, old)
+    expect(fs.readFileSync(old).at(-1)).toBe(0)
+    setElsewhere(file, 'n', 2)
+    expect(fs.readFileSync(old).at(-1)).toBe(1)
+    expect(fs.readFileSync(file).at(-1)).toBe(0)
+  })
+
+  it('is absent from a version 1 file: it is read with the fstat check, and a commit over it leaves its bytes alone', async () => {
+    const keys = deriveKeys(parseKey(DEFAULT_ENCRYPTION_KEY))
+    const v1 = sealVersion1(keys, encodePayload([['n', { value: encodeValue(1) }]]))
+    fs.writeFileSync(file, v1)
+    const old = join(dir, 'old-version')
+    fs.linkSync(file, old)
+    const { io, calls } = countingFileSystem(() => file)
+    const reader = await openReader(io)
+    expect(await reader.get('n')).toBe(1)
+    setElsewhere(file, 'n', 2)
+    expect(await reader.get('n')).toBe(2)
+    expect(fs.readFileSync(old).equals(v1)).toBe(true)
+    if (linkCountRevealsReplacement(dir)) expect(calls.fstat).toBeGreaterThan(0)
   })
 })

@@ -12,6 +12,7 @@ import {
 } from './options.js'
 import { Overlay } from './overlay.js'
 import { checkKey, type Entry, type EntryMap } from './payload.js'
+import { PayloadMap } from './payload-map.js'
 import type { StoreKey, Transaction } from './types.js'
 
 type Mutation =
@@ -117,7 +118,8 @@ export class AnyStore<V = unknown> {
   }
 
   async keys(): Promise<StoreKey[]> {
-    return [...this.#current().keys()]
+    const map = this.#current()
+    return map instanceof PayloadMap ? map.keyArray() : [...map.keys()]
   }
 
   async size(): Promise<number> {

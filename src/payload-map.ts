@@ -38,6 +38,8 @@ export class PayloadMap implements EntryMap {
   #size = 0
   /** The records' keys, decoded on the first walk over the map. */
   #recordKeys: StoreKey[] | undefined
+  /** The keys in order, kept from the last keyArray() until a key is added or removed. */
+  #liveKeys: StoreKey[] | undefined
 
   /** Names the file in a CorruptFileError found after loading (a key that repeats). */
   readonly #source: string
@@ -56,6 +58,7 @@ export class PayloadMap implements EntryMap {
     this.#tail.clear()
     this.#size = index.count
     this.#recordKeys = undefined
+    this.#liveKeys = undefined
   }
 
   get size(): number {
@@ -89,6 +92,7 @@ export class PayloadMap implements EntryMap {
       } else {
         this.#tail.add(key)
         this.#size++
+        this.#liveKeys = undefined
       }
     }
     this.#known.set(key, entry)
@@ -99,6 +103,7 @@ export class PayloadMap implements EntryMap {
     if (this.#tail.delete(key)) {
       this.#known.delete(key)
       this.#size--
+      this.#liveKeys = undefined
       return true
     }
     const record = this.#liveRecord(key)
@@ -107,6 +112,7 @@ export class PayloadMap implements EntryMap {
     this.#edited.set(record, key)
     this.#known.delete(key)
     this.#size--
+    this.#liveKeys = undefined
     return true
   }
 
@@ -126,21 +132,34 @@ export class PayloadMap implements EntryMap {
     return record >= 0 && this.#dead[record] === 0 ? record : -1
   }
 
+  /** Every record's key, decoded in one pass on first use (pushed, so the array stays dense). */
   #recordKey(record: number): StoreKey {
-    this.#recordKeys ??= new Array(this.#index.count)
-    let key = this.#recordKeys[record]
-    if (key === undefined) {
-      key = this.#index.keyAt(record)
-      this.#recordKeys[record] = key
+    if (this.#recordKeys === undefined) {
+      const keys: StoreKey[] = []
+      for (let i = 0; i < this.#index.count; i++) keys.push(this.#index.keyAt(i))
+      this.#recordKeys = keys
     }
-    return key
+    return this.#recordKeys[record] as StoreKey
   }
 
-  *keys(): IterableIterator<StoreKey> {
-    for (let record = 0; record < this.#index.count; record++) {
-      if (this.#dead[record] === 0) yield this.#recordKey(record)
+  keys(): IterableIterator<StoreKey> {
+    return this.keyArray().values()
+  }
+
+  /**
+   * The keys in order, as a new array built by a plain loop: what `store.keys()` returns.
+   * A generator, or spreading an iterator, costs about 100 ns per key (10 ms at 100,000).
+   */
+  keyArray(): StoreKey[] {
+    if (this.#liveKeys === undefined) {
+      const keys: StoreKey[] = []
+      for (let record = 0; record < this.#index.count; record++) {
+        if (this.#dead[record] === 0) keys.push(this.#recordKey(record))
+      }
+      for (const key of this.#tail) keys.push(key)
+      this.#liveKeys = keys
     }
-    yield* this.#tail
+    return this.#liveKeys.slice()
   }
 
   *entries(): IterableIterator<[StoreKey, Entry]> {

@@ -57,6 +57,8 @@ describe('PayloadMap behaves as a Map of the loaded entries', () => {
               )
             }
             expect(map.size).toBe(model.size)
+            // After every change too: keyArray() keeps its last answer until a key comes or goes.
+            expect(map.keyArray()).toEqual([...model.keys()])
           }
           expect([...map.keys()]).toEqual([...model.keys()])
           expect(values(map)).toEqual(values(model))

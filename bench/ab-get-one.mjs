@@ -1,10 +1,15 @@
-// node bench/ab-get-one.mjs <dist> : median ns of get() of one key of a 1,000-entry store,
-// beside a bare fstatSync, a 1-byte readSync and lmdb-js get in the same process.
-import fs, { mkdtempSync } from 'node:fs'
-import { join } from 'node:path'
+// node bench/ab-get-one.mjs [dist/index.js of a build] : median ns of get() of one key of a
+// 1,000-entry store, beside a bare fstatSync, a 1-byte readSync and lmdb-js get in the same
+// process. Run it for two builds in alternation to compare read checks (docs/DESIGN.md).
+import fs, { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { open as openLmdb } from 'lmdb'
-const { AnyStore } = await import(process.argv[2])
-const dir = mkdtempSync('/tmp/ab/g-')
+
+const build = process.argv[2] ? pathToFileURL(resolve(process.argv[2])).href : '../dist/index.js'
+const { AnyStore } = await import(build)
+const dir = mkdtempSync(join(tmpdir(), 'anystore-ab-get-'))
 const s = await AnyStore.open({ file: join(dir, 'store'), sync: 'never' })
 const db = openLmdb({ path: join(dir, 'lmdb') })
 const v = 'x'.repeat(100)
@@ -31,3 +36,4 @@ const out = {
 console.log(JSON.stringify(out))
 await s.close()
 await db.close()
+rmSync(dir, { recursive: true, force: true })

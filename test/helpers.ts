@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach } from 'vitest'
+import type { Entry } from '../src/payload.js'
+import type { StoreKey } from '../src/types.js'
 
 const created: string[] = []
 
@@ -80,4 +82,14 @@ export async function rejection(promise: Promise<unknown>): Promise<Error & { co
 export function propertyOptions(numRuns: number): { numRuns: number; seed?: number } {
   const seed = process.env.FUZZ_SEED
   return seed === undefined ? { numRuns } : { numRuns, seed: Number(seed) }
+}
+
+/** The same entries as plain objects with copied bytes: what encodePayload lays out field by field. */
+export function plainEntries(entries: Iterable<[StoreKey, Entry]>): [StoreKey, Entry][] {
+  return Array.from(entries, ([k, e]) => [
+    k,
+    e.expiresAt === undefined
+      ? { value: Uint8Array.from(e.value) }
+      : { value: Uint8Array.from(e.value), expiresAt: e.expiresAt },
+  ])
 }

@@ -6,7 +6,7 @@ import { encodeOverlay, PayloadMap } from '../src/payload-map.js'
 import { Segments } from '../src/segments.js'
 import { Overlay } from '../src/overlay.js'
 import type { StoreKey } from '../src/types.js'
-import { propertyOptions } from './helpers.js'
+import { plainEntries, propertyOptions } from './helpers.js'
 
 const key = fc.oneof(
   fc.string({ maxLength: 4 }),
@@ -167,7 +167,7 @@ describe('a payload held in parts', () => {
             else if (op.kind === 'delete') overlay.delete(op.key)
             else if (op.kind === 'clear') overlay.clear()
           }
-          expect(encodeOverlay(overlay).equals(encodePayload(values2(overlay.entries())))).toBe(
+          expect(encodeOverlay(overlay).equals(encodePayload(plainEntries(overlay.entries())))).toBe(
             true,
           )
         },
@@ -192,32 +192,5 @@ describe('a payload held in parts', () => {
       expect(() => new PayloadIndex(cut(longer, size))).toThrow(PayloadError)
       expect(new PayloadIndex(cut(payload, size)).find('long')).toBe(2)
     }
-  })
-})
-
-/** Entries with copied bytes, as encodePayload lays out fresh entries. */
-function values2(entries: Iterable<[StoreKey, Entry]>): [StoreKey, Entry][] {
-  return Array.from(entries, ([k, e]) => [
-    k,
-    e.expiresAt === undefined
-      ? { value: Uint8Array.from(e.value) }
-      : { value: Uint8Array.from(e.value), expiresAt: e.expiresAt },
-  ])
-}
-
-describe('Segments', () => {
-  it('copies and locates ranges across parts, and refuses one past the end', () => {
-    const whole = Buffer.from('abcdefghij')
-    const segments = new Segments([whole.subarray(0, 4), whole.subarray(4, 8), whole.subarray(8)])
-    const out = Buffer.alloc(10)
-    expect(segments.copy(out, 0, 0, 10)).toBe(10)
-    expect(out.equals(whole)).toBe(true)
-    const [inside, offset] = segments.locate(5, 7)
-    expect(inside).toBe(segments.parts[1])
-    expect(inside.toString('latin1', offset, offset + 2)).toBe('fg')
-    const [across, start] = segments.locate(2, 9)
-    expect(across.toString('latin1', start, start + 7)).toBe('cdefghi')
-    expect(() => segments.copy(out, 0, 8, 11)).toThrow(RangeError)
-    expect(() => Segments.of(Buffer.from('abc')).copy(out, 0, 1, 4)).toThrow(RangeError)
   })
 })

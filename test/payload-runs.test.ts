@@ -10,6 +10,7 @@ import {
 } from '../src/payload.js'
 import { encodeOverlay, PayloadMap } from '../src/payload-map.js'
 import type { StoreKey } from '../src/types.js'
+import { plainEntries } from './helpers.js'
 
 const key = fc.oneof(fc.string({ maxLength: 6 }), fc.integer({ min: -50, max: 50 }))
 const entry = fc.record(
@@ -25,15 +26,6 @@ const operation = fc.oneof(
   { arbitrary: fc.record({ kind: fc.constant('clear' as const) }), weight: 1 },
 )
 
-/** The same entries as plain objects with copied bytes: what encodePayload lays out field by field. */
-function plain(entries: Iterable<[StoreKey, Entry]>): [StoreKey, Entry][] {
-  return Array.from(entries, ([k, e]) => [
-    k,
-    e.expiresAt === undefined
-      ? { value: Uint8Array.from(e.value) }
-      : { value: Uint8Array.from(e.value), expiresAt: e.expiresAt },
-  ])
-}
 
 describe('payload records copied in runs', () => {
   it('a loaded payload encodes back to the same bytes', () => {
@@ -63,9 +55,9 @@ describe('payload records copied in runs', () => {
               else overlay.clear()
             }
             const bytes = encodePayload(overlay.entries())
-            expect(bytes.equals(encodePayload(plain(overlay.entries())))).toBe(true)
+            expect(bytes.equals(encodePayload(plainEntries(overlay.entries())))).toBe(true)
             overlay.applyTo(overlay.base)
-            expect(plain(decodePayload(bytes))).toEqual(plain(overlay.base))
+            expect(plainEntries(decodePayload(bytes))).toEqual(plainEntries(overlay.base))
             // The next round starts from a mix: records of the first payload and fresh entries.
             map = overlay.base
           }
@@ -110,12 +102,12 @@ describe('commits laid out over a payload map', () => {
               else if (op.kind === 'delete') overlay.delete(op.key)
               else overlay.clear()
             }
-            const expected = encodePayload(plain(overlay.entries()))
+            const expected = encodePayload(plainEntries(overlay.entries()))
             if (overlay.cleared) cleared++
             else copiedAround++
             expect(encodeOverlay(overlay).equals(expected)).toBe(true)
             overlay.applyTo(map)
-            expect(plain(decodePayload(expected))).toEqual(plain(map))
+            expect(plainEntries(decodePayload(expected))).toEqual(plainEntries(map))
           }
         },
       ),

@@ -179,26 +179,26 @@ describe('a store file changed outside the store (by another program) is seen wi
     expect(await reader.size()).toBe(0)
   })
 
-  it('reads the version renamed over it (a restore from a copy)', async () => {
+  /** A store that has loaded n = 2, and a copy of the version with n = 1 renamed over it since. */
+  async function restoredUnderAnOpenStore(): Promise<AnyStore> {
     setElsewhere(file, 'n', 1)
     const copy = join(dir, 'copy.anystore')
     fs.copyFileSync(file, copy)
     setElsewhere(file, 'n', 2)
-    const reader = await openReader()
-    expect(await reader.get('n')).toBe(2)
+    const store = await openReader()
+    expect(await store.get('n')).toBe(2)
     fs.renameSync(copy, file)
+    return store
+  }
+
+  it('reads the version renamed over it (a restore from a copy)', async () => {
+    const reader = await restoredUnderAnOpenStore()
     await afterFullCheckInterval()
     expect(await reader.get('n')).toBe(1)
   })
 
   it('a write sees it at once, because a commit checks fully under the lock', async () => {
-    setElsewhere(file, 'n', 1)
-    const copy = join(dir, 'copy.anystore')
-    fs.copyFileSync(file, copy)
-    setElsewhere(file, 'n', 2)
-    const writer = await openReader()
-    expect(await writer.get('n')).toBe(2)
-    fs.renameSync(copy, file)
+    const writer = await restoredUnderAnOpenStore()
     await writer.run(async (tx) => tx.set('m', await tx.get('n')))
     expect(await writer.get('m')).toBe(1)
   })

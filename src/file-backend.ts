@@ -192,9 +192,10 @@ export class FileBackend implements Persistence {
   #ownTempLeft = false
   #sweptTemps = false
   /**
-   * The payload of our last commit when it had to be encoded entry by entry (the map had no
-   * image, e.g. it was filled by this process). The next refresh parses it into a map with an
-   * image, so later commits copy it around their changes instead.
+   * The payload of our last commit when the next commits should be laid out over it (see
+   * worthReindexing: the map was filled in memory, or drifted far from its loaded payload).
+   * The next refresh indexes it into a PayloadMap, so later commits copy it around their
+   * changes instead.
    */
   #adoptable: Buffer | undefined
   /**

@@ -194,3 +194,20 @@ describe('a payload held in parts', () => {
     }
   })
 })
+
+describe('Segments', () => {
+  it('copies and locates ranges across parts, and refuses one past the end', () => {
+    const whole = Buffer.from('abcdefghij')
+    const segments = new Segments([whole.subarray(0, 4), whole.subarray(4, 8), whole.subarray(8)])
+    const out = Buffer.alloc(10)
+    expect(segments.copy(out, 0, 0, 10)).toBe(10)
+    expect(out.equals(whole)).toBe(true)
+    const [inside, offset] = segments.locate(5, 7)
+    expect(inside).toBe(segments.parts[1])
+    expect(inside.toString('latin1', offset, offset + 2)).toBe('fg')
+    const [across, start] = segments.locate(2, 9)
+    expect(across.toString('latin1', start, start + 7)).toBe('cdefghi')
+    expect(() => segments.copy(out, 0, 8, 11)).toThrow(RangeError)
+    expect(() => Segments.of(Buffer.from('abc')).copy(out, 0, 1, 4)).toThrow(RangeError)
+  })
+})

@@ -14,7 +14,8 @@ import {
   ThingNotFoundError,
 } from './errors.js'
 import { DEFAULT_OPTIONS, expandPath } from './options.js'
-import { checkKey, decodePayload, encodePayload, PayloadError } from './payload.js'
+import { checkKey, encodePayload, PayloadError } from './payload.js'
+import { PayloadMap } from './payload-map.js'
 import { type StandardSchemaV1, validateWithSchema } from './schema.js'
 import type { StoreKey } from './types.js'
 
@@ -148,9 +149,9 @@ async function readFromStream(
   const label = 'the stash stream'
   const bytes = await readAll(reader, DEFAULT_OPTIONS.maxFileSize)
   const { payload } = open(label, deriveKeys(parseKey(encryptionKey)), bytes)
-  let entries: ReturnType<typeof decodePayload>
+  let entries: PayloadMap
   try {
-    entries = decodePayload(payload)
+    entries = new PayloadMap(payload, label)
   } catch (cause) {
     if (!(cause instanceof PayloadError)) throw cause
     throw new CorruptFileError(label, cause.message, { cause })

@@ -2,7 +2,6 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { Overlay } from '../src/overlay.js'
 import {
-  decodePayload,
   type Entry,
   type EntryMap,
   encodePayload,
@@ -32,8 +31,8 @@ describe('payload records copied in runs', () => {
     fc.assert(
       fc.property(fc.array(fc.tuple(key, entry), { maxLength: 30 }), (initial) => {
         const bytes = encodePayload(new Map(initial))
-        const loaded = decodePayload(bytes)
-        for (const stored of loaded.values()) expect(stored).toBeInstanceOf(StoredEntry)
+        const loaded = new PayloadMap(bytes)
+        for (const [, stored] of loaded) expect(stored).toBeInstanceOf(StoredEntry)
         expect(encodePayload(loaded).equals(bytes)).toBe(true)
       }),
     )
@@ -46,7 +45,7 @@ describe('payload records copied in runs', () => {
         fc.array(operation, { maxLength: 20 }),
         fc.array(operation, { maxLength: 20 }),
         (initial, firstCommit, secondCommit) => {
-          let map: EntryMap = decodePayload(encodePayload(new Map(initial)))
+          let map: EntryMap = new PayloadMap(encodePayload(new Map(initial)))
           for (const ops of [firstCommit, secondCommit]) {
             const overlay = new Overlay(map)
             for (const op of ops) {
@@ -57,7 +56,7 @@ describe('payload records copied in runs', () => {
             const bytes = encodePayload(overlay.entries())
             expect(bytes.equals(encodePayload(plainEntries(overlay.entries())))).toBe(true)
             overlay.applyTo(overlay.base)
-            expect(plainEntries(decodePayload(bytes))).toEqual(plainEntries(overlay.base))
+            expect(plainEntries(new PayloadMap(bytes))).toEqual(plainEntries(overlay.base))
             // The next round starts from a mix: records of the first payload and fresh entries.
             map = overlay.base
           }
@@ -67,7 +66,7 @@ describe('payload records copied in runs', () => {
   })
 
   it('cuts the value view only when it is read, and cuts the right bytes', () => {
-    const loaded = decodePayload(
+    const loaded = new PayloadMap(
       encodePayload(
         new Map<StoreKey, Entry>([
           ['a', { value: Uint8Array.of(1, 2, 3) }],
@@ -107,7 +106,7 @@ describe('commits laid out over a payload map', () => {
             else copiedAround++
             expect(encodeOverlay(overlay).equals(expected)).toBe(true)
             overlay.applyTo(map)
-            expect(plainEntries(decodePayload(expected))).toEqual(plainEntries(map))
+            expect(plainEntries(new PayloadMap(expected))).toEqual(plainEntries(map))
           }
         },
       ),

@@ -1,9 +1,13 @@
 import { describe, expect, it } from 'vitest'
-import { decodePayload, type Entry, encodePayload, PayloadError } from '../src/payload.js'
+import { type Entry, encodePayload, PayloadError } from '../src/payload.js'
+import { PayloadMap } from '../src/payload-map.js'
 import type { StoreKey } from '../src/types.js'
 
 const entry = (text: string, expiresAt?: number): Entry =>
   expiresAt === undefined ? { value: Buffer.from(text) } : { value: Buffer.from(text), expiresAt }
+
+/** The payload as the store loads it. */
+const loaded = (bytes: Buffer) => new PayloadMap(bytes)
 
 describe('payload framing', () => {
   it('round-trips keys of both types, order, empty values and expiry metadata', () => {
@@ -15,7 +19,7 @@ describe('payload framing', () => {
       [-0.5, entry('x', 1_800_000_000_000)],
       ['ключ ✓', entry('unicode')],
     ]
-    const decoded = decodePayload(encodePayload(entries))
+    const decoded = loaded(encodePayload(entries))
     expect([...decoded.keys()]).toEqual(entries.map(([k]) => k))
     for (const [key, e] of entries) {
       expect(Buffer.from(decoded.get(key)!.value).equals(Buffer.from(e.value))).toBe(true)
@@ -29,18 +33,18 @@ describe('payload framing', () => {
       [2, entry('two', 5)],
     ])
     for (let length = 0; length < bytes.length; length++) {
-      expect(() => decodePayload(bytes.subarray(0, length))).toThrow(PayloadError)
+      expect(() => loaded(bytes.subarray(0, length))).toThrow(PayloadError)
     }
-    expect(() => decodePayload(Buffer.concat([bytes, Buffer.from([0])]))).toThrow(PayloadError)
+    expect(() => loaded(Buffer.concat([bytes, Buffer.from([0])]))).toThrow(PayloadError)
   })
 
   it('rejects unknown key types and entry flags', () => {
     const bytes = encodePayload([['k', entry('v')]])
     const badKeyType = Buffer.from(bytes)
     badKeyType[4] = 9
-    expect(() => decodePayload(badKeyType)).toThrow(PayloadError)
+    expect(() => loaded(badKeyType)).toThrow(PayloadError)
     const badFlags = Buffer.from(bytes)
     badFlags[4 + 1 + 4 + 1] = 0x80
-    expect(() => decodePayload(badFlags)).toThrow(PayloadError)
+    expect(() => loaded(badFlags)).toThrow(PayloadError)
   })
 })

@@ -302,11 +302,14 @@ describe('permissions (checked as an ordinary user: root ignores mode bits)', ()
   const isRoot = process.getuid?.() === 0
   const NOBODY = 65534
 
-  /** Runs a scenario of test/fixtures/unprivileged.mjs, as `nobody` when the suite runs as root. */
+  /**
+   * Runs a scenario of test/fixtures/unprivileged.mjs, as `nobody` when the suite runs as root
+   * (the fixture loads its modules as root, then drops to `nobody`).
+   */
   function runUnprivileged(scenario: string, file: string) {
     const result = spawnSync(process.execPath, [fixturePath, scenario, file], {
       encoding: 'utf8',
-      ...(isRoot ? { uid: NOBODY, gid: NOBODY } : {}),
+      env: isRoot ? { ...process.env, ANYSTORE_DROP_TO: String(NOBODY) } : process.env,
     })
     if (result.status !== 0) throw new Error(`fixture failed: ${result.stderr}`)
     return JSON.parse(result.stdout) as {

@@ -79,7 +79,7 @@ export async function readCounter(kind, path) {
     await store.close()
     return value ?? 0
   }
-  if (kind === 'lmdb') {
+  if (kind === 'lmdb' || kind === 'lmdb-flushed') {
     const { open } = await import('lmdb')
     const db = open({ path })
     const value = db.get('counter')
@@ -102,7 +102,11 @@ export async function readCounter(kind, path) {
 export async function contend(kind, processes, count, warmUp = 0) {
   const dir = freshDir(`contend-${kind}-${processes}`)
   const path =
-    kind === 'anystore' ? join(dir, 'store.anystore') : kind === 'lmdb' ? join(dir, 'db') : dir
+    kind === 'anystore'
+      ? join(dir, 'store.anystore')
+      : kind.startsWith('lmdb')
+        ? join(dir, 'db')
+        : dir
   const contenders = Array.from({ length: processes }, () =>
     startContender(kind, path, count, warmUp),
   )

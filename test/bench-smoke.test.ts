@@ -26,9 +26,11 @@ it('the benchmark suite runs end to end and writes its results and chart', () =>
     expect(results.compare.contention.map((c: { store: string }) => c.store)).toEqual([
       'anystore',
       'lmdb',
+      'lmdb-flushed',
       'conf',
       'floor',
     ])
+    expect(results.compare.rows.every((r: { floor?: number }) => r.floor === undefined || r.floor > 0)).toBe(true)
     expect(readFileSync(join(out, 'chart.svg'), 'utf8')).toMatch(/^<svg[^>]*>[\s\S]*<\/svg>\n$/)
   } finally {
     rmSync(out, { recursive: true, force: true })

@@ -2,12 +2,13 @@ import { Bench } from 'tinybench'
 
 /**
  * How long each measurement may take. `--quick` shrinks every budget; `--smoke` (used by the
- * test suite) only proves the scenarios run.
+ * test suite) only proves the scenarios run. `rounds`: how many turns each contender gets in
+ * the side-by-side comparison (bench/compare.mjs), which splits the time budget between them.
  */
 export const PROFILES = {
-  full: { time: 400, warmupTime: 60, minIterations: 5, batch: 200 },
-  quick: { time: 120, warmupTime: 20, minIterations: 3, batch: 100 },
-  smoke: { time: 5, warmupTime: 0, minIterations: 1, batch: 2 },
+  full: { time: 400, warmupTime: 60, minIterations: 5, batch: 200, rounds: 5 },
+  quick: { time: 120, warmupTime: 20, minIterations: 3, batch: 100, rounds: 3 },
+  smoke: { time: 5, warmupTime: 0, minIterations: 1, batch: 2, rounds: 1 },
 }
 
 /**

@@ -84,7 +84,7 @@ async function side(profile, name, size, operations, { floor } = {}) {
   if (floor === 'durable replace') {
     // Once first, so that the file (created by the first commit) has the size it has while
     // anystore is measured.
-    await contenders[0].fn()
+    await contenders.find((c) => c.kind === 'anystore').fn()
     const writer = rawWriter(dir, statSync(stores.anystore.file).size, true)
     contenders.push({ kind: 'floor', fn: () => writer.write(), close: () => writer.close() })
   }
@@ -93,16 +93,14 @@ async function side(profile, name, size, operations, { floor } = {}) {
   }
   const rounds = profile.rounds ?? 1
   const turn = { ...profile, time: profile.time / rounds, warmupTime: profile.warmupTime / rounds }
-  const figures = new Map(contenders.map((c) => [c.kind, []]))
-  for (let round = 0; round < rounds; round++) {
-    for (let i = 0; i < contenders.length; i++) {
-      const { kind, fn, ops = 1, slow = true } = contenders[(round + i) % contenders.length]
-      figures.get(kind).push((await measure(turn, fn, { ops, slow })).medianUs)
-    }
-  }
+  const figures = await inTurns(
+    contenders,
+    rounds,
+    async ({ fn, ops = 1, slow = true }) => (await measure(turn, fn, { ops, slow })).medianUs,
+  )
   const row = { scenario: name, size, rounds }
-  for (const c of contenders) {
-    row[c.kind] = median(figures.get(c.kind))
+  for (const [i, c] of contenders.entries()) {
+    row[c.kind] = middle(figures[i], (us) => us)
     if (c.verify) await c.verify()
     c.close?.()
   }
@@ -111,10 +109,24 @@ async function side(profile, name, size, operations, { floor } = {}) {
   return row
 }
 
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+/**
+ * Runs `measureOne` on every item `rounds` times, one turn each per round, starting each round
+ * one item further on. Returns, per item, its figures in round order.
+ */
+async function inTurns(items, rounds, measureOne) {
+  const figures = items.map(() => [])
+  for (let round = 0; round < rounds; round++) {
+    for (let turn = 0; turn < items.length; turn++) {
+      const i = (round + turn) % items.length
+      figures[i].push(await measureOne(items[i]))
+    }
+  }
+  return figures
+}
+
+/** The middle one of `values` by `score` (the upper one of the two middles when even). */
+function middle(values, score) {
+  return [...values].sort((a, b) => score(a) - score(b))[Math.floor(values.length / 2)]
 }
 
 export async function compare(profile, { incrementCount, warmUp, coldSize }) {
@@ -228,25 +240,16 @@ export async function compare(profile, { incrementCount, warmUp, coldSize }) {
     rows.push(row)
   }
 
-  // In turns too, and each store's figure is its median round.
+  // In turns too: each store's figures are those of its middle round by rate, and its lost
+  // updates the most any round lost.
   const kinds = ['anystore', 'lmdb', 'lmdb-flushed', 'conf', 'floor']
-  const runs = new Map(kinds.map((kind) => [kind, []]))
-  for (let round = 0; round < (profile.rounds ?? 1); round++) {
-    for (let i = 0; i < kinds.length; i++) {
-      const kind = kinds[(round + i) % kinds.length]
-      runs.get(kind).push(await contend(kind, 4, incrementCount, warmUp))
-    }
-  }
-  const contention = kinds.map((kind) => {
-    const all = runs.get(kind)
-    const rate = median(all.map((r) => r.opsPerSec))
-    const chosen = all.find((r) => r.opsPerSec === rate) ?? all[0]
-    return {
-      ...chosen,
-      opsPerSec: rate,
-      rounds: all.map((r) => Math.round(r.opsPerSec)),
-      lost: Math.max(...all.map((r) => r.lost)),
-    }
-  })
+  const runs = await inTurns(kinds, profile.rounds ?? 1, (kind) =>
+    contend(kind, 4, incrementCount, warmUp),
+  )
+  const contention = runs.map((all) => ({
+    ...middle(all, (run) => run.opsPerSec),
+    rounds: all.map((run) => Math.round(run.opsPerSec)),
+    lost: Math.max(...all.map((run) => run.lost)),
+  }))
   return { rows, contention, goLostOf1000: GO_ORIGINAL.lostOf1000 }
 }

@@ -20,7 +20,7 @@ describe('README', () => {
     const code = /```js\n([\s\S]*?)```/.exec(section('Quick start'))?.[1]
     expect(code).toBeDefined()
     const script = join(tempDir(), 'quickstart.mjs')
-    writeFileSync(script, code!.replace("from 'anystore'", `from '${dist}'`))
+    writeFileSync(script, code!.replace("from 'anystore-kv'", `from '${dist}'`))
     const output = execFileSync(process.execPath, [script], { encoding: 'utf8' })
     expect(output.trim()).toBe('quick start ok')
   })

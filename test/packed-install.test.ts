@@ -151,5 +151,9 @@ main().catch((error) => { console.error(error); process.exitCode = 1 })
     expect(run(bin, ['get', 'cli.db', 'greeting', '--raw'], consumer, withKey)).toBe('hello\n')
     expect(run(bin, ['keys', 'cli.db'], consumer, withKey)).toBe('greeting\nlimits\n')
     expect(run(bin, ['--help'], consumer)).toContain('anystore')
+    // The README's `npx anystore-kv ...`: the package's only command runs under its package name.
+    expect(run('npm', ['exec', '--offline', '--', 'anystore-kv', 'size', 'cli.db'], consumer, withKey)).toBe(
+      '2\n',
+    )
   })
 })

@@ -1,5 +1,12 @@
 import { once } from 'node:events'
-import { readFileSync, statSync } from 'node:fs'
+import {
+  closeSync,
+  fstatSync,
+  openSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import type { Writable } from 'node:stream'
 import { AnyStore } from '../anystore.js'
 import { encodeValue } from '../codec.js'
@@ -41,17 +48,33 @@ interface KeyChoice {
   explicit: boolean
 }
 
-function readKeyFile(path: string, option: string): string {
+function readKeyFile(ctx: CommandContext, path: string, option: string): string {
+  let text: string
+  let mode: number
   try {
-    return readFileSync(expandPath(path), 'utf8').trim()
+    const fd = openSync(expandPath(path), 'r')
+    try {
+      mode = fstatSync(fd).mode
+      text = readFileSync(fd, 'utf8')
+    } finally {
+      closeSync(fd)
+    }
   } catch (cause) {
     throw new UsageError(`Cannot read ${option} ${path}: ${(cause as Error).message}`)
   }
+  // As ssh does for private keys: a key others can read protects nothing. Warn, and say the fix.
+  if ((mode & 0o077) !== 0) {
+    const octal = (mode & 0o777).toString(8).padStart(4, '0')
+    ctx.stderr.write(
+      `anystore: warning: ${option} ${path} is accessible by other users (mode ${octal}): run \`chmod 600 ${path}\`\n`,
+    )
+  }
+  return text.trim()
 }
 
 function chooseKey(ctx: CommandContext, warn: boolean): KeyChoice {
   const file = ctx.options['key-file']
-  if (typeof file === 'string') return { key: readKeyFile(file, '--key-file'), explicit: true }
+  if (typeof file === 'string') return { key: readKeyFile(ctx, file, '--key-file'), explicit: true }
   const fromEnv = ctx.env.ANYSTORE_KEY
   if (fromEnv !== undefined && fromEnv.trim() !== '') return { key: fromEnv.trim(), explicit: true }
   if (warn) {
@@ -163,7 +186,21 @@ function decodeAll(file: string, store: AnyStore<unknown>): Promise<[StoreKey, u
 
 export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   async newkey(ctx) {
-    await write(ctx.stdout, `${newKey()}\n`)
+    const file = ctx.args[0]
+    if (file === undefined) {
+      await write(ctx.stdout, `${newKey()}\n`)
+      return
+    }
+    // 'wx' = O_CREAT | O_EXCL: never replaces a file (an overwritten key loses its store) and
+    // never follows a link planted at the name; 0600 from the start, not chmod-ed afterwards.
+    try {
+      writeFileSync(expandPath(file), `${newKey()}\n`, { flag: 'wx', mode: 0o600 })
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new UsageError(`${file} already exists; newkey never overwrites a key file`)
+      }
+      throw cause
+    }
   },
 
   async get(ctx) {
@@ -291,7 +328,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   async rekey(ctx) {
     const newKeyFile = ctx.options['new-key-file']
     if (typeof newKeyFile !== 'string') throw new UsageError('rekey needs --new-key-file FILE')
-    const newEncryptionKey = readKeyFile(newKeyFile, '--new-key-file')
+    const newEncryptionKey = readKeyFile(ctx, newKeyFile, '--new-key-file')
     const file = expandPath(ctx.args[0]!)
     const { key } = chooseKey(ctx, true)
     let progress: ProgressBar | undefined

@@ -30,13 +30,14 @@ const NUMBER_HELP = '--number             KEY is a number key (1 and "1" are dif
 
 export const COMMANDS: Record<string, CommandSpec> = {
   newkey: {
-    usage: 'anystore newkey',
-    summary: 'Print a new random 256-bit key (base64) for --key-file or ANYSTORE_KEY.',
-    args: [0, 0],
+    usage: 'anystore newkey [FILE]',
+    summary:
+      'Print a new random 256-bit key (base64) for --key-file or ANYSTORE_KEY, or write it to FILE (created with mode 0600; an existing FILE is never overwritten).',
+    args: [0, 1],
     options: {},
     optionHelp: [],
     usesKey: false,
-    examples: ['anystore newkey > app.key && chmod 600 app.key'],
+    examples: ['anystore newkey app.key', 'export ANYSTORE_KEY="$(anystore newkey)"'],
   },
   get: {
     usage: 'anystore get FILE KEY',

@@ -306,6 +306,23 @@ describe('anystore CLI: exit codes', () => {
     }
   })
 
+  it('names an unknown option with balanced quotes, then the command help', async () => {
+    const result = await runCli(['set', 'f', 'k', '-x'])
+    expect(result.code).toBe(EXIT_CODES.USAGE)
+    const [first, blank, usage] = result.stderr.split('\n')
+    expect(first).toBe(
+      "anystore: Unknown option '-x'. To pass an argument that starts with '-', put it after '--' and any options (as in: -- -x)",
+    )
+    expect({ blank, usage }).toEqual({
+      blank: '',
+      usage: 'Usage: anystore set FILE KEY VALUE [options]',
+    })
+    const long = await runCli(['keys', 'f', '--bogus=1'])
+    expect(long.stderr.split('\n')[0]).toBe(
+      "anystore: Unknown option '--bogus'. To pass an argument that starts with '-', put it after '--' and any options (as in: -- --bogus=1)",
+    )
+  })
+
   it('documents every exit code in the README', () => {
     const doc = readFileSync(join(ROOT, 'README.md'), 'utf8')
     const table = new Map<string, number>()

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs'
 import { type ParseArgsConfig, parseArgs } from 'node:util'
 import { type CommandContext, RUN, UsageError } from './cli/commands.js'
+import { cliMessage } from './cli/messages.js'
 import { COMMANDS, commandHelp, generalHelp } from './cli/spec.js'
 import { AnyStoreError } from './errors.js'
 import { EXIT_CODES, exitCodeFor } from './exit-codes.js'
@@ -91,7 +92,7 @@ function report(error: unknown): number {
   if (error instanceof UsageError) {
     process.stderr.write(`anystore: ${error.message}\n`)
   } else if (error instanceof AnyStoreError) {
-    process.stderr.write(`anystore: ${error.code}: ${error.message}\n`)
+    process.stderr.write(`anystore: ${error.code}: ${cliMessage(error)}\n`)
   } else {
     const e = error as { code?: unknown; message?: unknown }
     const prefix = typeof e?.code === 'string' ? `${e.code}: ` : ''

@@ -3,10 +3,11 @@ import { readFileSync, statSync } from 'node:fs'
 import type { Writable } from 'node:stream'
 import { AnyStore } from '../anystore.js'
 import { encodeValue } from '../codec.js'
-import { DEFAULT_ENCRYPTION_KEY, FLAG_DEFLATE, newKey } from '../crypto.js'
+import { DEFAULT_ENCRYPTION_KEY, FLAG_DEFLATE, newKey, parseKey } from '../crypto.js'
 import { editText, editThing } from '../editor.js'
 import {
   CorruptFileError,
+  InvalidKeyError,
   StoreFileNotFoundError,
   ThingNotFoundError,
   WrongKeyError,
@@ -18,6 +19,7 @@ import { rekey } from '../rekey.js'
 import { needsEntriesForm, storeFromJson, storeJsonChunks } from '../store-json.js'
 import { parseJson, parseTagged, stringifyTagged } from '../tagged-json.js'
 import type { StoreKey } from '../types.js'
+import { CliKeyError } from './messages.js'
 
 /** Wrong arguments: exit status 2. */
 export class UsageError extends Error {
@@ -39,27 +41,46 @@ interface KeyChoice {
   key: string
   /** Given with --key-file or ANYSTORE_KEY, not the default. */
   explicit: boolean
+  /** Where the key came from, for messages: `--key-file app.key`, `$ANYSTORE_KEY`. */
+  source: string
 }
 
-function readKeyFile(path: string, option: string): string {
+function readKeyFile(path: string, option: string): KeyChoice {
   try {
-    return readFileSync(expandPath(path), 'utf8').trim()
+    const key = readFileSync(expandPath(path), 'utf8').trim()
+    return { key, explicit: true, source: `${option} ${path}` }
   } catch (cause) {
     throw new UsageError(`Cannot read ${option} ${path}: ${(cause as Error).message}`)
   }
 }
 
+/**
+ * The key, checked here rather than by the store: only the CLI knows where it came from, and
+ * the message has to say which of two keys (rekey) or which source is wrong.
+ */
+function validKey(choice: KeyChoice): string {
+  try {
+    parseKey(choice.key)
+  } catch (error) {
+    if (error instanceof InvalidKeyError) throw new CliKeyError(choice.source, error)
+    throw error
+  }
+  return choice.key
+}
+
 function chooseKey(ctx: CommandContext, warn: boolean): KeyChoice {
   const file = ctx.options['key-file']
-  if (typeof file === 'string') return { key: readKeyFile(file, '--key-file'), explicit: true }
+  if (typeof file === 'string') return readKeyFile(file, '--key-file')
   const fromEnv = ctx.env.ANYSTORE_KEY
-  if (fromEnv !== undefined && fromEnv.trim() !== '') return { key: fromEnv.trim(), explicit: true }
+  if (fromEnv !== undefined && fromEnv.trim() !== '') {
+    return { key: fromEnv.trim(), explicit: true, source: '$ANYSTORE_KEY' }
+  }
   if (warn) {
     ctx.stderr.write(
       'anystore: warning: no --key-file or ANYSTORE_KEY given: using the public default key, which only obfuscates the file\n',
     )
   }
-  return { key: DEFAULT_ENCRYPTION_KEY, explicit: false }
+  return { key: DEFAULT_ENCRYPTION_KEY, explicit: false, source: 'the default key' }
 }
 
 function lockTimeout(ctx: CommandContext): number | undefined {
@@ -130,7 +151,7 @@ async function withStore<T>(
 ): Promise<T> {
   const file = expandPath(ctx.args[0]!)
   if (open.mustExist) assertFileExists(file)
-  const { key } = chooseKey(ctx, true)
+  const key = validKey(chooseKey(ctx, true))
   const compress = open.write ? ctx.options.compress === true || fileCompresses(file) : false
   const store = await AnyStore.open({
     file,
@@ -247,7 +268,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   async edit(ctx) {
     const file = expandPath(ctx.args[0]!)
     if (ctx.args[1] !== undefined) {
-      const { key } = chooseKey(ctx, true)
+      const key = validKey(chooseKey(ctx, true))
       await editThing<unknown>({
         file,
         key: storeKey(ctx, ctx.args[1]),
@@ -291,9 +312,9 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   async rekey(ctx) {
     const newKeyFile = ctx.options['new-key-file']
     if (typeof newKeyFile !== 'string') throw new UsageError('rekey needs --new-key-file FILE')
-    const newEncryptionKey = readKeyFile(newKeyFile, '--new-key-file')
+    const newEncryptionKey = validKey(readKeyFile(newKeyFile, '--new-key-file'))
     const file = expandPath(ctx.args[0]!)
-    const { key } = chooseKey(ctx, true)
+    const key = validKey(chooseKey(ctx, true))
     let progress: ProgressBar | undefined
     const { entries } = await rekey({
       file,
@@ -327,12 +348,12 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
     }
     // The count needs the key. Without one given, the default key is tried quietly: a file
     // written with another key then shows "unknown" rather than an error.
-    const { key, explicit } = chooseKey(ctx, false)
+    const choice = chooseKey(ctx, false)
     let failure: unknown
     try {
       const store = await AnyStore.open({
         file,
-        encryptionKey: key,
+        encryptionKey: validKey(choice),
         lockTimeoutMs: lockTimeout(ctx),
       })
       try {
@@ -341,7 +362,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
         await store.close()
       }
     } catch (error) {
-      if (explicit || !(error instanceof WrongKeyError)) failure = error
+      if (choice.explicit || !(error instanceof WrongKeyError)) failure = error
     }
     const entriesText =
       info.entries === null

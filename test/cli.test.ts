@@ -489,6 +489,29 @@ describe('anystore CLI: dump and import', () => {
     expect(await entriesOf(f.file, f.key)).toEqual([['only', 5]])
   })
 
+  it('import reads JSON text, a file, or stdin; a missing file is a usage error', async () => {
+    const f = setup()
+    const k = ['--key-file', f.keyFile]
+    const backup = join(f.dir, 'backup.json')
+    writeFileSync(backup, '{"from": "file"}\n')
+    expect(await runCli(['import', f.file, backup, ...k])).toMatchObject({ code: 0, stderr: '' })
+    expect(await entriesOf(f.file, f.key)).toEqual([['from', 'file']])
+    // Leading whitespace before the `{` still means JSON text.
+    expect((await runCli(['import', f.file, '\n  {"from": "text"}', ...k])).code).toBe(0)
+    expect(await entriesOf(f.file, f.key)).toEqual([['from', 'text']])
+    expect((await runCli(['import', f.file, ...k], { input: '{"from": "stdin"}' })).code).toBe(0)
+    expect(await entriesOf(f.file, f.key)).toEqual([['from', 'stdin']])
+
+    const other = join(f.dir, 'other.store')
+    const missing = join(f.dir, 'nope.json')
+    const result = await runCli(['import', other, missing, ...k])
+    expect(result.code).toBe(EXIT_CODES.USAGE)
+    expect(result.stderr).toMatch(
+      new RegExp(`^anystore: Cannot read the JSON file ${missing}: ENOENT: no such file or directory`),
+    )
+    expect(existsSync(other)).toBe(false)
+  })
+
   it('writes nothing when any entry is bad', async () => {
     const f = setup()
     await fill(f, [['a', 1]])
@@ -501,7 +524,8 @@ describe('anystore CLI: dump and import', () => {
     expect(
       (await runCli(['import', f.file, '{"b": 2, "c": {"__proto__": {"x": 1}}}', ...k])).code,
     ).toBe(EXIT_CODES.ERR_ANYSTORE_INVALID_JSON)
-    expect((await runCli(['import', f.file, '[1, 2]', ...k])).code).toBe(
+    // An argument not starting with `{` names a file; JSON that is not a store comes on stdin.
+    expect((await runCli(['import', f.file, ...k], { input: '[1, 2]' })).code).toBe(
       EXIT_CODES.ERR_ANYSTORE_INVALID_JSON,
     )
     expect(readFileHeader(f.file).header.commitId.equals(before)).toBe(true)

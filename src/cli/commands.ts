@@ -110,6 +110,22 @@ async function readStdin(ctx: CommandContext): Promise<string> {
   return Buffer.concat(chunks).toString('utf8')
 }
 
+/**
+ * The input of `import`: stdin for `-` or nothing; JSON text when it starts (after whitespace)
+ * with `{`, as every dump does (kept from when the argument was always JSON); else a file to
+ * read. A file that cannot be read is a usage error (exit 2), as for --key-file: exit 4 is
+ * kept for a missing store file, which scripts may test for.
+ */
+async function importText(ctx: CommandContext, given: string | undefined): Promise<string> {
+  if (given === undefined || given === '-') return readStdin(ctx)
+  if (given.trimStart().startsWith('{')) return given
+  try {
+    return readFileSync(expandPath(given), 'utf8')
+  } catch (cause) {
+    throw new UsageError(`Cannot read the JSON file ${given}: ${(cause as Error).message}`)
+  }
+}
+
 async function write(stream: Writable, text: string): Promise<void> {
   if (!stream.write(text)) await once(stream, 'drain')
 }
@@ -246,8 +262,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   },
 
   async import(ctx) {
-    const given = ctx.args[1]
-    const text = given === undefined || given === '-' ? await readStdin(ctx) : given
+    const text = await importText(ctx, ctx.args[1])
     const entries = storeFromJson(parseJson(text))
     // Checked before taking the lock, so a bad value fails without blocking other writers.
     for (const [, value] of entries) encodeValue(value)

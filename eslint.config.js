@@ -2,7 +2,8 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'bench/results/', 'coverage/'] },
+  // .readme-types-*: test/readme-types.test.ts's temp dir, if a run was killed before removing it.
+  { ignores: ['dist/', 'node_modules/', 'bench/results/', 'coverage/', '.readme-types-*/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

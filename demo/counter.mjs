@@ -10,8 +10,8 @@ import { AnyStore, newKey } from '../dist/index.js'
 const PROCESSES = 4
 
 if (process.argv[2] === '--child') {
-  const [, , , file, key, n] = process.argv
-  const store = await AnyStore.open({ file, encryptionKey: key })
+  const [, , , file, n] = process.argv
+  const store = await AnyStore.open({ file, encryptionKey: process.env.ANYSTORE_KEY })
   for (let i = 0; i < Number(n); i++) {
     await store.run(async (tx) => tx.set('counter', ((await tx.get('counter')) ?? 0) + 1))
   }
@@ -22,8 +22,12 @@ if (process.argv[2] === '--child') {
   const file = join(dir, 'counter.db')
   const key = newKey()
   const started = performance.now()
+  // The key goes in the environment: any user can read a command line (ps, /proc/PID/cmdline),
+  // but only the same user (or root) can read /proc/PID/environ.
   const children = Array.from({ length: PROCESSES }, () =>
-    fork(new URL(import.meta.url).pathname, ['--child', file, key, String(n)]),
+    fork(new URL(import.meta.url).pathname, ['--child', file, String(n)], {
+      env: { ...process.env, ANYSTORE_KEY: key },
+    }),
   )
   const codes = await Promise.all(children.map((c) => new Promise((r) => c.on('exit', r))))
   const elapsed = performance.now() - started

@@ -108,9 +108,10 @@ export class AnyStore<V = unknown> {
     return this.#closing !== undefined
   }
 
-  async get(key: StoreKey): Promise<V | undefined> {
+  /** `T` types this one value, unchecked like a cast: for a store whose values differ in type. */
+  async get<T = V>(key: StoreKey): Promise<T | undefined> {
     const entry = this.#current().get(checkKey(key))
-    return entry === undefined ? undefined : (readValue(entry, this.#source) as V)
+    return entry === undefined ? undefined : (readValue(entry, this.#source) as T)
   }
 
   async has(key: StoreKey): Promise<boolean> {
@@ -366,9 +367,9 @@ class StoreTransaction<V> implements Transaction<V> {
     return this.#overlay
   }
 
-  async get(key: StoreKey): Promise<V | undefined> {
+  async get<T = V>(key: StoreKey): Promise<T | undefined> {
     const entry = this.#open().get(checkKey(key))
-    return entry === undefined ? undefined : (readValue(entry, this.#source) as V)
+    return entry === undefined ? undefined : (readValue(entry, this.#source) as T)
   }
 
   async has(key: StoreKey): Promise<boolean> {

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
-import { parseArgs } from 'node:util'
+import { type ParseArgsConfig, parseArgs } from 'node:util'
 import { type CommandContext, RUN, UsageError } from './cli/commands.js'
+import { cliMessage } from './cli/messages.js'
 import { COMMANDS, commandHelp, generalHelp } from './cli/spec.js'
 import { AnyStoreError } from './errors.js'
 import { EXIT_CODES, exitCodeFor } from './exit-codes.js'
@@ -9,6 +10,27 @@ import { EXIT_CODES, exitCodeFor } from './exit-codes.js'
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
   return String(pkg.version)
+}
+
+/**
+ * The message for the first unknown option in `args`, or undefined when all are known.
+ * Node's own message for this leaves a quote unclosed (`as in '-- "--bogus"`), so it is
+ * rebuilt here from the parser's tokens rather than patched by matching its text.
+ */
+function unknownOption(
+  args: string[],
+  options: NonNullable<ParseArgsConfig['options']>,
+): string | undefined {
+  const { tokens } = parseArgs({
+    args,
+    options,
+    allowPositionals: true,
+    strict: false,
+    tokens: true,
+  })
+  const token = tokens.find((t) => t.kind === 'option' && !Object.hasOwn(options, t.name))
+  if (token === undefined || token.kind !== 'option') return undefined
+  return `Unknown option '${token.rawName}'. To pass an argument that starts with '-', put it after '--' and any options (as in: -- ${args[token.index]})`
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -36,16 +58,14 @@ async function main(argv: string[]): Promise<number> {
   if (spec === undefined || run === undefined) {
     throw new UsageError(`Unknown command ${JSON.stringify(name)}: see \`anystore --help\``)
   }
+  const options = { ...spec.options, help: { type: 'boolean', short: 'h' } } as const
   let parsed: ReturnType<typeof parseArgs>
   try {
-    parsed = parseArgs({
-      args: rest,
-      options: { ...spec.options, help: { type: 'boolean', short: 'h' } },
-      allowPositionals: true,
-      strict: true,
-    })
+    parsed = parseArgs({ args: rest, options, allowPositionals: true, strict: true })
   } catch (cause) {
-    throw new UsageError(`${(cause as Error).message}\n\n${commandHelp(name, spec)}`)
+    const unknown = unknownOption(rest, options)
+    const message = unknown ?? (cause as Error).message
+    throw new UsageError(`${message}\n\n${commandHelp(name, spec)}`)
   }
   if (parsed.values.help) {
     process.stdout.write(commandHelp(name, spec))
@@ -72,7 +92,7 @@ function report(error: unknown): number {
   if (error instanceof UsageError) {
     process.stderr.write(`anystore: ${error.message}\n`)
   } else if (error instanceof AnyStoreError) {
-    process.stderr.write(`anystore: ${error.code}: ${error.message}\n`)
+    process.stderr.write(`anystore: ${error.code}: ${cliMessage(error)}\n`)
   } else {
     const e = error as { code?: unknown; message?: unknown }
     const prefix = typeof e?.code === 'string' ? `${e.code}: ` : ''

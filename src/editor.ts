@@ -39,7 +39,10 @@ export function chooseEditor(given?: string): string {
   }
   const found = FALLBACK_EDITORS.find(onPath)
   if (found === undefined) {
-    throw new InvalidOptionError('No editor found: set $EDITOR (or $VISUAL), or pass `editor`')
+    throw new InvalidOptionError(
+      'No editor found: set $EDITOR (or $VISUAL), or pass `editor`',
+      'editor',
+    )
   }
   return found
 }

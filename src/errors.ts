@@ -62,16 +62,22 @@ export class UnsupportedFormatError extends AnyStoreError {
 
 /** The encryption key is not base64 of 16, 24 or 32 bytes. */
 export class InvalidKeyError extends AnyStoreError {
+  /** What was wrong with the key, e.g. `got 7 bytes` (never the key itself). */
+  readonly detail: string
+
   constructor(detail: string) {
     super(
       'ERR_ANYSTORE_INVALID_KEY',
       `Expected \`encryptionKey\` to be base64 (or bytes) of 16, 24 or 32 bytes, ${detail}; newKey() makes one`,
     )
+    this.detail = detail
   }
 }
 
 /** The cross-process lock could not be taken within `lockTimeoutMs`. */
 export class LockTimeoutError extends AnyStoreError {
+  readonly lockPath: string
+  readonly timeoutMs: number
   /** Process id of the last process known to have taken the lock, when known. */
   readonly holderPid: number | undefined
 
@@ -81,6 +87,8 @@ export class LockTimeoutError extends AnyStoreError {
       'ERR_ANYSTORE_LOCK_TIMEOUT',
       `Could not lock ${lockPath} within ${timeoutMs} ms${holder}: another process holds it; raise \`lockTimeoutMs\` or find the holder`,
     )
+    this.lockPath = lockPath
+    this.timeoutMs = timeoutMs
     this.holderPid = holderPid
   }
 }
@@ -122,8 +130,12 @@ export class StoreClosedError extends AnyStoreError {
 
 /** An option has a wrong type or value. */
 export class InvalidOptionError extends AnyStoreError {
-  constructor(message: string) {
+  /** The option at fault, when one option is (so the CLI can name its own flag instead). */
+  readonly option: string | undefined
+
+  constructor(message: string, option?: string) {
     super('ERR_ANYSTORE_INVALID_OPTION', message)
+    this.option = option
   }
 }
 
@@ -136,11 +148,18 @@ export class InvalidPathError extends AnyStoreError {
 
 /** The file is larger than `maxFileSize`. */
 export class FileTooLargeError extends AnyStoreError {
+  readonly file: string
+  readonly size: number
+  readonly limit: number
+
   constructor(file: string, size: number, limit: number) {
     super(
       'ERR_ANYSTORE_FILE_TOO_LARGE',
       `${file} is ${size} bytes, over the \`maxFileSize\` limit of ${limit} bytes: raise the limit if the file is trusted`,
     )
+    this.file = file
+    this.size = size
+    this.limit = limit
   }
 }
 
@@ -159,6 +178,8 @@ export class ReentrantCallError extends AnyStoreError {
 
 /** Config mode and CLI: nothing is stored under the key (or the file does not exist) and no `defaults` were given. */
 export class ThingNotFoundError extends AnyStoreError {
+  /** The file (or stream) that was read. */
+  readonly where: string
   readonly key: string | number
 
   constructor(where: string, key: string | number) {
@@ -166,6 +187,7 @@ export class ThingNotFoundError extends AnyStoreError {
       'ERR_ANYSTORE_THING_NOT_FOUND',
       `Nothing is stored under the key ${JSON.stringify(key)} in ${where}: store it first or pass \`defaults\``,
     )
+    this.where = where
     this.key = key
   }
 }

@@ -3,7 +3,8 @@ export type StoreKey = string | number
 
 /** What `run()` hands its callback: reads see the locked, latest committed state plus this transaction's own writes. */
 export interface Transaction<V> {
-  get(key: StoreKey): Promise<V | undefined>
+  /** `T` types this one value, unchecked like a cast: for a store whose values differ in type. */
+  get<T = V>(key: StoreKey): Promise<T | undefined>
   has(key: StoreKey): Promise<boolean>
   set(key: StoreKey, value: V): Promise<void>
   /** Resolves to whether the key existed. */

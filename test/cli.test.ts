@@ -1,5 +1,12 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { encodeValue } from '../src/codec.js'
@@ -15,6 +22,9 @@ afterEach(() => {
 })
 
 const quote = (text: string) => `'${text.replaceAll("'", `'\\''`)}'`
+
+/** Library wording a CLI user cannot act on: option names and function calls. */
+const LIBRARY_WORDING = /encryptionKey|lockTimeoutMs|maxFileSize|`defaults`|`editor`|\w\(\)/
 
 interface Fixture {
   dir: string
@@ -205,13 +215,66 @@ describe('anystore CLI: keys', () => {
   })
 })
 
+describe('anystore CLI: messages name flags and commands, not library options', () => {
+  it('an invalid key names where it came from and `anystore newkey`', async () => {
+    const f = setup()
+    await fill(f, [['a', 1]])
+    const short = join(f.dir, 'short.key')
+    writeFileSync(short, 'c2hvcnQ=\n')
+    const hint = 'must be base64 of 16, 24 or 32 bytes, got 5 bytes: `anystore newkey` makes one'
+    const cases: [string[], Record<string, string>, string][] = [
+      [['get', f.file, 'a'], { ANYSTORE_KEY: 'c2hvcnQ=' }, 'The key in $ANYSTORE_KEY'],
+      [['get', f.file, 'a', '--key-file', short], {}, `The key in --key-file ${short}`],
+      [['set', f.file, 'a', '2', '--key-file', short], {}, `The key in --key-file ${short}`],
+      [['info', f.file, '--key-file', short], {}, `The key in --key-file ${short}`],
+      [
+        ['rekey', f.file, '--key-file', f.keyFile, '--new-key-file', short],
+        {},
+        `The key in --new-key-file ${short}`,
+      ],
+      [
+        ['rekey', f.file, '--key-file', short, '--new-key-file', f.keyFile],
+        {},
+        `The key in --key-file ${short}`,
+      ],
+    ]
+    for (const [args, env, source] of cases) {
+      const result = await runCli(args, { env })
+      expect({ args, code: result.code }).toEqual({
+        args,
+        code: EXIT_CODES.ERR_ANYSTORE_INVALID_KEY,
+      })
+      expect(result.stderr).toContain(`anystore: ERR_ANYSTORE_INVALID_KEY: ${source} ${hint}\n`)
+      expect(result.stderr).not.toMatch(LIBRARY_WORDING)
+    }
+    expect(await entriesOf(f.file, f.key)).toEqual([['a', 1]])
+  })
+
+  it('a file over the size limit is reported without the library option', async () => {
+    const f = setup()
+    await fill(f, [['a', 1]])
+    // Sparse: takes no disk space, but its size is over the 1 GiB limit.
+    truncateSync(f.file, 1100 * 1024 * 1024)
+    const result = await runCli(['size', f.file, '--key-file', f.keyFile])
+    expect(result.code).toBe(EXIT_CODES.ERR_ANYSTORE_FILE_TOO_LARGE)
+    expect(result.stderr).toBe(
+      `anystore: ERR_ANYSTORE_FILE_TOO_LARGE: ${f.file} is 1153433600 bytes, over the limit of 1073741824 bytes that the anystore command opens (a guard against hostile files)\n`,
+    )
+  })
+})
+
 describe('anystore CLI: exit codes', () => {
   it('exits 3 for a missing key and 4 for a missing file, creating nothing', async () => {
     const f = setup()
     await fill(f, [['a', 1]])
     const missingKey = await runCli(['get', f.file, 'b', '--key-file', f.keyFile])
     expect(missingKey.code).toBe(EXIT_CODES.ERR_ANYSTORE_THING_NOT_FOUND)
-    expect(missingKey.stderr).toContain('ERR_ANYSTORE_THING_NOT_FOUND')
+    expect(missingKey.stderr).toBe(
+      `anystore: ERR_ANYSTORE_THING_NOT_FOUND: Nothing is stored under the key "b" in ${f.file}: \`anystore keys ${f.file}\` lists the keys\n`,
+    )
+    const missingNumber = await runCli(['delete', f.file, '7', '--number', '--key-file', f.keyFile])
+    expect(missingNumber.code).toBe(EXIT_CODES.ERR_ANYSTORE_THING_NOT_FOUND)
+    expect(missingNumber.stderr).not.toMatch(LIBRARY_WORDING)
     const nowhere = join(f.dir, 'sub', 'none.store')
     for (const command of ['get', 'keys', 'size', 'dump', 'verify', 'info', 'delete', 'rekey']) {
       const args =
@@ -272,6 +335,9 @@ describe('anystore CLI: exit codes', () => {
       '200',
     ])
     expect(result.code).toBe(EXIT_CODES.ERR_ANYSTORE_LOCK_TIMEOUT)
+    expect(result.stderr).toMatch(
+      /^anystore: ERR_ANYSTORE_LOCK_TIMEOUT: Could not lock .* within 200 ms .*: another process holds it; raise --lock-timeout MS or find the holder\n$/,
+    )
     expect(await exited).toBe(0)
   })
 
@@ -304,6 +370,23 @@ describe('anystore CLI: exit codes', () => {
       const result = await runCli(args)
       expect({ args, code: result.code }).toEqual({ args, code: EXIT_CODES.USAGE })
     }
+  })
+
+  it('names an unknown option with balanced quotes, then the command help', async () => {
+    const result = await runCli(['set', 'f', 'k', '-x'])
+    expect(result.code).toBe(EXIT_CODES.USAGE)
+    const [first, blank, usage] = result.stderr.split('\n')
+    expect(first).toBe(
+      "anystore: Unknown option '-x'. To pass an argument that starts with '-', put it after '--' and any options (as in: -- -x)",
+    )
+    expect({ blank, usage }).toEqual({
+      blank: '',
+      usage: 'Usage: anystore set FILE KEY VALUE [options]',
+    })
+    const long = await runCli(['keys', 'f', '--bogus=1'])
+    expect(long.stderr.split('\n')[0]).toBe(
+      "anystore: Unknown option '--bogus'. To pass an argument that starts with '-', put it after '--' and any options (as in: -- --bogus=1)",
+    )
   })
 
   it('documents every exit code in the README', () => {
@@ -406,6 +489,29 @@ describe('anystore CLI: dump and import', () => {
     expect(await entriesOf(f.file, f.key)).toEqual([['only', 5]])
   })
 
+  it('import reads JSON text, a file, or stdin; a missing file is a usage error', async () => {
+    const f = setup()
+    const k = ['--key-file', f.keyFile]
+    const backup = join(f.dir, 'backup.json')
+    writeFileSync(backup, '{"from": "file"}\n')
+    expect(await runCli(['import', f.file, backup, ...k])).toMatchObject({ code: 0, stderr: '' })
+    expect(await entriesOf(f.file, f.key)).toEqual([['from', 'file']])
+    // Leading whitespace before the `{` still means JSON text.
+    expect((await runCli(['import', f.file, '\n  {"from": "text"}', ...k])).code).toBe(0)
+    expect(await entriesOf(f.file, f.key)).toEqual([['from', 'text']])
+    expect((await runCli(['import', f.file, ...k], { input: '{"from": "stdin"}' })).code).toBe(0)
+    expect(await entriesOf(f.file, f.key)).toEqual([['from', 'stdin']])
+
+    const other = join(f.dir, 'other.store')
+    const missing = join(f.dir, 'nope.json')
+    const result = await runCli(['import', other, missing, ...k])
+    expect(result.code).toBe(EXIT_CODES.USAGE)
+    expect(result.stderr).toMatch(
+      new RegExp(`^anystore: Cannot read the JSON file ${missing}: ENOENT: no such file or directory`),
+    )
+    expect(existsSync(other)).toBe(false)
+  })
+
   it('writes nothing when any entry is bad', async () => {
     const f = setup()
     await fill(f, [['a', 1]])
@@ -418,7 +524,8 @@ describe('anystore CLI: dump and import', () => {
     expect(
       (await runCli(['import', f.file, '{"b": 2, "c": {"__proto__": {"x": 1}}}', ...k])).code,
     ).toBe(EXIT_CODES.ERR_ANYSTORE_INVALID_JSON)
-    expect((await runCli(['import', f.file, '[1, 2]', ...k])).code).toBe(
+    // An argument not starting with `{` names a file; JSON that is not a store comes on stdin.
+    expect((await runCli(['import', f.file, ...k], { input: '[1, 2]' })).code).toBe(
       EXIT_CODES.ERR_ANYSTORE_INVALID_JSON,
     )
     expect(readFileHeader(f.file).header.commitId.equals(before)).toBe(true)
@@ -624,6 +731,25 @@ describe('anystore CLI in a terminal', () => {
     ])
   })
 
+  it('edit without any editor names --editor', async () => {
+    const f = setup()
+    await fill(f, [['a', 1]])
+    // An empty PATH for the CLI only: no vim, vi or nano to fall back on.
+    const emptyPath = join(f.dir, 'bin')
+    mkdirSync(emptyPath)
+    const terminal = new Terminal(
+      `env PATH=${quote(emptyPath)} ${quote(process.execPath)} ${quote(CLI)} edit ${quote(f.file)} a`,
+      { ANYSTORE_KEY: f.key },
+    )
+    terminals.push(terminal)
+    expect(await terminal.exitCode()).toBe(EXIT_CODES.ERR_ANYSTORE_INVALID_OPTION)
+    const screen = terminal.screen()
+    expect(screen).toContain(
+      'anystore: ERR_ANYSTORE_INVALID_OPTION: No editor found: set $EDITOR (or $VISUAL), or pass --editor CMD',
+    )
+    expect(screen).not.toMatch(LIBRARY_WORDING)
+  })
+
   it('edit exits 16 without a terminal', async () => {
     const f = setup()
     await fill(f, [['a', 1]])
@@ -631,6 +757,9 @@ describe('anystore CLI in a terminal', () => {
       env: { EDITOR: 'true' },
     })
     expect(result.code).toBe(EXIT_CODES.ERR_ANYSTORE_NOT_A_TERMINAL)
+    expect(result.stderr).toBe(
+      'anystore: ERR_ANYSTORE_NOT_A_TERMINAL: Editing needs an interactive terminal, but stdin is not a TTY: run it from a terminal, or use `anystore set` or `anystore import` instead\n',
+    )
   })
 
   it('draws a progress bar on a terminal for large dump, import and rekey, and none when piped', async () => {

@@ -10,10 +10,11 @@ import {
 import type { Writable } from 'node:stream'
 import { AnyStore } from '../anystore.js'
 import { encodeValue } from '../codec.js'
-import { DEFAULT_ENCRYPTION_KEY, FLAG_DEFLATE, newKey } from '../crypto.js'
+import { DEFAULT_ENCRYPTION_KEY, FLAG_DEFLATE, newKey, parseKey } from '../crypto.js'
 import { editText, editThing } from '../editor.js'
 import {
   CorruptFileError,
+  InvalidKeyError,
   StoreFileNotFoundError,
   ThingNotFoundError,
   WrongKeyError,
@@ -25,6 +26,7 @@ import { rekey } from '../rekey.js'
 import { needsEntriesForm, storeFromJson, storeJsonChunks } from '../store-json.js'
 import { parseJson, parseTagged, stringifyTagged } from '../tagged-json.js'
 import type { StoreKey } from '../types.js'
+import { CliKeyError } from './messages.js'
 
 /** Wrong arguments: exit status 2. */
 export class UsageError extends Error {
@@ -46,9 +48,11 @@ interface KeyChoice {
   key: string
   /** Given with --key-file or ANYSTORE_KEY, not the default. */
   explicit: boolean
+  /** Where the key came from, for messages: `--key-file app.key`, `$ANYSTORE_KEY`. */
+  source: string
 }
 
-function readKeyFile(ctx: CommandContext, path: string, option: string): string {
+function readKeyFile(ctx: CommandContext, path: string, option: string): KeyChoice {
   let text: string
   let mode: number
   try {
@@ -69,20 +73,36 @@ function readKeyFile(ctx: CommandContext, path: string, option: string): string 
       `anystore: warning: ${option} ${path} is accessible by other users (mode ${octal}): run \`chmod 600 ${path}\`\n`,
     )
   }
-  return text.trim()
+  return { key: text.trim(), explicit: true, source: `${option} ${path}` }
+}
+
+/**
+ * The key, checked here rather than by the store: only the CLI knows where it came from, and
+ * the message has to say which of two keys (rekey) or which source is wrong.
+ */
+function validKey(choice: KeyChoice): string {
+  try {
+    parseKey(choice.key)
+  } catch (error) {
+    if (error instanceof InvalidKeyError) throw new CliKeyError(choice.source, error)
+    throw error
+  }
+  return choice.key
 }
 
 function chooseKey(ctx: CommandContext, warn: boolean): KeyChoice {
   const file = ctx.options['key-file']
-  if (typeof file === 'string') return { key: readKeyFile(ctx, file, '--key-file'), explicit: true }
+  if (typeof file === 'string') return readKeyFile(ctx, file, '--key-file')
   const fromEnv = ctx.env.ANYSTORE_KEY
-  if (fromEnv !== undefined && fromEnv.trim() !== '') return { key: fromEnv.trim(), explicit: true }
+  if (fromEnv !== undefined && fromEnv.trim() !== '') {
+    return { key: fromEnv.trim(), explicit: true, source: '$ANYSTORE_KEY' }
+  }
   if (warn) {
     ctx.stderr.write(
       'anystore: warning: no --key-file or ANYSTORE_KEY given: using the public default key, which only obfuscates the file\n',
     )
   }
-  return { key: DEFAULT_ENCRYPTION_KEY, explicit: false }
+  return { key: DEFAULT_ENCRYPTION_KEY, explicit: false, source: 'the default key' }
 }
 
 function lockTimeout(ctx: CommandContext): number | undefined {
@@ -110,6 +130,22 @@ async function readStdin(ctx: CommandContext): Promise<string> {
     chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer))
   }
   return Buffer.concat(chunks).toString('utf8')
+}
+
+/**
+ * The input of `import`: stdin for `-` or nothing; JSON text when it starts (after whitespace)
+ * with `{`, as every dump does (kept from when the argument was always JSON); else a file to
+ * read. A file that cannot be read is a usage error (exit 2), as for --key-file: exit 4 is
+ * kept for a missing store file, which scripts may test for.
+ */
+async function importText(ctx: CommandContext, given: string | undefined): Promise<string> {
+  if (given === undefined || given === '-') return readStdin(ctx)
+  if (given.trimStart().startsWith('{')) return given
+  try {
+    return readFileSync(expandPath(given), 'utf8')
+  } catch (cause) {
+    throw new UsageError(`Cannot read the JSON file ${given}: ${(cause as Error).message}`)
+  }
 }
 
 async function write(stream: Writable, text: string): Promise<void> {
@@ -153,7 +189,7 @@ async function withStore<T>(
 ): Promise<T> {
   const file = expandPath(ctx.args[0]!)
   if (open.mustExist) assertFileExists(file)
-  const { key } = chooseKey(ctx, true)
+  const key = validKey(chooseKey(ctx, true))
   const compress = open.write ? ctx.options.compress === true || fileCompresses(file) : false
   const store = await AnyStore.open({
     file,
@@ -262,8 +298,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   },
 
   async import(ctx) {
-    const given = ctx.args[1]
-    const text = given === undefined || given === '-' ? await readStdin(ctx) : given
+    const text = await importText(ctx, ctx.args[1])
     const entries = storeFromJson(parseJson(text))
     // Checked before taking the lock, so a bad value fails without blocking other writers.
     for (const [, value] of entries) encodeValue(value)
@@ -284,7 +319,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   async edit(ctx) {
     const file = expandPath(ctx.args[0]!)
     if (ctx.args[1] !== undefined) {
-      const { key } = chooseKey(ctx, true)
+      const key = validKey(chooseKey(ctx, true))
       await editThing<unknown>({
         file,
         key: storeKey(ctx, ctx.args[1]),
@@ -328,9 +363,9 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   async rekey(ctx) {
     const newKeyFile = ctx.options['new-key-file']
     if (typeof newKeyFile !== 'string') throw new UsageError('rekey needs --new-key-file FILE')
-    const newEncryptionKey = readKeyFile(ctx, newKeyFile, '--new-key-file')
+    const newEncryptionKey = validKey(readKeyFile(ctx, newKeyFile, '--new-key-file'))
     const file = expandPath(ctx.args[0]!)
-    const { key } = chooseKey(ctx, true)
+    const key = validKey(chooseKey(ctx, true))
     let progress: ProgressBar | undefined
     const { entries } = await rekey({
       file,
@@ -364,12 +399,12 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
     }
     // The count needs the key. Without one given, the default key is tried quietly: a file
     // written with another key then shows "unknown" rather than an error.
-    const { key, explicit } = chooseKey(ctx, false)
+    const choice = chooseKey(ctx, false)
     let failure: unknown
     try {
       const store = await AnyStore.open({
         file,
-        encryptionKey: key,
+        encryptionKey: validKey(choice),
         lockTimeoutMs: lockTimeout(ctx),
       })
       try {
@@ -378,7 +413,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
         await store.close()
       }
     } catch (error) {
-      if (explicit || !(error instanceof WrongKeyError)) failure = error
+      if (choice.explicit || !(error instanceof WrongKeyError)) failure = error
     }
     const entriesText =
       info.entries === null

@@ -121,9 +121,9 @@ export const COMMANDS: Record<string, CommandSpec> = {
     examples: ['anystore dump app.store > backup.json'],
   },
   import: {
-    usage: 'anystore import FILE [JSON]',
+    usage: 'anystore import FILE [INPUT]',
     summary:
-      'Merge entries from JSON (as printed by dump; read from stdin when absent or "-") in one transaction.',
+      'Merge entries (as printed by dump) in one transaction. INPUT is JSON text when it starts with "{", else a file to read; stdin when absent or "-".',
     args: [1, 2],
     options: { ...KEY_OPTIONS, replace: { type: 'boolean' }, compress: { type: 'boolean' } },
     optionHelp: [
@@ -133,6 +133,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
     ],
     usesKey: true,
     examples: [
+      'anystore import app.store backup.json',
       'anystore import app.store < backup.json',
       `anystore import app.store '{"a": 1, "b": [2, 3]}'`,
     ],

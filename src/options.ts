@@ -1,5 +1,6 @@
 import { homedir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
+import { inspect } from 'node:util'
 import { DEFAULT_ENCRYPTION_KEY, parseKey } from './crypto.js'
 import { InvalidOptionError } from './errors.js'
 import { type FileSystem, nodeFileSystem } from './fsio.js'
@@ -97,43 +98,52 @@ export function expandPath(file: string): string {
   return isAbsolute(file) ? file : resolve(file)
 }
 
+/**
+ * The value an option received, as a message shows it: quoted strings, so that `''` and `'5'`
+ * are not mistaken for nothing or for a number. Never used for keys, which messages never show.
+ */
+export function received(value: unknown): string {
+  return inspect(value, { depth: 1, breakLength: Number.POSITIVE_INFINITY, maxStringLength: 100 })
+}
+
 function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
   if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T
   throw new InvalidOptionError(
-    `Expected \`${name}\` to be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${String(value)}`,
+    `Expected \`${name}\` to be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${received(value)}`,
   )
 }
 
 function positiveNumber(name: string, value: unknown): number {
   if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value
   throw new InvalidOptionError(
-    `Expected \`${name}\` to be a non-negative number, got ${String(value)}`,
+    `Expected \`${name}\` to be a non-negative number, got ${received(value)}`,
   )
+}
+
+function boolean(name: string, value: unknown): boolean {
+  if (typeof value === 'boolean') return value
+  throw new InvalidOptionError(`Expected \`${name}\` to be a boolean, got ${received(value)}`)
 }
 
 export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
   if (typeof options !== 'object' || options === null) {
-    throw new InvalidOptionError('Expected options to be an object')
+    throw new InvalidOptionError(`Expected options to be an object, got ${received(options)}`)
   }
   const o = { ...DEFAULT_OPTIONS, ...withoutUndefined(options) }
   if (o.file !== undefined && (typeof o.file !== 'string' || o.file === '')) {
     throw new InvalidOptionError(
-      `Expected \`file\` to be a non-empty string, got ${String(o.file)}`,
+      `Expected \`file\` to be a non-empty string, got ${received(o.file)}`,
     )
   }
-  const persist = options.persist ?? o.file !== undefined
-  if (typeof persist !== 'boolean')
-    throw new InvalidOptionError('Expected `persist` to be a boolean')
+  const persist = boolean('persist', options.persist ?? o.file !== undefined)
   if (persist && o.file === undefined) {
     throw new InvalidOptionError('`persist: true` needs a `file` to persist to')
   }
-  if (typeof o.compress !== 'boolean')
-    throw new InvalidOptionError('Expected `compress` to be a boolean')
   return {
     file: o.file === undefined ? undefined : expandPath(o.file),
     persist,
     key: parseKey(o.encryptionKey),
-    compress: o.compress,
+    compress: boolean('compress', o.compress),
     sync: oneOf('sync', o.sync, ['always', 'never']),
     lockTimeoutMs: positiveNumber('lockTimeoutMs', o.lockTimeoutMs),
     lock: oneOf('lock', o.lock, ['flock', 'proper-lockfile', 'auto']),

@@ -6,6 +6,7 @@ import { FileBackend, type Persistence } from './file-backend.js'
 import { Mutex } from './mutex.js'
 import {
   type AnyStoreOptions,
+  checkOptionNames,
   expandPath,
   type ResolvedOptions,
   resolveOptions,
@@ -89,6 +90,7 @@ export class AnyStore<V = unknown> {
 
   /** Opens a store; with a `file`, loads it (throwing WrongKeyError, CorruptFileError, ... right away). */
   static async open<V = unknown>(options: AnyStoreOptions = {}): Promise<AnyStore<V>> {
+    checkOptionNames(options, 'open')
     const store = new AnyStore<V>(resolveOptions(options))
     if (store.#options.persist) await store.enablePersistence()
     return store

@@ -13,6 +13,7 @@ import {
   SchemaValidationError,
   UnsupportedValueError,
 } from './errors.js'
+import { checkOptionNames } from './options.js'
 import { validateWithSchema } from './schema.js'
 import { type StashOptions, stash, type UnstashOptions, unstash } from './stash.js'
 import { parseTagged, stringifyTagged } from './tagged-json.js'
@@ -194,11 +195,19 @@ export interface EditThingOptions<T>
  * back to the file and/or `writer`. Resolves to the saved thing.
  */
 export async function editThing<T>(options: EditThingOptions<T>): Promise<T> {
-  const { writer, schema, ...location } = options
+  const writer = (options as Partial<EditThingOptions<T>> | undefined)?.writer
   let handedOver = false
   try {
+    checkOptionNames(options, 'editThing')
+    const { schema } = options
+    // Only what unstash() takes: the writer, the schema and the editor are editThing's own.
+    // Copied and deleted rather than listed, so an option the caller left out stays absent.
+    const location: Partial<EditThingOptions<T>> = { ...options }
+    delete location.writer
+    delete location.schema
+    delete location.editor
     if (!process.stdin.isTTY) throw new NotATerminalError()
-    const current = await unstash<T>({ ...location, schema: undefined })
+    const current = await unstash<T>({ ...location, key: options.key })
     const text = `${stringifyTagged(current, 2)}\n`
     const { value, changed } = await editText(
       text,

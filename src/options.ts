@@ -68,6 +68,118 @@ export interface AnyStoreOptions {
   fs?: FileSystem
 }
 
+/** The functions that take an options object. */
+export type EntryPoint = 'open' | 'stash' | 'unstash' | 'editThing' | 'rekey'
+
+const ALL = ['open', 'stash', 'unstash', 'editThing', 'rekey'] as const
+const CONFIG_MODE = ['stash', 'unstash', 'editThing'] as const
+const LOCKING = ['open', 'rekey'] as const
+
+/**
+ * Every option name, with the entry points that accept it: the one list unknown names are
+ * checked against, so that a misspelt `encryptionkey` fails instead of silently leaving the
+ * public default key in place. A new option joins here as well as its options type; a test
+ * checks that each entry point's names are exactly the keys of its options type.
+ */
+const OPTION_NAMES = {
+  file: ALL,
+  persist: ['open'],
+  encryptionKey: ALL,
+  compress: ALL,
+  sync: LOCKING,
+  lockTimeoutMs: LOCKING,
+  lock: LOCKING,
+  maxFileSize: LOCKING,
+  staleMs: LOCKING,
+  fs: LOCKING,
+  name: CONFIG_MODE,
+  key: CONFIG_MODE,
+  thing: ['stash'],
+  writer: ['stash', 'editThing'],
+  reader: ['unstash', 'editThing'],
+  defaults: ['unstash', 'editThing'],
+  schema: ['unstash', 'editThing'],
+  editor: ['editThing'],
+  newEncryptionKey: ['rekey'],
+  onProgress: ['rekey'],
+} as const satisfies Record<string, readonly EntryPoint[]>
+
+type OptionName = keyof typeof OPTION_NAMES
+
+/** The option names one entry point accepts. */
+export type OptionNameOf<E extends EntryPoint> = {
+  [N in OptionName]: E extends (typeof OPTION_NAMES)[N][number] ? N : never
+}[OptionName]
+
+function namesFor<E extends EntryPoint>(entryPoint: E): readonly OptionNameOf<E>[] {
+  const names = Object.keys(OPTION_NAMES) as OptionName[]
+  return names.filter((name) =>
+    (OPTION_NAMES[name] as readonly EntryPoint[]).includes(entryPoint),
+  ) as OptionNameOf<E>[]
+}
+
+/** The option names each entry point accepts. */
+export const knownOptions: { readonly [E in EntryPoint]: readonly OptionNameOf<E>[] } = {
+  open: namesFor('open'),
+  stash: namesFor('stash'),
+  unstash: namesFor('unstash'),
+  editThing: namesFor('editThing'),
+  rekey: namesFor('rekey'),
+}
+
+/** Levenshtein distance: how many one-character edits turn `a` into `b`. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      const substitute = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)
+      current.push(Math.min(previous[j]! + 1, current[j - 1]! + 1, substitute))
+    }
+    previous = current
+  }
+  return previous[b.length]!
+}
+
+/** The known name `name` was most likely meant to be, or undefined when none is close. */
+function closestName(name: string, known: readonly string[]): string | undefined {
+  const lower = name.toLowerCase()
+  // A wrong case is the likeliest slip (`encryptionkey`), so it wins over any edit distance.
+  const sameLetters = known.find((candidate) => candidate.toLowerCase() === lower)
+  if (sameLetters !== undefined) return sameLetters
+  let best: string | undefined
+  let bestDistance = Number.POSITIVE_INFINITY
+  for (const candidate of known) {
+    const distance = editDistance(lower, candidate.toLowerCase())
+    if (distance < bestDistance) {
+      best = candidate
+      bestDistance = distance
+    }
+  }
+  // Beyond this, a suggestion is a guess that misleads more than it helps.
+  return bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined
+}
+
+/**
+ * Throws InvalidOptionError for an options object that is not an object or has a property
+ * `entryPoint` does not know, naming the closest known option.
+ */
+export function checkOptionNames(options: unknown, entryPoint: EntryPoint): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidOptionError(`Expected options to be an object, got ${received(options)}`)
+  }
+  const known: readonly string[] = knownOptions[entryPoint]
+  for (const name of Object.keys(options)) {
+    if (known.includes(name)) continue
+    const suggestion = closestName(name, known)
+    throw new InvalidOptionError(
+      suggestion === undefined
+        ? `Unknown option \`${name}\`; the options of ${entryPoint}() are ${known.map((n) => `\`${n}\``).join(', ')}`
+        : `Unknown option \`${name}\`; did you mean \`${suggestion}\`?`,
+    )
+  }
+}
+
 export interface ResolvedOptions {
   file: string | undefined
   persist: boolean

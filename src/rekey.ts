@@ -3,7 +3,7 @@ import { deriveKeys, FLAG_DEFLATE, parseKey } from './crypto.js'
 import { CorruptFileError, InvalidOptionError, StoreFileNotFoundError } from './errors.js'
 import { FileBackend } from './file-backend.js'
 import { readFileHeader } from './file-info.js'
-import { type AnyStoreOptions, resolveOptions } from './options.js'
+import { type AnyStoreOptions, checkOptionNames, resolveOptions } from './options.js'
 
 export interface RekeyOptions
   extends Pick<
@@ -27,9 +27,8 @@ export interface RekeyOptions
  * have the store open with the old key get WrongKeyError on their next read.
  */
 export async function rekey(options: RekeyOptions): Promise<{ entries: number }> {
-  if (typeof options !== 'object' || options === null || typeof options.file !== 'string') {
-    throw new InvalidOptionError('rekey() needs `file`')
-  }
+  checkOptionNames(options, 'rekey')
+  if (typeof options.file !== 'string') throw new InvalidOptionError('rekey() needs `file`')
   const resolved = resolveOptions({
     file: options.file,
     encryptionKey: options.encryptionKey,

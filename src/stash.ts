@@ -13,7 +13,7 @@ import {
   InvalidOptionError,
   ThingNotFoundError,
 } from './errors.js'
-import { DEFAULT_OPTIONS, expandPath } from './options.js'
+import { checkOptionNames, DEFAULT_OPTIONS, expandPath } from './options.js'
 import { checkKey, encodePayload, PayloadError } from './payload.js'
 import { PayloadMap } from './payload-map.js'
 import { type StandardSchemaV1, validateWithSchema } from './schema.js'
@@ -83,9 +83,10 @@ export function thingFile(location: ThingLocation): string | undefined {
  * stand-alone encrypted stash written to `writer`.
  */
 export async function stash<T>(options: StashOptions<T>): Promise<void> {
-  const { writer } = options
+  const writer = (options as Partial<StashOptions<T>> | undefined)?.writer
   let written = false
   try {
+    checkOptionNames(options, 'stash')
     const key = checkKey(options.key)
     const file = thingFile(options)
     if (file === undefined && writer === undefined) {
@@ -190,6 +191,7 @@ async function readFromFile(
  * missing file or key gives `defaults`, or ThingNotFoundError without them.
  */
 export async function unstash<T>(options: UnstashOptions<T>): Promise<T> {
+  checkOptionNames(options, 'unstash')
   const key = checkKey(options.key)
   let found: unknown
   let where: string

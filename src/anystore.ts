@@ -3,6 +3,7 @@ import { decodeValue, encodeValue } from './codec.js'
 import { type DerivedKeys, deriveKeys } from './crypto.js'
 import { InvalidOptionError, ReentrantCallError, StoreClosedError } from './errors.js'
 import { FileBackend, type Persistence } from './file-backend.js'
+import type { FileSystem } from './fsio.js'
 import { Mutex } from './mutex.js'
 import {
   type AnyStoreOptions,
@@ -69,6 +70,9 @@ function apply(overlay: Overlay, mutation: Mutation): boolean | undefined {
   }
 }
 
+/** Set by AnyStore's static block: opens a store from options already resolved. */
+let openResolved: <V>(options: ResolvedOptions) => Promise<AnyStore<V>>
+
 /**
  * A key/value store held in memory, optionally persisted to one encrypted file shared by any
  * number of processes. See README.md for the API and docs/DESIGN.md for the protocol.
@@ -91,9 +95,16 @@ export class AnyStore<V = unknown> {
   /** Opens a store; with a `file`, loads it (throwing WrongKeyError, CorruptFileError, ... right away). */
   static async open<V = unknown>(options: AnyStoreOptions = {}): Promise<AnyStore<V>> {
     checkOptionNames(options, 'open')
-    const store = new AnyStore<V>(resolveOptions(options))
-    if (store.#options.persist) await store.enablePersistence()
-    return store
+    return openResolved<V>(resolveOptions(options))
+  }
+
+  static {
+    // Gives openWithFileSystem() (below) the private constructor without making it public.
+    openResolved = async <V>(options: ResolvedOptions) => {
+      const store = new AnyStore<V>(options)
+      if (store.#options.persist) await store.enablePersistence()
+      return store
+    }
   }
 
   /** The file this store persists to, or undefined while it lives in memory only. */
@@ -341,6 +352,19 @@ export class AnyStore<V = unknown> {
       for (const p of batch) p.reject(error)
     }
   }
+}
+
+/**
+ * AnyStore.open() with every file-system call going through `fs`: the seam fault-injection
+ * tests use to fail chosen calls. Internal on purpose: src/index.ts does not export it, so no
+ * user can swap out the file system under the store's crash-safety guarantees.
+ */
+export function openWithFileSystem<V = unknown>(
+  options: AnyStoreOptions,
+  fs: FileSystem,
+): Promise<AnyStore<V>> {
+  checkOptionNames(options, 'open')
+  return openResolved<V>({ ...resolveOptions(options), fs })
 }
 
 function withHeld(lockId: unknown): ReadonlySet<unknown> {

@@ -61,11 +61,6 @@ export interface AnyStoreOptions {
    * @default 5000
    */
   staleMs?: number
-  /**
-   * The file-system calls the store makes. Only for fault-injection tests; leave unset.
-   * @default node:fs
-   */
-  fs?: FileSystem
 }
 
 /** The functions that take an options object. */
@@ -91,7 +86,6 @@ const OPTION_NAMES = {
   lock: LOCKING,
   maxFileSize: LOCKING,
   staleMs: LOCKING,
-  fs: LOCKING,
   name: CONFIG_MODE,
   key: CONFIG_MODE,
   thing: ['stash'],
@@ -190,6 +184,7 @@ export interface ResolvedOptions {
   lock: LockMode
   maxFileSize: number
   staleMs: number
+  /** Always node:fs, except in fault-injection tests (openWithFileSystem). */
   fs: FileSystem
 }
 
@@ -261,7 +256,7 @@ export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
     lock: oneOf('lock', o.lock, ['flock', 'proper-lockfile', 'auto']),
     maxFileSize: positiveNumber('maxFileSize', o.maxFileSize),
     staleMs: Math.max(2000, positiveNumber('staleMs', o.staleMs)),
-    fs: o.fs ?? nodeFileSystem,
+    fs: nodeFileSystem,
   }
 }
 

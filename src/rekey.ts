@@ -8,7 +8,7 @@ import { type AnyStoreOptions, checkOptionNames, resolveOptions } from './option
 export interface RekeyOptions
   extends Pick<
     AnyStoreOptions,
-    'encryptionKey' | 'lock' | 'lockTimeoutMs' | 'maxFileSize' | 'staleMs' | 'sync' | 'fs'
+    'encryptionKey' | 'lock' | 'lockTimeoutMs' | 'maxFileSize' | 'staleMs' | 'sync'
   > {
   /** The store file to re-encrypt; it must exist. */
   file: string
@@ -37,7 +37,6 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
     maxFileSize: options.maxFileSize,
     staleMs: options.staleMs,
     sync: options.sync,
-    fs: options.fs,
   })
   const newKeys = deriveKeys(parseKey(options.newEncryptionKey))
   const file = resolved.file as string

@@ -2,8 +2,9 @@ import { chmodSync, readdirSync, readFileSync, statSync, writeFileSync } from 'n
 import { homedir } from 'node:os'
 import { join, relative } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { nodeFileSystem } from '../src/fsio.js'
-import { AnyStore, type FileSystem, newKey } from '../src/index.js'
+import { openWithFileSystem } from '../src/anystore.js'
+import { type FileSystem, nodeFileSystem } from '../src/fsio.js'
+import { AnyStore, newKey } from '../src/index.js'
 import { LockRecordFile } from '../src/lock.js'
 import { rejection, tempDir } from './helpers.js'
 
@@ -185,7 +186,7 @@ describe('persisted', () => {
   it('rejects an unstorable value before anything is written', async () => {
     const file = join(tempDir(), 'v.db')
     const { io, counts } = countingFs()
-    const store = await AnyStore.open({ file, fs: io })
+    const store = await openWithFileSystem({ file }, io)
     await store.set('ok', 1)
     for (const bad of [() => 1, Symbol('s'), new (class Point {})(), new WeakMap()]) {
       expect((await rejection(store.set('bad', bad))).code).toBe('ERR_ANYSTORE_UNSUPPORTED_VALUE')
@@ -201,7 +202,7 @@ describe('persisted', () => {
   it('coalesces concurrent set() calls into few commits (group commit)', async () => {
     const file = join(tempDir(), 'g.db')
     const { io, counts } = countingFs()
-    const store = await AnyStore.open<number>({ file, fs: io })
+    const store = await openWithFileSystem<number>({ file }, io)
     await Promise.all(Array.from({ length: 1000 }, (_, i) => store.set(`k${i}`, i)))
     expect(counts.rename).toBe(1)
     expect(await store.size()).toBe(1000)
@@ -236,7 +237,7 @@ describe('persisted', () => {
   it('run() commits once, or not at all when the callback throws', async () => {
     const file = join(tempDir(), 'tx.db')
     const { io, counts } = countingFs()
-    const store = await AnyStore.open<number>({ file, fs: io })
+    const store = await openWithFileSystem<number>({ file }, io)
     await store.run(async (tx) => {
       for (let i = 0; i < 10; i++) await tx.set(`k${i}`, i)
       expect(await tx.size()).toBe(10)
@@ -504,7 +505,7 @@ describe('temp files', () => {
         nodeFileSystem.fsyncSync(fd)
       },
     }
-    const store = await AnyStore.open({ file, fs: io })
+    const store = await openWithFileSystem({ file }, io)
     await store.set('a', 1)
     const before = readFileSync(file)
     failNext = true

@@ -13,7 +13,7 @@ import {
   SchemaValidationError,
   UnsupportedValueError,
 } from './errors.js'
-import { checkOptionNames } from './options.js'
+import { checkOptionNames, keyOption } from './options.js'
 import { validateWithSchema } from './schema.js'
 import { type StashOptions, stash, type UnstashOptions, unstash } from './stash.js'
 import { parseTagged, stringifyTagged } from './tagged-json.js'
@@ -199,6 +199,9 @@ export async function editThing<T>(options: EditThingOptions<T>): Promise<T> {
   let handedOver = false
   try {
     checkOptionNames(options, 'editThing')
+    // Resolved once and handed on as bytes, so that unstash() and stash() below see the key
+    // the caller gave, and an omitted key stays the public default rather than `undefined`.
+    const encryptionKey = keyOption(options, 'encryptionKey')
     const { schema } = options
     // Only what unstash() takes: the writer, the schema and the editor are editThing's own.
     // Copied and deleted rather than listed, so an option the caller left out stays absent.
@@ -207,7 +210,7 @@ export async function editThing<T>(options: EditThingOptions<T>): Promise<T> {
     delete location.schema
     delete location.editor
     if (!process.stdin.isTTY) throw new NotATerminalError()
-    const current = await unstash<T>({ ...location, key: options.key })
+    const current = await unstash<T>({ ...location, key: options.key, encryptionKey })
     const text = `${stringifyTagged(current, 2)}\n`
     const { value, changed } = await editText(
       text,
@@ -230,7 +233,7 @@ export async function editThing<T>(options: EditThingOptions<T>): Promise<T> {
       writer,
       key: options.key,
       thing: value,
-      encryptionKey: options.encryptionKey,
+      encryptionKey,
       compress: options.compress,
     })
     return value

@@ -60,12 +60,15 @@ export class UnsupportedFormatError extends AnyStoreError {
   }
 }
 
-/** The encryption key is not base64 of 16, 24 or 32 bytes. */
+/**
+ * The encryption key is not base64 of 16, 24 or 32 bytes, or the option is present but
+ * undefined or empty. `detail` says what was received, never the key itself.
+ */
 export class InvalidKeyError extends AnyStoreError {
-  constructor(detail: string) {
+  constructor(detail: string, where: { option?: string; hint?: string } = {}) {
     super(
       'ERR_ANYSTORE_INVALID_KEY',
-      `Expected \`encryptionKey\` to be base64 (or bytes) of 16, 24 or 32 bytes, ${detail}; newKey() makes one`,
+      `Expected \`${where.option ?? 'encryptionKey'}\` to be base64 (or bytes) of 16, 24 or 32 bytes, ${detail}; ${where.hint ?? 'newKey() makes one'}`,
     )
   }
 }

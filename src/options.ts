@@ -2,7 +2,7 @@ import { homedir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
 import { inspect } from 'node:util'
 import { DEFAULT_ENCRYPTION_KEY, parseKey } from './crypto.js'
-import { InvalidOptionError } from './errors.js'
+import { InvalidKeyError, InvalidOptionError } from './errors.js'
 import { type FileSystem, nodeFileSystem } from './fsio.js'
 
 export type SyncMode = 'always' | 'never'
@@ -232,6 +232,38 @@ function boolean(name: string, value: unknown): boolean {
   throw new InvalidOptionError(`Expected \`${name}\` to be a boolean, got ${received(value)}`)
 }
 
+/** What an entry point does when a key option is absent. */
+type WhenAbsent = 'default key' | 'required'
+
+/**
+ * The key given under `option`, parsed; the public default key only when the option is
+ * absent. Present but undefined, empty or blank (what an unset environment variable gives)
+ * is an InvalidKeyError: silently falling back to the public key would leave the file
+ * readable by anyone while its owner believes it encrypted.
+ */
+export function keyOption(
+  options: object,
+  option: 'encryptionKey' | 'newEncryptionKey',
+  whenAbsent: WhenAbsent = 'default key',
+): Uint8Array {
+  if (!(option in options)) {
+    if (whenAbsent === 'default key') return parseKey(DEFAULT_ENCRYPTION_KEY)
+    throw new InvalidKeyError('got nothing: the option is missing', { option })
+  }
+  const value: unknown = (options as Record<string, unknown>)[option]
+  const empty =
+    value === undefined ||
+    (typeof value === 'string' && value.trim() === '') ||
+    (value instanceof Uint8Array && value.length === 0)
+  if (!empty) return parseKey(value, option)
+  const what = value === undefined ? 'undefined (an unset environment variable?)' : 'empty'
+  const hint =
+    whenAbsent === 'default key'
+      ? `pass a key (newKey() makes one), or omit \`${option}\` altogether to use the public default key, which only obfuscates`
+      : 'pass a key (newKey() makes one)'
+  throw new InvalidKeyError(`but it is present and ${what}`, { option, hint })
+}
+
 export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
   if (typeof options !== 'object' || options === null) {
     throw new InvalidOptionError(`Expected options to be an object, got ${received(options)}`)
@@ -249,7 +281,7 @@ export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
   return {
     file: o.file === undefined ? undefined : expandPath(o.file),
     persist,
-    key: parseKey(o.encryptionKey),
+    key: keyOption(options, 'encryptionKey'),
     compress: boolean('compress', o.compress),
     sync: oneOf('sync', o.sync, ['always', 'never']),
     lockTimeoutMs: positiveNumber('lockTimeoutMs', o.lockTimeoutMs),

@@ -1,9 +1,9 @@
 import { decodeValue } from './codec.js'
-import { deriveKeys, FLAG_DEFLATE, parseKey } from './crypto.js'
+import { deriveKeys, FLAG_DEFLATE } from './crypto.js'
 import { CorruptFileError, InvalidOptionError, StoreFileNotFoundError } from './errors.js'
 import { FileBackend } from './file-backend.js'
 import { readFileHeader } from './file-info.js'
-import { type AnyStoreOptions, checkOptionNames, resolveOptions } from './options.js'
+import { type AnyStoreOptions, checkOptionNames, keyOption, resolveOptions } from './options.js'
 
 export interface RekeyOptions
   extends Pick<
@@ -31,14 +31,14 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
   if (typeof options.file !== 'string') throw new InvalidOptionError('rekey() needs `file`')
   const resolved = resolveOptions({
     file: options.file,
-    encryptionKey: options.encryptionKey,
+    encryptionKey: keyOption(options, 'encryptionKey'),
     lock: options.lock,
     lockTimeoutMs: options.lockTimeoutMs,
     maxFileSize: options.maxFileSize,
     staleMs: options.staleMs,
     sync: options.sync,
   })
-  const newKeys = deriveKeys(parseKey(options.newEncryptionKey))
+  const newKeys = deriveKeys(keyOption(options, 'newEncryptionKey', 'required'))
   const file = resolved.file as string
   readFileHeader(file)
   const backend = new FileBackend(file, {

@@ -6,14 +6,14 @@ import { finished } from 'node:stream/promises'
 import envPaths from 'env-paths'
 import { AnyStore } from './anystore.js'
 import { decodeValue, encodeValue } from './codec.js'
-import { deriveKeys, open, parseKey, seal } from './crypto.js'
+import { deriveKeys, open, seal } from './crypto.js'
 import {
   CorruptFileError,
   FileTooLargeError,
   InvalidOptionError,
   ThingNotFoundError,
 } from './errors.js'
-import { checkOptionNames, DEFAULT_OPTIONS, expandPath } from './options.js'
+import { checkOptionNames, DEFAULT_OPTIONS, expandPath, keyOption } from './options.js'
 import { checkKey, encodePayload, PayloadError } from './payload.js'
 import { PayloadMap } from './payload-map.js'
 import { type StandardSchemaV1, validateWithSchema } from './schema.js'
@@ -87,6 +87,7 @@ export async function stash<T>(options: StashOptions<T>): Promise<void> {
   let written = false
   try {
     checkOptionNames(options, 'stash')
+    const encryptionKey = keyOption(options, 'encryptionKey')
     const key = checkKey(options.key)
     const file = thingFile(options)
     if (file === undefined && writer === undefined) {
@@ -97,11 +98,7 @@ export async function stash<T>(options: StashOptions<T>): Promise<void> {
     // Encoding first: an unsupported value fails before anything is written anywhere.
     const value = encodeValue(options.thing)
     if (file !== undefined) {
-      const store = await AnyStore.open<T>({
-        file,
-        encryptionKey: options.encryptionKey,
-        compress: options.compress,
-      })
+      const store = await AnyStore.open<T>({ file, encryptionKey, compress: options.compress })
       try {
         await store.set(key, options.thing)
       } finally {
@@ -109,8 +106,7 @@ export async function stash<T>(options: StashOptions<T>): Promise<void> {
       }
     }
     if (writer !== undefined) {
-      const keys = deriveKeys(parseKey(options.encryptionKey ?? DEFAULT_OPTIONS.encryptionKey))
-      const sealed = seal(keys, encodePayload([[key, { value }]]), {
+      const sealed = seal(deriveKeys(encryptionKey), encodePayload([[key, { value }]]), {
         compress: options.compress ?? DEFAULT_OPTIONS.compress,
       })
       for (const part of sealed.parts) {
@@ -145,11 +141,11 @@ const MISSING = Symbol('missing')
 async function readFromStream(
   reader: Readable,
   key: StoreKey,
-  encryptionKey: string | Uint8Array,
+  encryptionKey: Uint8Array,
 ): Promise<unknown> {
   const label = 'the stash stream'
   const bytes = await readAll(reader, DEFAULT_OPTIONS.maxFileSize)
-  const { payload } = open(label, deriveKeys(parseKey(encryptionKey)), bytes)
+  const { payload } = open(label, deriveKeys(encryptionKey), bytes)
   let entries: PayloadMap
   try {
     entries = new PayloadMap(payload, label)
@@ -174,7 +170,7 @@ function exists(file: string): boolean {
 async function readFromFile(
   file: string,
   key: StoreKey,
-  encryptionKey: string | Uint8Array | undefined,
+  encryptionKey: Uint8Array,
 ): Promise<unknown> {
   // Checked first so that reading a missing config creates no directory and no lockfile.
   if (!exists(file)) return MISSING
@@ -192,16 +188,13 @@ async function readFromFile(
  */
 export async function unstash<T>(options: UnstashOptions<T>): Promise<T> {
   checkOptionNames(options, 'unstash')
+  const encryptionKey = keyOption(options, 'encryptionKey')
   const key = checkKey(options.key)
   let found: unknown
   let where: string
   if (options.reader !== undefined) {
     where = 'the stash stream'
-    found = await readFromStream(
-      options.reader,
-      key,
-      options.encryptionKey ?? DEFAULT_OPTIONS.encryptionKey,
-    )
+    found = await readFromStream(options.reader, key, encryptionKey)
   } else {
     const file = thingFile(options)
     if (file === undefined) {
@@ -210,7 +203,7 @@ export async function unstash<T>(options: UnstashOptions<T>): Promise<T> {
       )
     }
     where = file
-    found = await readFromFile(file, key, options.encryptionKey)
+    found = await readFromFile(file, key, encryptionKey)
   }
   if (found === MISSING) {
     if (options.defaults === undefined) throw new ThingNotFoundError(where, key)

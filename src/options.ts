@@ -92,7 +92,7 @@ const OPTION_NAMES = {
   writer: ['stash', 'editThing'],
   reader: ['unstash', 'editThing'],
   defaults: ['unstash', 'editThing'],
-  schema: ['unstash', 'editThing'],
+  schema: CONFIG_MODE,
   editor: ['editThing'],
   newEncryptionKey: ['rekey'],
   onProgress: ['rekey'],

@@ -43,6 +43,11 @@ export interface StashOptions<T> extends ThingLocation {
   /** The key the thing is stored under. */
   key: StoreKey
   thing: T
+  /**
+   * Any Standard Schema validator, run before anything is written: a thing that fails it is a
+   * SchemaValidationError and nothing is written. Its output is what is stored.
+   */
+  schema?: StandardSchemaV1<unknown, T>
 }
 
 export interface UnstashOptions<T> extends ThingLocation {
@@ -80,7 +85,8 @@ export function thingFile(location: ThingLocation): string | undefined {
 
 /**
  * Stores one object under `key`: in the store file (`file` or `name`), and/or as a
- * stand-alone encrypted stash written to `writer`.
+ * stand-alone encrypted stash written to `writer`. With `schema`, the object is validated
+ * first and the schema's output is stored.
  */
 export async function stash<T>(options: StashOptions<T>): Promise<void> {
   const writer = (options as Partial<StashOptions<T>> | undefined)?.writer
@@ -95,12 +101,17 @@ export async function stash<T>(options: StashOptions<T>): Promise<void> {
         'stash() needs somewhere to write: pass `file`, `name` or `writer`',
       )
     }
-    // Encoding first: an unsupported value fails before anything is written anywhere.
-    const value = encodeValue(options.thing)
+    // Validated and encoded first: an invalid or unsupported thing fails before anything is
+    // written anywhere, rather than being stored for unstash() to refuse later.
+    const thing =
+      options.schema === undefined
+        ? options.thing
+        : await validateWithSchema(options.schema, options.thing)
+    const value = encodeValue(thing)
     if (file !== undefined) {
       const store = await AnyStore.open<T>({ file, encryptionKey, compress: options.compress })
       try {
-        await store.set(key, options.thing)
+        await store.set(key, thing)
       } finally {
         await store.close()
       }

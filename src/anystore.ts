@@ -177,12 +177,12 @@ export class AnyStore<V = unknown> {
     const body = async () => {
       if (queue !== undefined) this.#refreshFrom(queue.persistence)
       const overlay = new Overlay(this.#map)
-      const tx = new StoreTransaction<V>(overlay, this.#source)
+      const { tx, end } = createTransaction<V>(overlay, this.#source)
       let result: T
       try {
         result = await heldLocks.run(withHeld(lockId), () => fn(tx))
       } finally {
-        tx.end()
+        end()
       }
       if (overlay.hasChanges) {
         queue?.persistence.commit(overlay)
@@ -373,59 +373,55 @@ function withHeld(lockId: unknown): ReadonlySet<unknown> {
   return held
 }
 
-class StoreTransaction<V> implements Transaction<V> {
-  readonly #overlay: Overlay
-  readonly #source: string
-  #ended = false
-
-  constructor(overlay: Overlay, source: string) {
-    this.#overlay = overlay
-    this.#source = source
+/**
+ * The object a run() callback gets, and the function that ends it. Built from closures so that
+ * the object has only the documented Transaction methods: ending it is the store's business,
+ * and a public `end()` would let a caller drop the transaction's writes without an error.
+ */
+function createTransaction<V>(
+  overlay: Overlay,
+  source: string,
+): { tx: Transaction<V>; end: () => void } {
+  let ended = false
+  const open = (): Overlay => {
+    if (ended) throw new StoreClosedError('transaction')
+    return overlay
   }
-
-  end(): void {
-    this.#ended = true
+  const tx: Transaction<V> = {
+    async get(key) {
+      const entry = open().get(checkKey(key))
+      return entry === undefined ? undefined : (readValue(entry, source) as V)
+    },
+    async has(key) {
+      return open().has(checkKey(key))
+    },
+    async set(key, value) {
+      const current = open()
+      current.set(checkKey(key), { value: encodeValue(value) })
+    },
+    async delete(key) {
+      return open().delete(checkKey(key))
+    },
+    async keys() {
+      return Array.from(open().entries(), ([key]) => key)
+    },
+    async size() {
+      return open().size
+    },
+    async entries() {
+      return Array.from(open().entries(), ([key, entry]) => [
+        key,
+        decodeValue(entry.value, source) as V,
+      ])
+    },
+    async clear() {
+      open().clear()
+    },
   }
-
-  #open(): Overlay {
-    if (this.#ended) throw new StoreClosedError('transaction')
-    return this.#overlay
-  }
-
-  async get(key: StoreKey): Promise<V | undefined> {
-    const entry = this.#open().get(checkKey(key))
-    return entry === undefined ? undefined : (readValue(entry, this.#source) as V)
-  }
-
-  async has(key: StoreKey): Promise<boolean> {
-    return this.#open().has(checkKey(key))
-  }
-
-  async set(key: StoreKey, value: V): Promise<void> {
-    const overlay = this.#open()
-    overlay.set(checkKey(key), { value: encodeValue(value) })
-  }
-
-  async delete(key: StoreKey): Promise<boolean> {
-    return this.#open().delete(checkKey(key))
-  }
-
-  async keys(): Promise<StoreKey[]> {
-    return Array.from(this.#open().entries(), ([key]) => key)
-  }
-
-  async size(): Promise<number> {
-    return this.#open().size
-  }
-
-  async entries(): Promise<[StoreKey, V][]> {
-    return Array.from(this.#open().entries(), ([key, entry]) => [
-      key,
-      decodeValue(entry.value, this.#source) as V,
-    ])
-  }
-
-  async clear(): Promise<void> {
-    this.#open().clear()
+  return {
+    tx,
+    end: () => {
+      ended = true
+    },
   }
 }

@@ -148,14 +148,19 @@ export class FileTooLargeError extends AnyStoreError {
 }
 
 /**
- * A write on a store was made from inside a `run()` callback on the same file, which would
- * wait for the lock its own transaction holds. Use the `tx` argument instead.
+ * A write or a nested `run()` on a store was made from inside a `run()` callback on the same
+ * file, which would wait for the lock its own transaction holds. Use the `tx` argument instead.
  */
 export class ReentrantCallError extends AnyStoreError {
   constructor(method: string) {
+    // A transaction has no run() of its own: point at what exists.
+    const instead =
+      method === 'run'
+        ? 'do that work in the outer transaction, through its `tx` argument'
+        : `use the transaction argument (tx.${method}) instead`
     super(
       'ERR_ANYSTORE_REENTRANT',
-      `store.${method}() was called inside run() on the same file and would deadlock: use the transaction argument (tx.${method}) instead`,
+      `store.${method}() was called inside run() on the same file and would deadlock: ${instead}`,
     )
   }
 }

@@ -264,6 +264,38 @@ describe('persisted', () => {
     await store.close()
   })
 
+  it('a nested run() fails with a message that names only what exists', async () => {
+    for (const file of [join(tempDir(), 'nested.db'), undefined]) {
+      const store = await AnyStore.open<number>({ file })
+      const error = await rejection(store.run(async () => store.run(async () => 1)))
+      expect(error.code).toBe('ERR_ANYSTORE_REENTRANT')
+      expect(error.message).toContain('store.run()')
+      expect(error.message).not.toContain('tx.run')
+      // The writes a transaction can make are named as `tx` methods, which do exist.
+      const write = await rejection(store.run(async () => store.delete('x')))
+      expect(write.message).toContain('tx.delete')
+      await store.close()
+    }
+  })
+
+  it('the transaction object has only the documented methods', async () => {
+    const store = await AnyStore.open<number>()
+    const names = new Set<string>()
+    await store.run(async (tx) => {
+      for (let o: object | null = tx; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+        for (const name of Object.getOwnPropertyNames(o)) names.add(name)
+      }
+      expect('end' in tx).toBe(false)
+      await tx.set('a', 1)
+    })
+    names.delete('constructor')
+    expect([...names].sort()).toEqual(
+      ['clear', 'delete', 'entries', 'get', 'has', 'keys', 'set', 'size'].sort(),
+    )
+    expect(await store.get('a')).toBe(1)
+    await store.close()
+  })
+
   it('a transaction object cannot be used after run() returns', async () => {
     const store = await AnyStore.open<number>()
     let leaked: { get(key: string): Promise<unknown> } | undefined

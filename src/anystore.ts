@@ -269,6 +269,14 @@ export class AnyStore<V = unknown> {
     return this.#closing
   }
 
+  /**
+   * `await using store = await AnyStore.open(...)` closes the store when the block ends.
+   * Symbol.asyncDispose exists on every supported Node (20.4 and later).
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close()
+  }
+
   #assertOpen(): void {
     if (this.#closing !== undefined) throw new StoreClosedError()
   }

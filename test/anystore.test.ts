@@ -306,6 +306,23 @@ describe('persisted', () => {
   })
 })
 
+describe('await using', () => {
+  it('closes the store when the block ends', async () => {
+    const file = join(tempDir(), 'using.db')
+    let leaked: AnyStore<number> | undefined
+    {
+      await using store = await AnyStore.open<number>({ file })
+      leaked = store
+      await store.set('k', 1)
+    }
+    expect(leaked.closed).toBe(true)
+    expect((await rejection(leaked.get('k'))).code).toBe('ERR_ANYSTORE_CLOSED')
+    const again = await AnyStore.open<number>({ file })
+    expect(await again.get('k')).toBe(1)
+    await again.close()
+  })
+})
+
 describe('switching persistence', () => {
   it('enablePersistence merges in-memory entries into the file, memory winning', async () => {
     const file = join(tempDir(), 'merge.db')

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { decodeValue, encodeValue } from './codec.js'
 import { type DerivedKeys, deriveKeys } from './crypto.js'
+import { warnIfDefaultKey } from './default-key-warning.js'
 import { InvalidOptionError, ReentrantCallError, StoreClosedError } from './errors.js'
 import { FileBackend, type Persistence } from './file-backend.js'
 import type { FileSystem } from './fsio.js'
@@ -242,6 +243,7 @@ export class AnyStore<V = unknown> {
       throw error
     }
     this.#queue = { persistence, pending: [], flushScheduled: false }
+    warnIfDefaultKey(o.key, path)
   }
 
   /**

@@ -1,6 +1,7 @@
 import { decodeValue } from './codec.js'
 import { deriveKeys, FLAG_DEFLATE } from './crypto.js'
 import { CorruptFileError, InvalidOptionError, StoreFileNotFoundError } from './errors.js'
+import { warnIfDefaultKey } from './default-key-warning.js'
 import { FileBackend } from './file-backend.js'
 import { readFileHeader } from './file-info.js'
 import { type AnyStoreOptions, checkOptionNames, keyOption, resolveOptions } from './options.js'
@@ -38,7 +39,8 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
     staleMs: options.staleMs,
     sync: options.sync,
   })
-  const newKeys = deriveKeys(keyOption(options, 'newEncryptionKey', 'required'))
+  const newKey = keyOption(options, 'newEncryptionKey', 'required')
+  const newKeys = deriveKeys(newKey)
   const file = resolved.file as string
   readFileHeader(file)
   const backend = new FileBackend(file, {
@@ -72,6 +74,7 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
       }
       const compress = options.compress ?? (header.flags & FLAG_DEFLATE) !== 0
       backend.commit(entries, { keys: newKeys, compress })
+      warnIfDefaultKey(newKey, file)
       return { entries: total }
     })
   } finally {

@@ -7,6 +7,7 @@ import envPaths from 'env-paths'
 import { AnyStore } from './anystore.js'
 import { decodeValue, encodeValue } from './codec.js'
 import { deriveKeys, open, seal } from './crypto.js'
+import { warnIfDefaultKey } from './default-key-warning.js'
 import {
   CorruptFileError,
   FileTooLargeError,
@@ -126,6 +127,7 @@ export async function stash<T>(options: StashOptions<T>): Promise<void> {
       writer.end()
       await finished(writer)
       written = true
+      warnIfDefaultKey(encryptionKey, 'The stash written to `writer`')
     }
   } finally {
     if (writer !== undefined && !written) writer.destroy()

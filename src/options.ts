@@ -8,6 +8,10 @@ import { type FileSystem, nodeFileSystem } from './fsio.js'
 export type SyncMode = 'always' | 'never'
 export type LockMode = 'flock' | 'proper-lockfile' | 'auto'
 
+/**
+ * The options of `AnyStore.open()`. A property set to `undefined` takes its default, except
+ * `encryptionKey`; a property not listed here is an InvalidOptionError naming the closest one.
+ */
 export interface AnyStoreOptions {
   /**
    * Persist to this file. `~/` expands to the home directory; relative paths resolve against
@@ -21,7 +25,10 @@ export interface AnyStoreOptions {
   persist?: boolean
   /**
    * Base64 (padded or not) of 16, 24 or 32 random bytes, or the bytes themselves; picks
-   * AES-128/192/256-GCM. The default key is public: it only obfuscates.
+   * AES-128/192/256-GCM. The default key is public: it only obfuscates, and persisting under
+   * it emits one process warning (code `ANYSTORE_DEFAULT_KEY`). Only leaving the property out
+   * means the default key: present but `undefined` (an unset environment variable), `''` or
+   * empty bytes is an InvalidKeyError, so a missing secret never silently weakens the file.
    * @default DEFAULT_ENCRYPTION_KEY
    */
   encryptionKey?: string | Uint8Array

@@ -32,7 +32,11 @@ export interface ThingLocation {
    * directory being the platform's (`$XDG_CONFIG_HOME` or `~/.config` on Linux).
    */
   name?: string
-  /** @default DEFAULT_ENCRYPTION_KEY (public: it only obfuscates) */
+  /**
+   * Only an absent property means the public default key (which only obfuscates); present
+   * but `undefined` or empty is an InvalidKeyError.
+   * @default DEFAULT_ENCRYPTION_KEY
+   */
   encryptionKey?: string | Uint8Array
   /** Deflate before encrypting. @default false */
   compress?: boolean

@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
 import { deriveKeys, parseKey, seal } from '../src/crypto.js'
-import { nodeFileSystem } from '../src/fsio.js'
-import { AnyStore, type FileSystem, newKey } from '../src/index.js'
+import { openWithFileSystem } from '../src/anystore.js'
+import { type FileSystem, nodeFileSystem } from '../src/fsio.js'
+import { newKey } from '../src/index.js'
 import { countBudget, report } from './budget.js'
 
 const root = mkdtempSync(join(tmpdir(), 'anystore-nonces-'))
@@ -34,12 +35,7 @@ describe('nonces', () => {
       },
     }
     const file = join(freshDir(), 'store.db')
-    const store = await AnyStore.open({
-      file,
-      fs: watching,
-      sync: 'never',
-      encryptionKey: newKey(),
-    })
+    const store = await openWithFileSystem({ file, sync: 'never', encryptionKey: newKey() }, watching)
     for (let i = 0; i < commits; i++) await store.set('counter', i)
     expect(await store.get('counter')).toBe(commits - 1)
     await store.close()

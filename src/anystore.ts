@@ -1,11 +1,14 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { decodeValue, encodeValue } from './codec.js'
 import { type DerivedKeys, deriveKeys } from './crypto.js'
+import { warnIfDefaultKey } from './default-key-warning.js'
 import { InvalidOptionError, ReentrantCallError, StoreClosedError } from './errors.js'
 import { FileBackend, type Persistence } from './file-backend.js'
+import type { FileSystem } from './fsio.js'
 import { Mutex } from './mutex.js'
 import {
   type AnyStoreOptions,
+  checkOptionNames,
   expandPath,
   type ResolvedOptions,
   resolveOptions,
@@ -68,6 +71,9 @@ function apply(overlay: Overlay, mutation: Mutation): boolean | undefined {
   }
 }
 
+/** Set by AnyStore's static block: opens a store from options already resolved. */
+let openResolved: <V>(options: ResolvedOptions) => Promise<AnyStore<V>>
+
 /**
  * A key/value store held in memory, optionally persisted to one encrypted file shared by any
  * number of processes. See README.md for the API and docs/DESIGN.md for the protocol.
@@ -89,9 +95,17 @@ export class AnyStore<V = unknown> {
 
   /** Opens a store; with a `file`, loads it (throwing WrongKeyError, CorruptFileError, ... right away). */
   static async open<V = unknown>(options: AnyStoreOptions = {}): Promise<AnyStore<V>> {
-    const store = new AnyStore<V>(resolveOptions(options))
-    if (store.#options.persist) await store.enablePersistence()
-    return store
+    checkOptionNames(options, 'open')
+    return openResolved<V>(resolveOptions(options))
+  }
+
+  static {
+    // Gives openWithFileSystem() (below) the private constructor without making it public.
+    openResolved = async <V>(options: ResolvedOptions) => {
+      const store = new AnyStore<V>(options)
+      if (store.#options.persist) await store.enablePersistence()
+      return store
+    }
   }
 
   /** The file this store persists to, or undefined while it lives in memory only. */
@@ -165,12 +179,12 @@ export class AnyStore<V = unknown> {
     const body = async () => {
       if (queue !== undefined) this.#refreshFrom(queue.persistence)
       const overlay = new Overlay(this.#map)
-      const tx = new StoreTransaction<V>(overlay, this.#source)
+      const { tx, end } = createTransaction<V>(overlay, this.#source)
       let result: T
       try {
         result = await heldLocks.run(withHeld(lockId), () => fn(tx))
       } finally {
-        tx.end()
+        end()
       }
       if (overlay.hasChanges) {
         queue?.persistence.commit(overlay)
@@ -230,6 +244,7 @@ export class AnyStore<V = unknown> {
       throw error
     }
     this.#queue = { persistence, pending: [], flushScheduled: false }
+    warnIfDefaultKey(o.key, path)
   }
 
   /**
@@ -255,6 +270,14 @@ export class AnyStore<V = unknown> {
       this.#map = new Map()
     })()
     return this.#closing
+  }
+
+  /**
+   * `await using store = await AnyStore.open(...)` closes the store when the block ends.
+   * Symbol.asyncDispose exists on every supported Node (20.4 and later).
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close()
   }
 
   #assertOpen(): void {
@@ -342,65 +365,74 @@ export class AnyStore<V = unknown> {
   }
 }
 
+/**
+ * AnyStore.open() with every file-system call going through `fs`: the seam fault-injection
+ * tests use to fail chosen calls. Internal on purpose: src/index.ts does not export it, so no
+ * user can swap out the file system under the store's crash-safety guarantees.
+ */
+export function openWithFileSystem<V = unknown>(
+  options: AnyStoreOptions,
+  fs: FileSystem,
+): Promise<AnyStore<V>> {
+  checkOptionNames(options, 'open')
+  return openResolved<V>({ ...resolveOptions(options), fs })
+}
+
 function withHeld(lockId: unknown): ReadonlySet<unknown> {
   const held = new Set(heldLocks.getStore())
   held.add(lockId)
   return held
 }
 
-class StoreTransaction<V> implements Transaction<V> {
-  readonly #overlay: Overlay
-  readonly #source: string
-  #ended = false
-
-  constructor(overlay: Overlay, source: string) {
-    this.#overlay = overlay
-    this.#source = source
+/**
+ * The object a run() callback gets, and the function that ends it. Built from closures so that
+ * the object has only the documented Transaction methods: ending it is the store's business,
+ * and a public `end()` would let a caller drop the transaction's writes without an error.
+ */
+function createTransaction<V>(
+  overlay: Overlay,
+  source: string,
+): { tx: Transaction<V>; end: () => void } {
+  let ended = false
+  const open = (): Overlay => {
+    if (ended) throw new StoreClosedError('transaction')
+    return overlay
   }
-
-  end(): void {
-    this.#ended = true
+  const tx: Transaction<V> = {
+    async get<T = V>(key: StoreKey): Promise<T | undefined> {
+      const entry = open().get(checkKey(key))
+      return entry === undefined ? undefined : (readValue(entry, source) as T)
+    },
+    async has(key) {
+      return open().has(checkKey(key))
+    },
+    async set(key, value) {
+      const current = open()
+      current.set(checkKey(key), { value: encodeValue(value) })
+    },
+    async delete(key) {
+      return open().delete(checkKey(key))
+    },
+    async keys() {
+      return Array.from(open().entries(), ([key]) => key)
+    },
+    async size() {
+      return open().size
+    },
+    async entries() {
+      return Array.from(open().entries(), ([key, entry]) => [
+        key,
+        decodeValue(entry.value, source) as V,
+      ])
+    },
+    async clear() {
+      open().clear()
+    },
   }
-
-  #open(): Overlay {
-    if (this.#ended) throw new StoreClosedError('transaction')
-    return this.#overlay
-  }
-
-  async get<T = V>(key: StoreKey): Promise<T | undefined> {
-    const entry = this.#open().get(checkKey(key))
-    return entry === undefined ? undefined : (readValue(entry, this.#source) as T)
-  }
-
-  async has(key: StoreKey): Promise<boolean> {
-    return this.#open().has(checkKey(key))
-  }
-
-  async set(key: StoreKey, value: V): Promise<void> {
-    const overlay = this.#open()
-    overlay.set(checkKey(key), { value: encodeValue(value) })
-  }
-
-  async delete(key: StoreKey): Promise<boolean> {
-    return this.#open().delete(checkKey(key))
-  }
-
-  async keys(): Promise<StoreKey[]> {
-    return Array.from(this.#open().entries(), ([key]) => key)
-  }
-
-  async size(): Promise<number> {
-    return this.#open().size
-  }
-
-  async entries(): Promise<[StoreKey, V][]> {
-    return Array.from(this.#open().entries(), ([key, entry]) => [
-      key,
-      decodeValue(entry.value, this.#source) as V,
-    ])
-  }
-
-  async clear(): Promise<void> {
-    this.#open().clear()
+  return {
+    tx,
+    end: () => {
+      ended = true
+    },
   }
 }

@@ -33,22 +33,26 @@ export function newKey(): string {
 const BASE64 = /^(?:[A-Za-z0-9+/]*|[A-Za-z0-9_-]*)={0,2}$/
 const KEY_LENGTHS = new Set([16, 24, 32])
 
-/** Accepts base64 (standard or URL-safe, padded or not) or raw bytes of 16, 24 or 32 bytes. */
-export function parseKey(key: unknown): Uint8Array {
+/**
+ * Accepts base64 (standard or URL-safe, padded or not) or raw bytes of 16, 24 or 32 bytes.
+ * `option` names the option the key came from, in the error.
+ */
+export function parseKey(key: unknown, option = 'encryptionKey'): Uint8Array {
+  const fail = (detail: string) => new InvalidKeyError(detail, { option })
   if (key instanceof Uint8Array) {
-    if (!KEY_LENGTHS.has(key.length)) throw new InvalidKeyError(`got ${key.length} bytes`)
+    if (!KEY_LENGTHS.has(key.length)) throw fail(`got ${key.length} bytes`)
     return Uint8Array.from(key)
   }
-  if (typeof key !== 'string') throw new InvalidKeyError(`got a value of type ${typeof key}`)
+  if (typeof key !== 'string') throw fail(`got a value of type ${typeof key}`)
   const text = key.trim()
-  if (!BASE64.test(text)) throw new InvalidKeyError('got a string that is not base64')
+  if (!BASE64.test(text)) throw fail('got a string that is not base64')
   const bytes = Buffer.from(text, text.includes('-') || text.includes('_') ? 'base64url' : 'base64')
   const unpadded = text.replace(/=+$/, '')
   const roundTrip = bytes
     .toString(text.includes('-') || text.includes('_') ? 'base64url' : 'base64')
     .replace(/=+$/, '')
-  if (roundTrip !== unpadded) throw new InvalidKeyError('got a string that is not base64')
-  if (!KEY_LENGTHS.has(bytes.length)) throw new InvalidKeyError(`got ${bytes.length} bytes`)
+  if (roundTrip !== unpadded) throw fail('got a string that is not base64')
+  if (!KEY_LENGTHS.has(bytes.length)) throw fail(`got ${bytes.length} bytes`)
   return new Uint8Array(bytes)
 }
 

@@ -13,6 +13,7 @@ import {
   SchemaValidationError,
   UnsupportedValueError,
 } from './errors.js'
+import { checkOptionNames, keyOption } from './options.js'
 import { validateWithSchema } from './schema.js'
 import { type StashOptions, stash, type UnstashOptions, unstash } from './stash.js'
 import { parseTagged, stringifyTagged } from './tagged-json.js'
@@ -197,11 +198,22 @@ export interface EditThingOptions<T>
  * back to the file and/or `writer`. Resolves to the saved thing.
  */
 export async function editThing<T>(options: EditThingOptions<T>): Promise<T> {
-  const { writer, schema, ...location } = options
+  const writer = (options as Partial<EditThingOptions<T>> | undefined)?.writer
   let handedOver = false
   try {
+    checkOptionNames(options, 'editThing')
+    // Resolved once and handed on as bytes, so that unstash() and stash() below see the key
+    // the caller gave, and an omitted key stays the public default rather than `undefined`.
+    const encryptionKey = keyOption(options, 'encryptionKey')
+    const { schema } = options
+    // Only what unstash() takes: the writer, the schema and the editor are editThing's own.
+    // Copied and deleted rather than listed, so an option the caller left out stays absent.
+    const location: Partial<EditThingOptions<T>> = { ...options }
+    delete location.writer
+    delete location.schema
+    delete location.editor
     if (!process.stdin.isTTY) throw new NotATerminalError()
-    const current = await unstash<T>({ ...location, schema: undefined })
+    const current = await unstash<T>({ ...location, key: options.key, encryptionKey })
     const text = `${stringifyTagged(current, 2)}\n`
     const { value, changed } = await editText(
       text,
@@ -224,7 +236,7 @@ export async function editThing<T>(options: EditThingOptions<T>): Promise<T> {
       writer,
       key: options.key,
       thing: value,
-      encryptionKey: options.encryptionKey,
+      encryptionKey,
       compress: options.compress,
     })
     return value

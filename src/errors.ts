@@ -60,15 +60,18 @@ export class UnsupportedFormatError extends AnyStoreError {
   }
 }
 
-/** The encryption key is not base64 of 16, 24 or 32 bytes. */
+/**
+ * The encryption key is not base64 of 16, 24 or 32 bytes, or the option is present but
+ * undefined or empty. `detail` says what was received, never the key itself.
+ */
 export class InvalidKeyError extends AnyStoreError {
   /** What was wrong with the key, e.g. `got 7 bytes` (never the key itself). */
   readonly detail: string
 
-  constructor(detail: string) {
+  constructor(detail: string, where: { option?: string; hint?: string } = {}) {
     super(
       'ERR_ANYSTORE_INVALID_KEY',
-      `Expected \`encryptionKey\` to be base64 (or bytes) of 16, 24 or 32 bytes, ${detail}; newKey() makes one`,
+      `Expected \`${where.option ?? 'encryptionKey'}\` to be base64 (or bytes) of 16, 24 or 32 bytes, ${detail}; ${where.hint ?? 'newKey() makes one'}`,
     )
     this.detail = detail
   }
@@ -164,14 +167,19 @@ export class FileTooLargeError extends AnyStoreError {
 }
 
 /**
- * A write on a store was made from inside a `run()` callback on the same file, which would
- * wait for the lock its own transaction holds. Use the `tx` argument instead.
+ * A write or a nested `run()` on a store was made from inside a `run()` callback on the same
+ * file, which would wait for the lock its own transaction holds. Use the `tx` argument instead.
  */
 export class ReentrantCallError extends AnyStoreError {
   constructor(method: string) {
+    // A transaction has no run() of its own: point at what exists.
+    const instead =
+      method === 'run'
+        ? 'do that work in the outer transaction, through its `tx` argument'
+        : `use the transaction argument (tx.${method}) instead`
     super(
       'ERR_ANYSTORE_REENTRANT',
-      `store.${method}() was called inside run() on the same file and would deadlock: use the transaction argument (tx.${method}) instead`,
+      `store.${method}() was called inside run() on the same file and would deadlock: ${instead}`,
     )
   }
 }

@@ -26,7 +26,6 @@ export {
   WrongKeyError,
 } from './errors.js'
 export { readFileHeader } from './file-info.js'
-export type { FileSystem } from './fsio.js'
 export type { AnyStoreOptions, LockMode, SyncMode } from './options.js'
 export { DEFAULT_OPTIONS } from './options.js'
 export { type RekeyOptions, rekey } from './rekey.js'

@@ -1,12 +1,17 @@
 import { homedir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
+import { inspect } from 'node:util'
 import { DEFAULT_ENCRYPTION_KEY, parseKey } from './crypto.js'
-import { InvalidOptionError } from './errors.js'
+import { InvalidKeyError, InvalidOptionError } from './errors.js'
 import { type FileSystem, nodeFileSystem } from './fsio.js'
 
 export type SyncMode = 'always' | 'never'
 export type LockMode = 'flock' | 'proper-lockfile' | 'auto'
 
+/**
+ * The options of `AnyStore.open()`. A property set to `undefined` takes its default, except
+ * `encryptionKey`; a property not listed here is an InvalidOptionError naming the closest one.
+ */
 export interface AnyStoreOptions {
   /**
    * Persist to this file. `~/` expands to the home directory; relative paths resolve against
@@ -20,7 +25,10 @@ export interface AnyStoreOptions {
   persist?: boolean
   /**
    * Base64 (padded or not) of 16, 24 or 32 random bytes, or the bytes themselves; picks
-   * AES-128/192/256-GCM. The default key is public: it only obfuscates.
+   * AES-128/192/256-GCM. The default key is public: it only obfuscates, and persisting under
+   * it emits one process warning (code `ANYSTORE_DEFAULT_KEY`). Only leaving the property out
+   * means the default key: present but `undefined` (an unset environment variable), `''` or
+   * empty bytes is an InvalidKeyError, so a missing secret never silently weakens the file.
    * @default DEFAULT_ENCRYPTION_KEY
    */
   encryptionKey?: string | Uint8Array
@@ -60,11 +68,117 @@ export interface AnyStoreOptions {
    * @default 5000
    */
   staleMs?: number
-  /**
-   * The file-system calls the store makes. Only for fault-injection tests; leave unset.
-   * @default node:fs
-   */
-  fs?: FileSystem
+}
+
+/** The functions that take an options object. */
+export type EntryPoint = 'open' | 'stash' | 'unstash' | 'editThing' | 'rekey'
+
+const ALL = ['open', 'stash', 'unstash', 'editThing', 'rekey'] as const
+const CONFIG_MODE = ['stash', 'unstash', 'editThing'] as const
+const LOCKING = ['open', 'rekey'] as const
+
+/**
+ * Every option name, with the entry points that accept it: the one list unknown names are
+ * checked against, so that a misspelt `encryptionkey` fails instead of silently leaving the
+ * public default key in place. A new option joins here as well as its options type; a test
+ * checks that each entry point's names are exactly the keys of its options type.
+ */
+const OPTION_NAMES = {
+  file: ALL,
+  persist: ['open'],
+  encryptionKey: ALL,
+  compress: ALL,
+  sync: LOCKING,
+  lockTimeoutMs: LOCKING,
+  lock: LOCKING,
+  maxFileSize: LOCKING,
+  staleMs: LOCKING,
+  name: CONFIG_MODE,
+  key: CONFIG_MODE,
+  thing: ['stash'],
+  writer: ['stash', 'editThing'],
+  reader: ['unstash', 'editThing'],
+  defaults: ['unstash', 'editThing'],
+  schema: CONFIG_MODE,
+  editor: ['editThing'],
+  newEncryptionKey: ['rekey'],
+  onProgress: ['rekey'],
+} as const satisfies Record<string, readonly EntryPoint[]>
+
+type OptionName = keyof typeof OPTION_NAMES
+
+/** The option names one entry point accepts. */
+export type OptionNameOf<E extends EntryPoint> = {
+  [N in OptionName]: E extends (typeof OPTION_NAMES)[N][number] ? N : never
+}[OptionName]
+
+function namesFor<E extends EntryPoint>(entryPoint: E): readonly OptionNameOf<E>[] {
+  const names = Object.keys(OPTION_NAMES) as OptionName[]
+  return names.filter((name) =>
+    (OPTION_NAMES[name] as readonly EntryPoint[]).includes(entryPoint),
+  ) as OptionNameOf<E>[]
+}
+
+/** The option names each entry point accepts. */
+export const knownOptions: { readonly [E in EntryPoint]: readonly OptionNameOf<E>[] } = {
+  open: namesFor('open'),
+  stash: namesFor('stash'),
+  unstash: namesFor('unstash'),
+  editThing: namesFor('editThing'),
+  rekey: namesFor('rekey'),
+}
+
+/** Levenshtein distance: how many one-character edits turn `a` into `b`. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      const substitute = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)
+      current.push(Math.min(previous[j]! + 1, current[j - 1]! + 1, substitute))
+    }
+    previous = current
+  }
+  return previous[b.length]!
+}
+
+/** The known name `name` was most likely meant to be, or undefined when none is close. */
+function closestName(name: string, known: readonly string[]): string | undefined {
+  const lower = name.toLowerCase()
+  // A wrong case is the likeliest slip (`encryptionkey`), so it wins over any edit distance.
+  const sameLetters = known.find((candidate) => candidate.toLowerCase() === lower)
+  if (sameLetters !== undefined) return sameLetters
+  let best: string | undefined
+  let bestDistance = Number.POSITIVE_INFINITY
+  for (const candidate of known) {
+    const distance = editDistance(lower, candidate.toLowerCase())
+    if (distance < bestDistance) {
+      best = candidate
+      bestDistance = distance
+    }
+  }
+  // Beyond this, a suggestion is a guess that misleads more than it helps.
+  return bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined
+}
+
+/**
+ * Throws InvalidOptionError for an options object that is not an object or has a property
+ * `entryPoint` does not know, naming the closest known option.
+ */
+export function checkOptionNames(options: unknown, entryPoint: EntryPoint): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidOptionError(`Expected options to be an object, got ${received(options)}`)
+  }
+  const known: readonly string[] = knownOptions[entryPoint]
+  for (const name of Object.keys(options)) {
+    if (known.includes(name)) continue
+    const suggestion = closestName(name, known)
+    throw new InvalidOptionError(
+      suggestion === undefined
+        ? `Unknown option \`${name}\`; the options of ${entryPoint}() are ${known.map((n) => `\`${n}\``).join(', ')}`
+        : `Unknown option \`${name}\`; did you mean \`${suggestion}\`?`,
+    )
+  }
 }
 
 export interface ResolvedOptions {
@@ -77,6 +191,7 @@ export interface ResolvedOptions {
   lock: LockMode
   maxFileSize: number
   staleMs: number
+  /** Always node:fs, except in fault-injection tests (openWithFileSystem). */
   fs: FileSystem
 }
 
@@ -97,49 +212,90 @@ export function expandPath(file: string): string {
   return isAbsolute(file) ? file : resolve(file)
 }
 
+/**
+ * The value an option received, as a message shows it: quoted strings, so that `''` and `'5'`
+ * are not mistaken for nothing or for a number. Never used for keys, which messages never show.
+ */
+export function received(value: unknown): string {
+  return inspect(value, { depth: 1, breakLength: Number.POSITIVE_INFINITY, maxStringLength: 100 })
+}
+
 function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
   if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T
   throw new InvalidOptionError(
-    `Expected \`${name}\` to be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${String(value)}`,
+    `Expected \`${name}\` to be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${received(value)}`,
   )
 }
 
 function positiveNumber(name: string, value: unknown): number {
   if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value
   throw new InvalidOptionError(
-    `Expected \`${name}\` to be a non-negative number, got ${String(value)}`,
+    `Expected \`${name}\` to be a non-negative number, got ${received(value)}`,
   )
+}
+
+function boolean(name: string, value: unknown): boolean {
+  if (typeof value === 'boolean') return value
+  throw new InvalidOptionError(`Expected \`${name}\` to be a boolean, got ${received(value)}`)
+}
+
+/** What an entry point does when a key option is absent. */
+type WhenAbsent = 'default key' | 'required'
+
+/**
+ * The key given under `option`, parsed; the public default key only when the option is
+ * absent. Present but undefined, empty or blank (what an unset environment variable gives)
+ * is an InvalidKeyError: silently falling back to the public key would leave the file
+ * readable by anyone while its owner believes it encrypted.
+ */
+export function keyOption(
+  options: object,
+  option: 'encryptionKey' | 'newEncryptionKey',
+  whenAbsent: WhenAbsent = 'default key',
+): Uint8Array {
+  if (!(option in options)) {
+    if (whenAbsent === 'default key') return parseKey(DEFAULT_ENCRYPTION_KEY)
+    throw new InvalidKeyError('got nothing: the option is missing', { option })
+  }
+  const value: unknown = (options as Record<string, unknown>)[option]
+  const empty =
+    value === undefined ||
+    (typeof value === 'string' && value.trim() === '') ||
+    (value instanceof Uint8Array && value.length === 0)
+  if (!empty) return parseKey(value, option)
+  const what = value === undefined ? 'undefined (an unset environment variable?)' : 'empty'
+  const hint =
+    whenAbsent === 'default key'
+      ? `pass a key (newKey() makes one), or omit \`${option}\` altogether to use the public default key, which only obfuscates`
+      : 'pass a key (newKey() makes one)'
+  throw new InvalidKeyError(`but it is present and ${what}`, { option, hint })
 }
 
 export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
   if (typeof options !== 'object' || options === null) {
-    throw new InvalidOptionError('Expected options to be an object')
+    throw new InvalidOptionError(`Expected options to be an object, got ${received(options)}`)
   }
   const o = { ...DEFAULT_OPTIONS, ...withoutUndefined(options) }
   if (o.file !== undefined && (typeof o.file !== 'string' || o.file === '')) {
     throw new InvalidOptionError(
-      `Expected \`file\` to be a non-empty string, got ${String(o.file)}`,
+      `Expected \`file\` to be a non-empty string, got ${received(o.file)}`,
     )
   }
-  const persist = options.persist ?? o.file !== undefined
-  if (typeof persist !== 'boolean')
-    throw new InvalidOptionError('Expected `persist` to be a boolean')
+  const persist = boolean('persist', options.persist ?? o.file !== undefined)
   if (persist && o.file === undefined) {
     throw new InvalidOptionError('`persist: true` needs a `file` to persist to')
   }
-  if (typeof o.compress !== 'boolean')
-    throw new InvalidOptionError('Expected `compress` to be a boolean')
   return {
     file: o.file === undefined ? undefined : expandPath(o.file),
     persist,
-    key: parseKey(o.encryptionKey),
-    compress: o.compress,
+    key: keyOption(options, 'encryptionKey'),
+    compress: boolean('compress', o.compress),
     sync: oneOf('sync', o.sync, ['always', 'never']),
     lockTimeoutMs: positiveNumber('lockTimeoutMs', o.lockTimeoutMs),
     lock: oneOf('lock', o.lock, ['flock', 'proper-lockfile', 'auto']),
     maxFileSize: positiveNumber('maxFileSize', o.maxFileSize),
     staleMs: Math.max(2000, positiveNumber('staleMs', o.staleMs)),
-    fs: o.fs ?? nodeFileSystem,
+    fs: nodeFileSystem,
   }
 }
 

@@ -1,14 +1,15 @@
 import { decodeValue } from './codec.js'
-import { deriveKeys, FLAG_DEFLATE, parseKey } from './crypto.js'
+import { deriveKeys, FLAG_DEFLATE } from './crypto.js'
 import { CorruptFileError, InvalidOptionError, StoreFileNotFoundError } from './errors.js'
+import { warnIfDefaultKey } from './default-key-warning.js'
 import { FileBackend } from './file-backend.js'
 import { readFileHeader } from './file-info.js'
-import { type AnyStoreOptions, resolveOptions } from './options.js'
+import { type AnyStoreOptions, checkOptionNames, keyOption, resolveOptions } from './options.js'
 
 export interface RekeyOptions
   extends Pick<
     AnyStoreOptions,
-    'encryptionKey' | 'lock' | 'lockTimeoutMs' | 'maxFileSize' | 'staleMs' | 'sync' | 'fs'
+    'encryptionKey' | 'lock' | 'lockTimeoutMs' | 'maxFileSize' | 'staleMs' | 'sync'
   > {
   /** The store file to re-encrypt; it must exist. */
   file: string
@@ -27,20 +28,19 @@ export interface RekeyOptions
  * have the store open with the old key get WrongKeyError on their next read.
  */
 export async function rekey(options: RekeyOptions): Promise<{ entries: number }> {
-  if (typeof options !== 'object' || options === null || typeof options.file !== 'string') {
-    throw new InvalidOptionError('rekey() needs `file`')
-  }
+  checkOptionNames(options, 'rekey')
+  if (typeof options.file !== 'string') throw new InvalidOptionError('rekey() needs `file`')
   const resolved = resolveOptions({
     file: options.file,
-    encryptionKey: options.encryptionKey,
+    encryptionKey: keyOption(options, 'encryptionKey'),
     lock: options.lock,
     lockTimeoutMs: options.lockTimeoutMs,
     maxFileSize: options.maxFileSize,
     staleMs: options.staleMs,
     sync: options.sync,
-    fs: options.fs,
   })
-  const newKeys = deriveKeys(parseKey(options.newEncryptionKey))
+  const newKey = keyOption(options, 'newEncryptionKey', 'required')
+  const newKeys = deriveKeys(newKey)
   const file = resolved.file as string
   readFileHeader(file)
   const backend = new FileBackend(file, {
@@ -74,6 +74,7 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
       }
       const compress = options.compress ?? (header.flags & FLAG_DEFLATE) !== 0
       backend.commit(entries, { keys: newKeys, compress })
+      warnIfDefaultKey(newKey, file)
       return { entries: total }
     })
   } finally {

@@ -6,14 +6,15 @@ import { finished } from 'node:stream/promises'
 import envPaths from 'env-paths'
 import { AnyStore } from './anystore.js'
 import { decodeValue, encodeValue } from './codec.js'
-import { deriveKeys, open, parseKey, seal } from './crypto.js'
+import { deriveKeys, open, seal } from './crypto.js'
+import { warnIfDefaultKey } from './default-key-warning.js'
 import {
   CorruptFileError,
   FileTooLargeError,
   InvalidOptionError,
   ThingNotFoundError,
 } from './errors.js'
-import { DEFAULT_OPTIONS, expandPath } from './options.js'
+import { checkOptionNames, DEFAULT_OPTIONS, expandPath, keyOption } from './options.js'
 import { checkKey, encodePayload, PayloadError } from './payload.js'
 import { PayloadMap } from './payload-map.js'
 import { type StandardSchemaV1, validateWithSchema } from './schema.js'
@@ -31,7 +32,11 @@ export interface ThingLocation {
    * directory being the platform's (`$XDG_CONFIG_HOME` or `~/.config` on Linux).
    */
   name?: string
-  /** @default DEFAULT_ENCRYPTION_KEY (public: it only obfuscates) */
+  /**
+   * Only an absent property means the public default key (which only obfuscates); present
+   * but `undefined` or empty is an InvalidKeyError.
+   * @default DEFAULT_ENCRYPTION_KEY
+   */
   encryptionKey?: string | Uint8Array
   /** Deflate before encrypting. @default false */
   compress?: boolean
@@ -43,6 +48,11 @@ export interface StashOptions<T> extends ThingLocation {
   /** The key the thing is stored under. */
   key: StoreKey
   thing: T
+  /**
+   * Any Standard Schema validator, run before anything is written: a thing that fails it is a
+   * SchemaValidationError and nothing is written. Its output is what is stored.
+   */
+  schema?: StandardSchemaV1<unknown, T>
 }
 
 export interface UnstashOptions<T> extends ThingLocation {
@@ -80,12 +90,15 @@ export function thingFile(location: ThingLocation): string | undefined {
 
 /**
  * Stores one object under `key`: in the store file (`file` or `name`), and/or as a
- * stand-alone encrypted stash written to `writer`.
+ * stand-alone encrypted stash written to `writer`. With `schema`, the object is validated
+ * first and the schema's output is stored.
  */
 export async function stash<T>(options: StashOptions<T>): Promise<void> {
-  const { writer } = options
+  const writer = (options as Partial<StashOptions<T>> | undefined)?.writer
   let written = false
   try {
+    checkOptionNames(options, 'stash')
+    const encryptionKey = keyOption(options, 'encryptionKey')
     const key = checkKey(options.key)
     const file = thingFile(options)
     if (file === undefined && writer === undefined) {
@@ -93,23 +106,23 @@ export async function stash<T>(options: StashOptions<T>): Promise<void> {
         'stash() needs somewhere to write: pass `file`, `name` or `writer`',
       )
     }
-    // Encoding first: an unsupported value fails before anything is written anywhere.
-    const value = encodeValue(options.thing)
+    // Validated and encoded first: an invalid or unsupported thing fails before anything is
+    // written anywhere, rather than being stored for unstash() to refuse later.
+    const thing =
+      options.schema === undefined
+        ? options.thing
+        : await validateWithSchema(options.schema, options.thing)
+    const value = encodeValue(thing)
     if (file !== undefined) {
-      const store = await AnyStore.open<T>({
-        file,
-        encryptionKey: options.encryptionKey,
-        compress: options.compress,
-      })
+      const store = await AnyStore.open<T>({ file, encryptionKey, compress: options.compress })
       try {
-        await store.set(key, options.thing)
+        await store.set(key, thing)
       } finally {
         await store.close()
       }
     }
     if (writer !== undefined) {
-      const keys = deriveKeys(parseKey(options.encryptionKey ?? DEFAULT_OPTIONS.encryptionKey))
-      const sealed = seal(keys, encodePayload([[key, { value }]]), {
+      const sealed = seal(deriveKeys(encryptionKey), encodePayload([[key, { value }]]), {
         compress: options.compress ?? DEFAULT_OPTIONS.compress,
       })
       for (const part of sealed.parts) {
@@ -118,6 +131,7 @@ export async function stash<T>(options: StashOptions<T>): Promise<void> {
       writer.end()
       await finished(writer)
       written = true
+      warnIfDefaultKey(encryptionKey, 'The stash written to `writer`')
     }
   } finally {
     if (writer !== undefined && !written) writer.destroy()
@@ -144,11 +158,11 @@ const MISSING = Symbol('missing')
 async function readFromStream(
   reader: Readable,
   key: StoreKey,
-  encryptionKey: string | Uint8Array,
+  encryptionKey: Uint8Array,
 ): Promise<unknown> {
   const label = 'the stash stream'
   const bytes = await readAll(reader, DEFAULT_OPTIONS.maxFileSize)
-  const { payload } = open(label, deriveKeys(parseKey(encryptionKey)), bytes)
+  const { payload } = open(label, deriveKeys(encryptionKey), bytes)
   let entries: PayloadMap
   try {
     entries = new PayloadMap(payload, label)
@@ -173,7 +187,7 @@ function exists(file: string): boolean {
 async function readFromFile(
   file: string,
   key: StoreKey,
-  encryptionKey: string | Uint8Array | undefined,
+  encryptionKey: Uint8Array,
 ): Promise<unknown> {
   // Checked first so that reading a missing config creates no directory and no lockfile.
   if (!exists(file)) return MISSING
@@ -190,16 +204,14 @@ async function readFromFile(
  * missing file or key gives `defaults`, or ThingNotFoundError without them.
  */
 export async function unstash<T>(options: UnstashOptions<T>): Promise<T> {
+  checkOptionNames(options, 'unstash')
+  const encryptionKey = keyOption(options, 'encryptionKey')
   const key = checkKey(options.key)
   let found: unknown
   let where: string
   if (options.reader !== undefined) {
     where = 'the stash stream'
-    found = await readFromStream(
-      options.reader,
-      key,
-      options.encryptionKey ?? DEFAULT_OPTIONS.encryptionKey,
-    )
+    found = await readFromStream(options.reader, key, encryptionKey)
   } else {
     const file = thingFile(options)
     if (file === undefined) {
@@ -208,7 +220,7 @@ export async function unstash<T>(options: UnstashOptions<T>): Promise<T> {
       )
     }
     where = file
-    found = await readFromFile(file, key, options.encryptionKey)
+    found = await readFromFile(file, key, encryptionKey)
   }
   if (found === MISSING) {
     if (options.defaults === undefined) throw new ThingNotFoundError(where, key)

@@ -2,8 +2,9 @@ import { chmodSync, readdirSync, readFileSync, statSync, writeFileSync } from 'n
 import { homedir } from 'node:os'
 import { join, relative } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { nodeFileSystem } from '../src/fsio.js'
-import { AnyStore, type FileSystem, newKey } from '../src/index.js'
+import { openWithFileSystem } from '../src/anystore.js'
+import { type FileSystem, nodeFileSystem } from '../src/fsio.js'
+import { AnyStore, newKey } from '../src/index.js'
 import { LockRecordFile } from '../src/lock.js'
 import { rejection, tempDir } from './helpers.js'
 
@@ -185,7 +186,7 @@ describe('persisted', () => {
   it('rejects an unstorable value before anything is written', async () => {
     const file = join(tempDir(), 'v.db')
     const { io, counts } = countingFs()
-    const store = await AnyStore.open({ file, fs: io })
+    const store = await openWithFileSystem({ file }, io)
     await store.set('ok', 1)
     for (const bad of [() => 1, Symbol('s'), new (class Point {})(), new WeakMap()]) {
       expect((await rejection(store.set('bad', bad))).code).toBe('ERR_ANYSTORE_UNSUPPORTED_VALUE')
@@ -201,7 +202,7 @@ describe('persisted', () => {
   it('coalesces concurrent set() calls into few commits (group commit)', async () => {
     const file = join(tempDir(), 'g.db')
     const { io, counts } = countingFs()
-    const store = await AnyStore.open<number>({ file, fs: io })
+    const store = await openWithFileSystem<number>({ file }, io)
     await Promise.all(Array.from({ length: 1000 }, (_, i) => store.set(`k${i}`, i)))
     expect(counts.rename).toBe(1)
     expect(await store.size()).toBe(1000)
@@ -236,7 +237,7 @@ describe('persisted', () => {
   it('run() commits once, or not at all when the callback throws', async () => {
     const file = join(tempDir(), 'tx.db')
     const { io, counts } = countingFs()
-    const store = await AnyStore.open<number>({ file, fs: io })
+    const store = await openWithFileSystem<number>({ file }, io)
     await store.run(async (tx) => {
       for (let i = 0; i < 10; i++) await tx.set(`k${i}`, i)
       expect(await tx.size()).toBe(10)
@@ -263,6 +264,38 @@ describe('persisted', () => {
     await store.close()
   })
 
+  it('a nested run() fails with a message that names only what exists', async () => {
+    for (const file of [join(tempDir(), 'nested.db'), undefined]) {
+      const store = await AnyStore.open<number>({ file })
+      const error = await rejection(store.run(async () => store.run(async () => 1)))
+      expect(error.code).toBe('ERR_ANYSTORE_REENTRANT')
+      expect(error.message).toContain('store.run()')
+      expect(error.message).not.toContain('tx.run')
+      // The writes a transaction can make are named as `tx` methods, which do exist.
+      const write = await rejection(store.run(async () => store.delete('x')))
+      expect(write.message).toContain('tx.delete')
+      await store.close()
+    }
+  })
+
+  it('the transaction object has only the documented methods', async () => {
+    const store = await AnyStore.open<number>()
+    const names = new Set<string>()
+    await store.run(async (tx) => {
+      for (let o: object | null = tx; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+        for (const name of Object.getOwnPropertyNames(o)) names.add(name)
+      }
+      expect('end' in tx).toBe(false)
+      await tx.set('a', 1)
+    })
+    names.delete('constructor')
+    expect([...names].sort()).toEqual(
+      ['clear', 'delete', 'entries', 'get', 'has', 'keys', 'set', 'size'].sort(),
+    )
+    expect(await store.get('a')).toBe(1)
+    await store.close()
+  })
+
   it('a transaction object cannot be used after run() returns', async () => {
     const store = await AnyStore.open<number>()
     let leaked: { get(key: string): Promise<unknown> } | undefined
@@ -270,6 +303,23 @@ describe('persisted', () => {
       leaked = tx
     })
     expect((await rejection(leaked!.get('a'))).code).toBe('ERR_ANYSTORE_CLOSED')
+  })
+})
+
+describe('await using', () => {
+  it('closes the store when the block ends', async () => {
+    const file = join(tempDir(), 'using.db')
+    let leaked: AnyStore<number> | undefined
+    {
+      await using store = await AnyStore.open<number>({ file })
+      leaked = store
+      await store.set('k', 1)
+    }
+    expect(leaked.closed).toBe(true)
+    expect((await rejection(leaked.get('k'))).code).toBe('ERR_ANYSTORE_CLOSED')
+    const again = await AnyStore.open<number>({ file })
+    expect(await again.get('k')).toBe(1)
+    await again.close()
   })
 })
 
@@ -504,7 +554,7 @@ describe('temp files', () => {
         nodeFileSystem.fsyncSync(fd)
       },
     }
-    const store = await AnyStore.open({ file, fs: io })
+    const store = await openWithFileSystem({ file }, io)
     await store.set('a', 1)
     const before = readFileSync(file)
     failNext = true

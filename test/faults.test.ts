@@ -2,11 +2,12 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
+import { openWithFileSystem } from '../src/anystore.js'
 import { AnyStore, type AnyStoreOptions } from '../src/index.js'
 import { COMMIT_STEPS, FaultyFileSystem } from './faulty-fs.js'
 
 /**
- * Faults injected through the `fs` option at every step of a commit. Whatever fails, the
+ * Faults injected through openWithFileSystem() at every step of a commit. Whatever fails, the
  * error reaches the caller, the file keeps a complete version, no temp file is left, and the
  * store works again once the fault clears.
  */
@@ -31,7 +32,7 @@ async function seeded(options: AnyStoreOptions = {}) {
   await clean.set('b', 1)
   await clean.close()
   const io = new FaultyFileSystem()
-  const store = await AnyStore.open({ file, fs: io, ...options })
+  const store = await openWithFileSystem({ file, ...options }, io)
   return { file, io, store }
 }
 

@@ -1,5 +1,4 @@
-import { nodeFileSystem } from '../src/fsio.js'
-import type { FileSystem } from '../src/index.js'
+import { type FileSystem, nodeFileSystem } from '../src/fsio.js'
 
 /** The steps a commit (and the lock around it) takes, as seen through the `fs` seam. */
 export const COMMIT_STEPS = [

@@ -2,6 +2,7 @@ import * as fs from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { type FileSystem, nodeFileSystem } from '../src/fsio.js'
+import { openWithFileSystem } from '../src/anystore.js'
 import { AnyStore } from '../src/index.js'
 import { tempDir } from './helpers.js'
 
@@ -42,7 +43,7 @@ describe('taking over the lock record', () => {
   it('is rewritten only when another holder came in between', async () => {
     const file = join(tempDir(), 'store.db')
     const { io, counts } = countingRecordWrites()
-    const store = await AnyStore.open({ file, fs: io })
+    const store = await openWithFileSystem({ file }, io)
     const other = await AnyStore.open({ file })
 
     for (let i = 0; i < 5; i++) await store.set('a', i)

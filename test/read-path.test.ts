@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { type FileSystem, nodeFileSystem } from '../src/fsio.js'
+import { openWithFileSystem } from '../src/anystore.js'
 import { AnyStore } from '../src/index.js'
 import { encodeValue } from '../src/codec.js'
 import { DEFAULT_ENCRYPTION_KEY, deriveKeys, parseKey } from '../src/crypto.js'
@@ -59,7 +60,7 @@ afterEach(async () => {
 })
 
 async function openReader(io?: FileSystem): Promise<AnyStore> {
-  const store = await AnyStore.open(io ? { file, fs: io } : { file })
+  const store = io ? await openWithFileSystem({ file }, io) : await AnyStore.open({ file })
   stores.push(store)
   return store
 }

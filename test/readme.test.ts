@@ -40,7 +40,9 @@ describe('README', () => {
           : JSON.stringify(value).replaceAll('"', "'")
       expect(rows.get(name), `README default for ${name}`).toBe(`\`${shown}\``)
     }
-    for (const name of ['file', 'persist', 'fs']) expect(rows.has(name)).toBe(true)
+    for (const name of ['file', 'persist']) expect(rows.has(name)).toBe(true)
+    // The file-system hook is internal (openWithFileSystem), not an option to document.
+    expect(rows.has('fs')).toBe(false)
   })
 
   it('errors table lists every exported error class with its code', () => {

@@ -4,7 +4,9 @@ import { join } from 'node:path'
 import { inspect } from 'node:util'
 import { afterAll, describe, expect, test, vi } from 'vitest'
 import { deriveKeys, parseKey } from '../src/crypto.js'
-import { AnyStore, type FileSystem, newKey } from '../src/index.js'
+import { openWithFileSystem } from '../src/anystore.js'
+import type { FileSystem } from '../src/fsio.js'
+import { AnyStore, newKey } from '../src/index.js'
 import { FaultyFileSystem } from './faulty-fs.js'
 
 const root = mkdtempSync(join(tmpdir(), 'anystore-security-'))
@@ -52,7 +54,7 @@ describe('file and directory modes (with umask 0, so the store sets them itself)
             rename(from, to)
           },
         })
-        const store = await AnyStore.open({ file, lock, fs: observing })
+        const store = await openWithFileSystem({ file, lock }, observing)
         await store.set('k', 'v')
         await store.run((tx) => tx.set('k2', 'v2'))
         await store.close()

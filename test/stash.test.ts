@@ -12,7 +12,7 @@ import {
   unstash,
 } from '../src/index.js'
 import { fixture, requireBuild, tempDir } from './cli-support.js'
-import { codeOf } from './helpers.js'
+import { codeOf, rejection } from './helpers.js'
 
 requireBuild()
 
@@ -220,6 +220,39 @@ describe('schemas', () => {
       ])
     },
   )
+
+  it.each([false, true])(
+    'stash() validates before writing: nothing is written on failure (async validator: %s)',
+    async (async) => {
+      const dir = tempDir()
+      const file = join(dir, 'app.store')
+      const received: unknown[] = []
+      const writer = new Writable({
+        write(chunk, _encoding, done) {
+          received.push(chunk)
+          done()
+        },
+      })
+      const schema = settingsSchema({ async })
+      const bad = { port: '80', host: 'h' } as unknown as Settings
+      const error = await rejection(stash({ file, writer, key: 'k', thing: bad, schema }))
+      expect(error.code).toBe('ERR_ANYSTORE_SCHEMA_VALIDATION')
+      expect((error as { issues?: unknown }).issues).toEqual([
+        { message: 'expected a number', path: ['port'] },
+      ])
+      expect(readdirSync(dir)).toEqual([])
+      expect(writer.destroyed).toBe(true)
+      expect(received).toEqual([])
+    },
+  )
+
+  it('stash() stores what the schema outputs, which unstash() then accepts', async () => {
+    const file = join(tempDir(), 'app.store')
+    const schema = settingsSchema()
+    await stash({ file, key: 'k', thing: { port: 80, host: 'h' }, schema })
+    expect(await unstash({ file, key: 'k' })).toEqual({ port: 80, host: 'h', checked: true })
+    expect(await unstash({ file, key: 'k', schema })).toEqual({ port: 80, host: 'h', checked: true })
+  })
 
   it('runs defaults through the schema too', async () => {
     const file = join(tempDir(), 'none.store')

@@ -11,6 +11,7 @@ import type { Writable } from 'node:stream'
 import { AnyStore } from '../anystore.js'
 import { encodeValue } from '../codec.js'
 import { DEFAULT_ENCRYPTION_KEY, FLAG_DEFLATE, newKey, parseKey } from '../crypto.js'
+import { markDefaultKeyWarningGiven } from '../default-key-warning.js'
 import { editText, editThing } from '../editor.js'
 import {
   CorruptFileError,
@@ -97,6 +98,9 @@ function chooseKey(ctx: CommandContext, warn: boolean): KeyChoice {
   if (fromEnv !== undefined && fromEnv.trim() !== '') {
     return { key: fromEnv.trim(), explicit: true, source: '$ANYSTORE_KEY' }
   }
+  // The CLI words the warning for its own options (or, for `info`, gives none on purpose):
+  // the library's, which names the `encryptionKey` option, would only repeat it.
+  markDefaultKeyWarningGiven()
   if (warn) {
     ctx.stderr.write(
       'anystore: warning: no --key-file or ANYSTORE_KEY given: using the public default key, which only obfuscates the file\n',

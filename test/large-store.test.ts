@@ -12,7 +12,9 @@ function valueFor(i: number): string {
 /** A store file of about 2.9 MiB: opened slice by slice, with records across slice boundaries. */
 async function largeStore(file: string, encryptionKey?: string): Promise<Map<string, string>> {
   const model = new Map<string, string>()
-  const store = await AnyStore.open<string>({ file, sync: 'never', encryptionKey })
+  // An absent key means the public default key; an explicitly undefined one is an error.
+  const key = encryptionKey === undefined ? {} : { encryptionKey }
+  const store = await AnyStore.open<string>({ file, sync: 'never', ...key })
   await store.run(async (tx) => {
     for (let i = 0; i < 3000; i++) {
       await tx.set(`key-${i}`, valueFor(i))
@@ -25,7 +27,8 @@ async function largeStore(file: string, encryptionKey?: string): Promise<Map<str
 }
 
 async function contents(file: string, encryptionKey?: string): Promise<[string | number, string][]> {
-  const store = await AnyStore.open<string>({ file, encryptionKey })
+  const key = encryptionKey === undefined ? {} : { encryptionKey }
+  const store = await AnyStore.open<string>({ file, ...key })
   const entries = await store.entries()
   await store.close()
   return entries as [string | number, string][]

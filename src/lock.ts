@@ -1,8 +1,13 @@
-import { constants } from 'node:fs'
+import { constants, type Stats } from 'node:fs'
 import { createRequire } from 'node:module'
 import { setTimeout as sleep } from 'node:timers/promises'
 import properLockfile from 'proper-lockfile'
-import { InvalidOptionError, LockCompromisedError, LockTimeoutError } from './errors.js'
+import {
+  InvalidOptionError,
+  InvalidPathError,
+  LockCompromisedError,
+  LockTimeoutError,
+} from './errors.js'
 import { closeQuietly, type FileSystem, readFully, writeFully } from './fsio.js'
 import type { LockMode } from './options.js'
 
@@ -15,6 +20,22 @@ export interface LockHolder {
 
 const RECORD_MAGIC = 0x41534c4b // "ASLK"
 const RECORD_SIZE = 16
+
+/** O_NOFOLLOW is 0 where the platform has none (Windows, which has no such links to follow either). */
+const NOFOLLOW = constants.O_NOFOLLOW ?? 0
+const LOCKFILE_FLAGS = constants.O_RDWR | constants.O_CREAT | NOFOLLOW
+
+/** Why an opened lockfile must not be used, or undefined when it is fine. */
+function lockfileProblem(stats: Stats): string | undefined {
+  if (!stats.isFile()) return 'is not a regular file'
+  // geteuid is missing on Windows, where there is no uid to compare.
+  const euid = process.geteuid?.()
+  if (euid !== undefined && stats.uid !== euid) {
+    return `is owned by uid ${stats.uid}, not by this process's user (uid ${euid})`
+  }
+  if (stats.nlink !== 1) return `has ${stats.nlink} hard links, so it is also another file`
+  return undefined
+}
 
 /**
  * `<file>.lock`: a regular file, mode 0600, never deleted. In flock mode it is the file that is
@@ -32,12 +53,29 @@ export class LockRecordFile {
     this.path = path
   }
 
+  /**
+   * Each acquisition writes the record at offset 0, so the open must never follow a link
+   * someone planted at this name: through a symbolic link it would overwrite the start of any
+   * file this process may write, and through a dangling one create a new file. O_NOFOLLOW
+   * refuses a link; fstat then checks that what we opened (or created) is a plain file of our
+   * own with no other name, which rules out a hard link to someone else's file.
+   */
   get fd(): number {
     if (this.#fd === undefined) {
-      const fd = this.#io.openSync(this.path, constants.O_RDWR | constants.O_CREAT, 0o600)
+      let fd: number
       try {
-        const { dev, ino } = this.#io.fstatSync(fd)
-        this.#inode = { dev, ino }
+        fd = this.#io.openSync(this.path, LOCKFILE_FLAGS, 0o600)
+      } catch (error) {
+        const code = (error as { code?: string }).code
+        if (code === 'ELOOP') throw this.#unsafe('is a symbolic link', error)
+        if (code === 'EISDIR') throw this.#unsafe('is a directory', error)
+        throw error
+      }
+      try {
+        const stats = this.#io.fstatSync(fd)
+        const problem = lockfileProblem(stats)
+        if (problem !== undefined) throw this.#unsafe(problem)
+        this.#inode = { dev: stats.dev, ino: stats.ino }
       } catch (error) {
         closeQuietly(this.#io, fd)
         throw error
@@ -45,6 +83,15 @@ export class LockRecordFile {
       this.#fd = fd
     }
     return this.#fd
+  }
+
+  #unsafe(problem: string, cause?: unknown): InvalidPathError {
+    const store = this.path.endsWith('.lock') ? this.path.slice(0, -'.lock'.length) : this.path
+    return new InvalidPathError(
+      store,
+      `its lockfile ${this.path} ${problem}; anystore only uses a regular file it created itself there: remove it`,
+      { cause },
+    )
   }
 
   read(): LockHolder | undefined {

@@ -1,3 +1,4 @@
+import * as fs from 'node:fs'
 import { constants, type Stats } from 'node:fs'
 import { createRequire } from 'node:module'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -139,6 +140,23 @@ export interface CrossProcessLock {
 
 type FlockSync = (fd: number, flags: 'exnb' | 'un') => void
 
+/**
+ * The file-system calls proper-lockfile makes, with its mkdir creating the lock directory 0700
+ * (it passes no mode, so the umask alone would decide, and under umask 0 the directory would
+ * be writable by everyone). The mode is given to mkdir itself, so there is no moment at which
+ * the directory is open to others. One object for every lock: proper-lockfile caches the
+ * mtime precision it probed on it.
+ */
+const lockDirFs = {
+  mkdir: (path: string, callback: (error: NodeJS.ErrnoException | null) => void) =>
+    fs.mkdir(path, { mode: 0o700 }, (error) => callback(error)),
+  rmdir: fs.rmdir,
+  rmdirSync: fs.rmdirSync,
+  stat: fs.stat,
+  utimes: fs.utimes,
+  realpath: fs.realpath,
+}
+
 let flockSync: FlockSync | null | undefined
 
 /** fs-ext is an optional native addon: `null` when it is not installed or did not build. */
@@ -276,6 +294,7 @@ export class ProperLockfileLock implements CrossProcessLock {
           realpath: false,
           retries: 0,
           stale: this.#staleMs,
+          fs: lockDirFs,
           onCompromised: (error) => {
             this.#compromised = error
           },

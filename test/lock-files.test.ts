@@ -10,7 +10,7 @@ import {
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { AnyStore, InvalidPathError, type LockMode } from '../src/index.js'
-import { rejection, tempDir } from './helpers.js'
+import { nextMessage, rejection, spawnFixture, tempDir } from './helpers.js'
 
 const modes: LockMode[] = ['flock', 'proper-lockfile']
 
@@ -69,5 +69,13 @@ describe.each(modes)('lock %s: <file>.lock is never followed or shared', (lock) 
     expect((await rejection(store.set('k', 'v'))).code).toBe('ERR_ANYSTORE_INVALID_PATH')
     expect(readFileSync(other)).toEqual(original)
     await store.close()
+  })
+})
+
+describe('proper-lockfile: the lock directory', () => {
+  it('is 0700 while held, even under umask 0', async () => {
+    const file = join(tempDir(), 's.db')
+    const child = spawnFixture('plock-mode.mjs', [file])
+    expect(await nextMessage(child)).toBe(0o700)
   })
 })

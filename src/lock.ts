@@ -7,6 +7,7 @@ import {
   InvalidOptionError,
   InvalidPathError,
   LockCompromisedError,
+  LockModeMismatchError,
   LockTimeoutError,
 } from './errors.js'
 import { closeQuietly, type FileSystem, readFully, writeFully } from './fsio.js'
@@ -140,6 +141,11 @@ export interface CrossProcessLock {
 
 type FlockSync = (fd: number, flags: 'exnb' | 'un') => void
 
+/** proper-lockfile's lock directory for a store file. */
+function lockDirOf(target: string): string {
+  return `${target}.plock`
+}
+
 /**
  * The file-system calls proper-lockfile makes, with its mkdir creating the lock directory 0700
  * (it passes no mode, so the umask alone would decide, and under umask 0 the directory would
@@ -202,17 +208,34 @@ export class FlockLock implements CrossProcessLock {
   readonly mode = 'flock' as const
   readonly record: LockRecordFile
   readonly #flock: FlockSync
+  readonly #io: FileSystem
+  readonly #target: string
+  readonly #lockDir: string
+  readonly #staleMs: number
   #held = false
 
-  constructor(record: LockRecordFile, flock: FlockSync) {
+  constructor(
+    record: LockRecordFile,
+    flock: FlockSync,
+    io: FileSystem,
+    target: string,
+    staleMs: number,
+  ) {
     this.record = record
     this.#flock = flock
+    this.#io = io
+    this.#target = target
+    this.#lockDir = lockDirOf(target)
+    this.#staleMs = staleMs
   }
 
   async acquire(timeoutMs: number): Promise<void> {
     const deadline = performance.now() + timeoutMs
     for (let attempt = 0; ; attempt++) {
-      if (this.#tryLock()) return
+      if (this.#tryLock()) {
+        this.#refuseMixedModes()
+        return
+      }
       if (performance.now() >= deadline) {
         throw new LockTimeoutError(this.record.path, timeoutMs, this.record.read()?.pid)
       }
@@ -237,6 +260,25 @@ export class FlockLock implements CrossProcessLock {
     return true
   }
 
+  /**
+   * Runs holding flock, before anything is read or written (docs/DESIGN.md, "Mixed lock
+   * modes"). flock held is our marker: a proper-lockfile user that takes its lock from now on
+   * probes it and backs off. One that holds its lock already has its directory in place: we
+   * back off. One lstat of a name that normally does not exist.
+   */
+  #refuseMixedModes(): void {
+    const dir = this.#io.lstatSync(this.#lockDir)
+    // Not refreshed for staleMs: its holder was killed, and proper-lockfile users would take
+    // it over too.
+    if (dir === undefined || Date.now() - dir.mtimeMs > this.#staleMs) return
+    this.#unlock()
+    throw new LockModeMismatchError(
+      this.#target,
+      'flock',
+      `its lock directory ${this.#lockDir} is held`,
+    )
+  }
+
   assertHeld(): void {
     if (!this.#held) throw new LockCompromisedError(this.record.path, 'the lock is not held')
     if (!this.record.isCurrent()) {
@@ -245,6 +287,10 @@ export class FlockLock implements CrossProcessLock {
   }
 
   async release(): Promise<void> {
+    this.#unlock()
+  }
+
+  #unlock(): void {
     if (!this.#held) return
     this.#held = false
     try {
@@ -274,22 +320,26 @@ export class ProperLockfileLock implements CrossProcessLock {
   readonly #target: string
   readonly #lockDir: string
   readonly #staleMs: number
+  /** fs-ext's flockSync to probe for flock users, or null where fs-ext does not load. */
+  readonly #flock: FlockSync | null
   #release: (() => Promise<void>) | undefined
   #compromised: Error | undefined
 
-  constructor(record: LockRecordFile, target: string, staleMs: number) {
+  constructor(record: LockRecordFile, target: string, staleMs: number, flock: FlockSync | null) {
     this.record = record
     this.#target = target
-    this.#lockDir = `${target}.plock`
+    this.#lockDir = lockDirOf(target)
     this.#staleMs = staleMs
+    this.#flock = flock
   }
 
   async acquire(timeoutMs: number): Promise<void> {
     const deadline = performance.now() + timeoutMs
     for (let attempt = 0; ; attempt++) {
+      let release: (() => Promise<void>) | undefined
       try {
         this.#compromised = undefined
-        this.#release = await properLockfile.lock(this.#target, {
+        release = await properLockfile.lock(this.#target, {
           lockfilePath: this.#lockDir,
           realpath: false,
           retries: 0,
@@ -299,15 +349,45 @@ export class ProperLockfileLock implements CrossProcessLock {
             this.#compromised = error
           },
         })
-        return
       } catch (error) {
         if ((error as { code?: string }).code !== 'ELOCKED') throw error
+      }
+      if (release !== undefined) {
+        this.#release = release
+        await this.#refuseMixedModes()
+        return
       }
       if (performance.now() >= deadline) {
         throw new LockTimeoutError(this.#lockDir, timeoutMs, this.record.read()?.pid)
       }
       await backoff(attempt)
     }
+  }
+
+  /**
+   * Runs holding the lock directory, our marker, before anything is read or written
+   * (docs/DESIGN.md, "Mixed lock modes"): a flock user that locks from now on sees the
+   * directory and backs off. One that holds flock already is found by trying flock ourselves
+   * on the lockfile; success only means no one holds it (a lockfile left by a flock user that
+   * exited is just a file), and we let go again at once. Where fs-ext does not load, flock users
+   * cannot be seen from here (see "What is not detected").
+   */
+  async #refuseMixedModes(): Promise<void> {
+    if (this.#flock === null) return
+    try {
+      this.#flock(this.record.fd, 'exnb')
+    } catch (error) {
+      // Whatever failed (a busy lockfile, or one that is unsafe to open), we hold the
+      // directory and must let go of it before reporting.
+      await this.release()
+      if (!isBusy(error)) throw error
+      throw new LockModeMismatchError(
+        this.#target,
+        'proper-lockfile',
+        `its lockfile ${this.record.path} is locked with flock`,
+      )
+    }
+    this.#flock(this.record.fd, 'un')
   }
 
   assertHeld(): void {
@@ -349,6 +429,6 @@ export function createLock(
   }
   const record = new LockRecordFile(io, `${target}.lock`)
   return flock === null
-    ? new ProperLockfileLock(record, target, staleMs)
-    : new FlockLock(record, flock)
+    ? new ProperLockfileLock(record, target, staleMs, loadFlock())
+    : new FlockLock(record, flock, io, target, staleMs)
 }

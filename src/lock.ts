@@ -2,6 +2,7 @@ import * as fs from 'node:fs'
 import { constants, type Stats } from 'node:fs'
 import { createRequire } from 'node:module'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { isMainThread } from 'node:worker_threads'
 import properLockfile from 'proper-lockfile'
 import {
   InvalidOptionError,
@@ -179,6 +180,17 @@ export function loadFlock(): FlockSync | null {
 }
 
 /**
+ * fs-ext for the proper-lockfile side's probe, where loading it is safe: always on the main
+ * thread; in a worker thread only if this thread loaded it already (a flock-mode store did).
+ * fs-ext 2.1.1 keeps V8 handles in process-wide statics that each load resets, so loading it
+ * in worker threads that come and go aborts the process (`Check failed: node->IsInUse()`):
+ * proper-lockfile users must not start doing that just to probe.
+ */
+function flockForProbe(): FlockSync | null {
+  return isMainThread ? loadFlock() : (flockSync ?? null)
+}
+
+/**
  * Waits between attempts: a couple of immediate retries (the holder of a short commit is often
  * about to release), then exponential backoff with jitter up to 8 ms, so waiters do not
  * retry in lockstep.
@@ -320,17 +332,14 @@ export class ProperLockfileLock implements CrossProcessLock {
   readonly #target: string
   readonly #lockDir: string
   readonly #staleMs: number
-  /** fs-ext's flockSync to probe for flock users, or null where fs-ext does not load. */
-  readonly #flock: FlockSync | null
   #release: (() => Promise<void>) | undefined
   #compromised: Error | undefined
 
-  constructor(record: LockRecordFile, target: string, staleMs: number, flock: FlockSync | null) {
+  constructor(record: LockRecordFile, target: string, staleMs: number) {
     this.record = record
     this.#target = target
     this.#lockDir = lockDirOf(target)
     this.#staleMs = staleMs
-    this.#flock = flock
   }
 
   async acquire(timeoutMs: number): Promise<void> {
@@ -369,13 +378,14 @@ export class ProperLockfileLock implements CrossProcessLock {
    * (docs/DESIGN.md, "Mixed lock modes"): a flock user that locks from now on sees the
    * directory and backs off. One that holds flock already is found by trying flock ourselves
    * on the lockfile; success only means no one holds it (a lockfile left by a flock user that
-   * exited is just a file), and we let go again at once. Where fs-ext does not load, flock users
-   * cannot be seen from here (see "What is not detected").
+   * exited is just a file), and we let go again at once. Where fs-ext is not available (see
+   * flockForProbe), flock users cannot be seen from here (see "What is not detected").
    */
   async #refuseMixedModes(): Promise<void> {
-    if (this.#flock === null) return
+    const flock = flockForProbe()
+    if (flock === null) return
     try {
-      this.#flock(this.record.fd, 'exnb')
+      flock(this.record.fd, 'exnb')
     } catch (error) {
       // Whatever failed (a busy lockfile, or one that is unsafe to open), we hold the
       // directory and must let go of it before reporting.
@@ -387,7 +397,7 @@ export class ProperLockfileLock implements CrossProcessLock {
         `its lockfile ${this.record.path} is locked with flock`,
       )
     }
-    this.#flock(this.record.fd, 'un')
+    flock(this.record.fd, 'un')
   }
 
   assertHeld(): void {
@@ -429,6 +439,6 @@ export function createLock(
   }
   const record = new LockRecordFile(io, `${target}.lock`)
   return flock === null
-    ? new ProperLockfileLock(record, target, staleMs, loadFlock())
+    ? new ProperLockfileLock(record, target, staleMs)
     : new FlockLock(record, flock, io, target, staleMs)
 }

@@ -1,5 +1,15 @@
 import { spawn } from 'node:child_process'
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  accessSync,
+  closeSync,
+  constants,
+  fstatSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -134,6 +144,47 @@ async function askEditAgain(watch: InterruptWatch): Promise<boolean> {
   }
 }
 
+/** O_NOFOLLOW is 0 where the platform has none (Windows). */
+const NOFOLLOW = constants.O_NOFOLLOW ?? 0
+
+/** Creates the temp file: a new name (O_EXCL), never through a link, private to us. */
+function writeNewFile(file: string, text: string): void {
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NOFOLLOW
+  const fd = openSync(file, flags, 0o600)
+  try {
+    writeFileSync(fd, text)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
+ * Reads the temp file back, refusing what the store did not put there: a link at its name (the
+ * private directory makes that unlikely, but following one would save some other file's
+ * content into the store) or a file that is not a regular file of our own.
+ */
+function readOwnFile(file: string): string {
+  let fd: number
+  try {
+    fd = openSync(file, constants.O_RDONLY | NOFOLLOW)
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ELOOP') throw error
+    throw new EditAbortedError(`the edited file ${file} was replaced by a symbolic link`)
+  }
+  try {
+    const stats = fstatSync(fd)
+    const euid = process.geteuid?.()
+    if (!stats.isFile() || (euid !== undefined && stats.uid !== euid)) {
+      throw new EditAbortedError(
+        `the edited file ${file} was replaced by something other than a regular file of ours`,
+      )
+    }
+    return readFileSync(fd, 'utf8')
+  } finally {
+    closeSync(fd)
+  }
+}
+
 export interface EditTextOptions {
   /** The editor command; `$VISUAL` and `$EDITOR` take precedence. */
   editor?: string | undefined
@@ -161,11 +212,11 @@ export async function editText<T>(
   watch.start()
   try {
     const file = join(dir, options.fileName ?? 'thing.json')
-    writeFileSync(file, text, { mode: 0o600, flag: 'wx' })
+    writeNewFile(file, text)
     for (;;) {
       if (watch.signal !== undefined) throw new EditAbortedError(`interrupted by ${watch.signal}`)
       await runEditor(editor, file, watch)
-      const edited = readFileSync(file, 'utf8')
+      const edited = readOwnFile(file)
       try {
         return { value: await accept(edited), changed: edited !== text }
       } catch (error) {

@@ -106,6 +106,25 @@ export class LockCompromisedError extends AnyStoreError {
   }
 }
 
+/**
+ * Another process holds the store's lock in the other lock mode (`flock` versus
+ * `proper-lockfile`). The two modes do not exclude each other, so the write is refused, under
+ * this process's own lock and before anything is written.
+ */
+export class LockModeMismatchError extends AnyStoreError {
+  /** The lock mode of this process. */
+  readonly mode: 'flock' | 'proper-lockfile'
+
+  constructor(file: string, mode: 'flock' | 'proper-lockfile', evidence: string) {
+    const other = mode === 'flock' ? 'proper-lockfile' : 'flock'
+    super(
+      'ERR_ANYSTORE_LOCK_MODE_MISMATCH',
+      `Another process uses lock mode '${other}' on ${file} (${evidence}) while this one uses '${mode}': the two modes do not exclude each other, so nothing was written. Give every process that shares the file the same \`lock\` option`,
+    )
+    this.mode = mode
+  }
+}
+
 /** A value (or part of one) that cannot be stored and restored exactly. */
 export class UnsupportedValueError extends AnyStoreError {
   /** Where in the value the problem is, e.g. `value.list[3]`. */

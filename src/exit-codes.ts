@@ -25,6 +25,7 @@ export const EXIT_CODES = Object.freeze({
   ERR_ANYSTORE_INVALID_PATH: 18,
   ERR_ANYSTORE_INVALID_OPTION: 19,
   ERR_ANYSTORE_UNSUPPORTED_KEY: 20,
+  ERR_ANYSTORE_LOCK_MODE_MISMATCH: 21,
   /** Stopped by Ctrl-C (128 + SIGINT), as shells report it. */
   INTERRUPTED: 130,
 })

@@ -1,4 +1,4 @@
-import type { Stats } from 'node:fs'
+import { constants, type Stats } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import {
   type DerivedKeys,
@@ -69,6 +69,10 @@ function worthReindexing(entries: Iterable<[StoreKey, Entry]>, payload: Buffer):
 }
 
 const TEMP_NAME = /^\.?(.+)\.([0-9a-f]{16})\.tmp$/
+
+/** A temp file is always a new file of ours: never an existing name, never through a link. */
+const TEMP_FLAGS =
+  constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0)
 
 /** 8 random bytes as 16 hex digits. */
 function newToken(): string {
@@ -511,7 +515,9 @@ export class FileBackend implements Persistence {
   }
 
   /**
-   * Creates our temp file (O_EXCL, so never through a link someone planted). The name is this
+   * Creates our temp file. O_EXCL alone already refuses any existing name, a symbolic link
+   * included (dangling or not); O_NOFOLLOW says the same thing explicitly, so that the flags
+   * keep refusing links should O_EXCL ever be dropped from them. The name is this
    * instance's for its lifetime and we hold the lock, so a file already there is a temp of ours
    * that a failed commit could not remove, or was put there by someone else: either way it is
    * removed (a link itself, not its target) and the create retried once. Opened for reading
@@ -519,11 +525,11 @@ export class FileBackend implements Persistence {
    */
   #createTemp(temp: string): number {
     try {
-      return this.#io.openSync(temp, 'wx+', 0o600)
+      return this.#io.openSync(temp, TEMP_FLAGS, 0o600)
     } catch (error) {
       if ((error as { code?: string }).code !== 'EEXIST') throw error
       this.#io.unlinkSync(temp)
-      return this.#io.openSync(temp, 'wx+', 0o600)
+      return this.#io.openSync(temp, TEMP_FLAGS, 0o600)
     }
   }
 

@@ -11,6 +11,7 @@ export {
   InvalidOptionError,
   InvalidPathError,
   LockCompromisedError,
+  LockModeMismatchError,
   LockTimeoutError,
   NotAnyStoreFileError,
   NotATerminalError,

@@ -1,8 +1,16 @@
-import { constants } from 'node:fs'
+import * as fs from 'node:fs'
+import { constants, type Stats } from 'node:fs'
 import { createRequire } from 'node:module'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { isMainThread } from 'node:worker_threads'
 import properLockfile from 'proper-lockfile'
-import { InvalidOptionError, LockCompromisedError, LockTimeoutError } from './errors.js'
+import {
+  InvalidOptionError,
+  InvalidPathError,
+  LockCompromisedError,
+  LockModeMismatchError,
+  LockTimeoutError,
+} from './errors.js'
 import { closeQuietly, type FileSystem, readFully, writeFully } from './fsio.js'
 import type { LockMode } from './options.js'
 
@@ -15,6 +23,22 @@ export interface LockHolder {
 
 const RECORD_MAGIC = 0x41534c4b // "ASLK"
 const RECORD_SIZE = 16
+
+/** O_NOFOLLOW is 0 where the platform has none (Windows, which has no such links to follow either). */
+const NOFOLLOW = constants.O_NOFOLLOW ?? 0
+const LOCKFILE_FLAGS = constants.O_RDWR | constants.O_CREAT | NOFOLLOW
+
+/** Why an opened lockfile must not be used, or undefined when it is fine. */
+function lockfileProblem(stats: Stats): string | undefined {
+  if (!stats.isFile()) return 'is not a regular file'
+  // geteuid is missing on Windows, where there is no uid to compare.
+  const euid = process.geteuid?.()
+  if (euid !== undefined && stats.uid !== euid) {
+    return `is owned by uid ${stats.uid}, not by this process's user (uid ${euid})`
+  }
+  if (stats.nlink !== 1) return `has ${stats.nlink} hard links, so it is also another file`
+  return undefined
+}
 
 /**
  * `<file>.lock`: a regular file, mode 0600, never deleted. In flock mode it is the file that is
@@ -32,12 +56,29 @@ export class LockRecordFile {
     this.path = path
   }
 
+  /**
+   * Each acquisition writes the record at offset 0, so the open must never follow a link
+   * someone planted at this name: through a symbolic link it would overwrite the start of any
+   * file this process may write, and through a dangling one create a new file. O_NOFOLLOW
+   * refuses a link; fstat then checks that what we opened (or created) is a plain file of our
+   * own with no other name, which rules out a hard link to someone else's file.
+   */
   get fd(): number {
     if (this.#fd === undefined) {
-      const fd = this.#io.openSync(this.path, constants.O_RDWR | constants.O_CREAT, 0o600)
+      let fd: number
       try {
-        const { dev, ino } = this.#io.fstatSync(fd)
-        this.#inode = { dev, ino }
+        fd = this.#io.openSync(this.path, LOCKFILE_FLAGS, 0o600)
+      } catch (error) {
+        const code = (error as { code?: string }).code
+        if (code === 'ELOOP') throw this.#unsafe('is a symbolic link', error)
+        if (code === 'EISDIR') throw this.#unsafe('is a directory', error)
+        throw error
+      }
+      try {
+        const stats = this.#io.fstatSync(fd)
+        const problem = lockfileProblem(stats)
+        if (problem !== undefined) throw this.#unsafe(problem)
+        this.#inode = { dev: stats.dev, ino: stats.ino }
       } catch (error) {
         closeQuietly(this.#io, fd)
         throw error
@@ -45,6 +86,15 @@ export class LockRecordFile {
       this.#fd = fd
     }
     return this.#fd
+  }
+
+  #unsafe(problem: string, cause?: unknown): InvalidPathError {
+    const store = this.path.endsWith('.lock') ? this.path.slice(0, -'.lock'.length) : this.path
+    return new InvalidPathError(
+      store,
+      `its lockfile ${this.path} ${problem}; anystore only uses a regular file it created itself there: remove it`,
+      { cause },
+    )
   }
 
   read(): LockHolder | undefined {
@@ -92,6 +142,28 @@ export interface CrossProcessLock {
 
 type FlockSync = (fd: number, flags: 'exnb' | 'un') => void
 
+/** proper-lockfile's lock directory for a store file. */
+function lockDirOf(target: string): string {
+  return `${target}.plock`
+}
+
+/**
+ * The file-system calls proper-lockfile makes, with its mkdir creating the lock directory 0700
+ * (it passes no mode, so the umask alone would decide, and under umask 0 the directory would
+ * be writable by everyone). The mode is given to mkdir itself, so there is no moment at which
+ * the directory is open to others. One object for every lock: proper-lockfile caches the
+ * mtime precision it probed on it.
+ */
+const lockDirFs = {
+  mkdir: (path: string, callback: (error: NodeJS.ErrnoException | null) => void) =>
+    fs.mkdir(path, { mode: 0o700 }, (error) => callback(error)),
+  rmdir: fs.rmdir,
+  rmdirSync: fs.rmdirSync,
+  stat: fs.stat,
+  utimes: fs.utimes,
+  realpath: fs.realpath,
+}
+
 let flockSync: FlockSync | null | undefined
 
 /** fs-ext is an optional native addon: `null` when it is not installed or did not build. */
@@ -105,6 +177,17 @@ export function loadFlock(): FlockSync | null {
     }
   }
   return flockSync
+}
+
+/**
+ * fs-ext for the proper-lockfile side's probe, where loading it is safe: always on the main
+ * thread; in a worker thread only if this thread loaded it already (a flock-mode store did).
+ * fs-ext 2.1.1 keeps V8 handles in process-wide statics that each load resets, so loading it
+ * in worker threads that come and go aborts the process (`Check failed: node->IsInUse()`):
+ * proper-lockfile users must not start doing that just to probe.
+ */
+function flockForProbe(): FlockSync | null {
+  return isMainThread ? loadFlock() : (flockSync ?? null)
 }
 
 /**
@@ -137,17 +220,34 @@ export class FlockLock implements CrossProcessLock {
   readonly mode = 'flock' as const
   readonly record: LockRecordFile
   readonly #flock: FlockSync
+  readonly #io: FileSystem
+  readonly #target: string
+  readonly #lockDir: string
+  readonly #staleMs: number
   #held = false
 
-  constructor(record: LockRecordFile, flock: FlockSync) {
+  constructor(
+    record: LockRecordFile,
+    flock: FlockSync,
+    io: FileSystem,
+    target: string,
+    staleMs: number,
+  ) {
     this.record = record
     this.#flock = flock
+    this.#io = io
+    this.#target = target
+    this.#lockDir = lockDirOf(target)
+    this.#staleMs = staleMs
   }
 
   async acquire(timeoutMs: number): Promise<void> {
     const deadline = performance.now() + timeoutMs
     for (let attempt = 0; ; attempt++) {
-      if (this.#tryLock()) return
+      if (this.#tryLock()) {
+        this.#refuseMixedModes()
+        return
+      }
       if (performance.now() >= deadline) {
         throw new LockTimeoutError(this.record.path, timeoutMs, this.record.read()?.pid)
       }
@@ -172,6 +272,25 @@ export class FlockLock implements CrossProcessLock {
     return true
   }
 
+  /**
+   * Runs holding flock, before anything is read or written (docs/DESIGN.md, "Mixed lock
+   * modes"). flock held is our marker: a proper-lockfile user that takes its lock from now on
+   * probes it and backs off. One that holds its lock already has its directory in place: we
+   * back off. One lstat of a name that normally does not exist.
+   */
+  #refuseMixedModes(): void {
+    const dir = this.#io.lstatSync(this.#lockDir)
+    // Not refreshed for staleMs: its holder was killed, and proper-lockfile users would take
+    // it over too.
+    if (dir === undefined || Date.now() - dir.mtimeMs > this.#staleMs) return
+    this.#unlock()
+    throw new LockModeMismatchError(
+      this.#target,
+      'flock',
+      `its lock directory ${this.#lockDir} is held`,
+    )
+  }
+
   assertHeld(): void {
     if (!this.#held) throw new LockCompromisedError(this.record.path, 'the lock is not held')
     if (!this.record.isCurrent()) {
@@ -180,6 +299,10 @@ export class FlockLock implements CrossProcessLock {
   }
 
   async release(): Promise<void> {
+    this.#unlock()
+  }
+
+  #unlock(): void {
     if (!this.#held) return
     this.#held = false
     try {
@@ -215,33 +338,66 @@ export class ProperLockfileLock implements CrossProcessLock {
   constructor(record: LockRecordFile, target: string, staleMs: number) {
     this.record = record
     this.#target = target
-    this.#lockDir = `${target}.plock`
+    this.#lockDir = lockDirOf(target)
     this.#staleMs = staleMs
   }
 
   async acquire(timeoutMs: number): Promise<void> {
     const deadline = performance.now() + timeoutMs
     for (let attempt = 0; ; attempt++) {
+      let release: (() => Promise<void>) | undefined
       try {
         this.#compromised = undefined
-        this.#release = await properLockfile.lock(this.#target, {
+        release = await properLockfile.lock(this.#target, {
           lockfilePath: this.#lockDir,
           realpath: false,
           retries: 0,
           stale: this.#staleMs,
+          fs: lockDirFs,
           onCompromised: (error) => {
             this.#compromised = error
           },
         })
-        return
       } catch (error) {
         if ((error as { code?: string }).code !== 'ELOCKED') throw error
+      }
+      if (release !== undefined) {
+        this.#release = release
+        await this.#refuseMixedModes()
+        return
       }
       if (performance.now() >= deadline) {
         throw new LockTimeoutError(this.#lockDir, timeoutMs, this.record.read()?.pid)
       }
       await backoff(attempt)
     }
+  }
+
+  /**
+   * Runs holding the lock directory, our marker, before anything is read or written
+   * (docs/DESIGN.md, "Mixed lock modes"): a flock user that locks from now on sees the
+   * directory and backs off. One that holds flock already is found by trying flock ourselves
+   * on the lockfile; success only means no one holds it (a lockfile left by a flock user that
+   * exited is just a file), and we let go again at once. Where fs-ext is not available (see
+   * flockForProbe), flock users cannot be seen from here (see "What is not detected").
+   */
+  async #refuseMixedModes(): Promise<void> {
+    const flock = flockForProbe()
+    if (flock === null) return
+    try {
+      flock(this.record.fd, 'exnb')
+    } catch (error) {
+      // Whatever failed (a busy lockfile, or one that is unsafe to open), we hold the
+      // directory and must let go of it before reporting.
+      await this.release()
+      if (!isBusy(error)) throw error
+      throw new LockModeMismatchError(
+        this.#target,
+        'proper-lockfile',
+        `its lockfile ${this.record.path} is locked with flock`,
+      )
+    }
+    flock(this.record.fd, 'un')
   }
 
   assertHeld(): void {
@@ -284,5 +440,5 @@ export function createLock(
   const record = new LockRecordFile(io, `${target}.lock`)
   return flock === null
     ? new ProperLockfileLock(record, target, staleMs)
-    : new FlockLock(record, flock)
+    : new FlockLock(record, flock, io, target, staleMs)
 }

@@ -341,6 +341,28 @@ describe('anystore CLI: exit codes', () => {
     expect(await exited).toBe(0)
   })
 
+  it('--lock chooses the lock mode: exits 21 when another process holds the other mode', async () => {
+    const f = setup()
+    await fill(f, [['a', 1]])
+    const k = ['--key-file', f.keyFile]
+    expect((await runCli(['set', f.file, 'c', '3', ...k, '--lock', 'sometimes'])).code).toBe(
+      EXIT_CODES.USAGE,
+    )
+    // The holder uses flock (the default where fs-ext loads).
+    const { exited } = await holdLock(f, 3000)
+    const mixed = await runCli(['set', f.file, 'c', '3', ...k, '--lock', 'proper-lockfile'])
+    expect(mixed.code).toBe(EXIT_CODES.ERR_ANYSTORE_LOCK_MODE_MISMATCH)
+    expect(mixed.stderr).toContain('ERR_ANYSTORE_LOCK_MODE_MISMATCH')
+    expect(await exited).toBe(0)
+    // Once no flock user holds the lock, the same command succeeds.
+    expect((await runCli(['set', f.file, 'c', '3', ...k, '--lock', 'proper-lockfile'])).code).toBe(0)
+    expect(await entriesOf(f.file, f.key)).toEqual([
+      ['a', 1],
+      ['b', 2],
+      ['c', '3'],
+    ])
+  })
+
   it('exits 12 for a value the store cannot hold, 13 for invalid JSON, 18 for a directory', async () => {
     const f = setup()
     const k = ['--key-file', f.keyFile]

@@ -22,7 +22,7 @@ afterEach(() => {
 
 const quote = (text: string) => `'${text.replaceAll("'", `'\\''`)}'`
 
-type Step = { write: string } | { keep: true } | { exit: number } | { wait: true }
+type Step = { write: string } | { keep: true } | { exit: number } | { wait: true } | { symlink: string }
 
 interface EditRun {
   dir: string
@@ -172,6 +172,20 @@ describe('editThing in a terminal, with a scripted editor', () => {
     const run = editInTerminal({ file, key: 'cfg' }, [{ exit: 3 }], dir)
     expect(await run.result()).toMatchObject({ ok: false, code: 'ERR_ANYSTORE_EDIT_ABORTED' })
     expect(await unstash({ file, key: 'cfg' })).toEqual({ port: 80 })
+    expectTempFilesGone(run)
+  })
+
+  it('saves nothing when the temp file was replaced by a symbolic link', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'app.store')
+    await stash({ file, key: 'cfg', thing: { port: 80 } })
+    // Valid JSON, so following the link would store it.
+    const elsewhere = join(dir, 'elsewhere.json')
+    writeFileSync(elsewhere, '{"port": 6666}')
+    const run = editInTerminal({ file, key: 'cfg' }, [{ symlink: elsewhere }], dir)
+    expect(await run.result()).toMatchObject({ ok: false, code: 'ERR_ANYSTORE_EDIT_ABORTED' })
+    expect(await unstash({ file, key: 'cfg' })).toEqual({ port: 80 })
+    expect(readFileSync(elsewhere, 'utf8')).toBe('{"port": 6666}')
     expectTempFilesGone(run)
   })
 

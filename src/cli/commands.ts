@@ -21,7 +21,7 @@ import {
   WrongKeyError,
 } from '../errors.js'
 import { assertFileExists, readFileHeader } from '../file-info.js'
-import { expandPath } from '../options.js'
+import { expandPath, type LockMode } from '../options.js'
 import { ProgressBar } from '../progress.js'
 import { rekey } from '../rekey.js'
 import { needsEntriesForm, storeFromJson, storeJsonChunks } from '../store-json.js'
@@ -119,6 +119,17 @@ function lockTimeout(ctx: CommandContext): number | undefined {
   return ms
 }
 
+const LOCK_MODES: readonly LockMode[] = ['flock', 'proper-lockfile', 'auto']
+
+function lockMode(ctx: CommandContext): LockMode | undefined {
+  const text = ctx.options.lock
+  if (text === undefined) return undefined
+  if (typeof text !== 'string' || !(LOCK_MODES as readonly string[]).includes(text)) {
+    throw new UsageError(`--lock must be flock, proper-lockfile or auto, got ${String(text)}`)
+  }
+  return text as LockMode
+}
+
 function storeKey(ctx: CommandContext, text: string): StoreKey {
   if (!ctx.options.number) return text
   const number = Number(text)
@@ -200,6 +211,7 @@ async function withStore<T>(
     encryptionKey: key,
     compress,
     lockTimeoutMs: lockTimeout(ctx),
+    lock: lockMode(ctx),
   })
   try {
     return await fn(store, file)
@@ -377,6 +389,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
       newEncryptionKey,
       compress: ctx.options.compress === true ? true : undefined,
       lockTimeoutMs: lockTimeout(ctx),
+      lock: lockMode(ctx),
       onProgress: (done, total) => {
         progress ??= new ProgressBar('rekey', total, ctx.stderr)
         progress.update(done)
@@ -410,6 +423,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
         file,
         encryptionKey: validKey(choice),
         lockTimeoutMs: lockTimeout(ctx),
+        lock: lockMode(ctx),
       })
       try {
         info.entries = await store.size()

@@ -19,11 +19,13 @@ export interface CommandSpec {
 const KEY_OPTIONS: OptionSpec = {
   'key-file': { type: 'string' },
   'lock-timeout': { type: 'string' },
+  lock: { type: 'string' },
 }
 
 const KEY_HELP = [
   '--key-file FILE      read the encryption key (base64) from FILE; else $ANYSTORE_KEY; else the public default key',
   '--lock-timeout MS    how long to wait for the store lock (default 10000)',
+  '--lock MODE          flock, proper-lockfile or auto (default auto); every process sharing FILE must use the same',
 ]
 
 const NUMBER_HELP = '--number             KEY is a number key (1 and "1" are different keys)'

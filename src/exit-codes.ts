@@ -25,6 +25,9 @@ export const EXIT_CODES = Object.freeze({
   ERR_ANYSTORE_INVALID_PATH: 18,
   ERR_ANYSTORE_INVALID_OPTION: 19,
   ERR_ANYSTORE_UNSUPPORTED_KEY: 20,
+  // 21 is left free for another error being added at the same time.
+  ERR_ANYSTORE_STORE_REPLACED: 22,
+  ERR_ANYSTORE_ROLLBACK: 23,
   /** Stopped by Ctrl-C (128 + SIGINT), as shells report it. */
   INTERRUPTED: 130,
 })

@@ -61,6 +61,20 @@ export interface AnyStoreOptions {
    */
   staleMs?: number
   /**
+   * The file format version new store files are written in. `3` records a store id and a
+   * commit counter in every commit, so a running instance detects another store or an older
+   * copy put in the file's place (`StoreReplacedError`, `RollbackError`), and encrypts each
+   * commit under its own key, so there is no limit on commits per key. `2` is for rolling
+   * upgrades: processes of the previous release read only versions 1 and 2 (they stop with
+   * `UnsupportedFormatError` on version 3), so keep `2` until none is left. Version 2 gives no
+   * rollback or replacement detection, and its random nonces under one key allow about 2^32
+   * commits. A store already in version 3 stays in version 3 with either value (no process
+   * that needs version 2 can read it any more); `anystore dump` and `import` move a store
+   * back. See docs/FORMAT.md, "Compatibility policy".
+   * @default 3
+   */
+  formatVersion?: 2 | 3
+  /**
    * The file-system calls the store makes. Only for fault-injection tests; leave unset.
    * @default node:fs
    */
@@ -77,6 +91,7 @@ export interface ResolvedOptions {
   lock: LockMode
   maxFileSize: number
   staleMs: number
+  formatVersion: 2 | 3
   fs: FileSystem
 }
 
@@ -89,6 +104,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
   lock: 'auto' as LockMode,
   maxFileSize: 1024 * 1024 * 1024,
   staleMs: 5000,
+  formatVersion: 3 as 2 | 3,
 })
 
 export function expandPath(file: string): string {
@@ -109,6 +125,11 @@ function positiveNumber(name: string, value: unknown): number {
   throw new InvalidOptionError(
     `Expected \`${name}\` to be a non-negative number, got ${String(value)}`,
   )
+}
+
+function formatVersion(value: unknown): 2 | 3 {
+  if (value === 2 || value === 3) return value
+  throw new InvalidOptionError(`Expected \`formatVersion\` to be 2 or 3, got ${String(value)}`)
 }
 
 export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
@@ -139,6 +160,7 @@ export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
     lock: oneOf('lock', o.lock, ['flock', 'proper-lockfile', 'auto']),
     maxFileSize: positiveNumber('maxFileSize', o.maxFileSize),
     staleMs: Math.max(2000, positiveNumber('staleMs', o.staleMs)),
+    formatVersion: formatVersion(o.formatVersion),
     fs: o.fs ?? nodeFileSystem,
   }
 }

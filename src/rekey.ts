@@ -8,7 +8,14 @@ import { type AnyStoreOptions, resolveOptions } from './options.js'
 export interface RekeyOptions
   extends Pick<
     AnyStoreOptions,
-    'encryptionKey' | 'lock' | 'lockTimeoutMs' | 'maxFileSize' | 'staleMs' | 'sync' | 'fs'
+    | 'encryptionKey'
+    | 'lock'
+    | 'lockTimeoutMs'
+    | 'maxFileSize'
+    | 'staleMs'
+    | 'sync'
+    | 'fs'
+    | 'formatVersion'
   > {
   /** The store file to re-encrypt; it must exist. */
   file: string
@@ -39,6 +46,7 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
     staleMs: options.staleMs,
     sync: options.sync,
     fs: options.fs,
+    formatVersion: options.formatVersion,
   })
   const newKeys = deriveKeys(parseKey(options.newEncryptionKey))
   const file = resolved.file as string
@@ -52,6 +60,7 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
     maxFileSize: resolved.maxFileSize,
     staleMs: resolved.staleMs,
     io: resolved.fs,
+    formatVersion: resolved.formatVersion,
   })
   try {
     return await backend.exclusive(async () => {

@@ -223,6 +223,7 @@ export class AnyStore<V = unknown> {
       maxFileSize: o.maxFileSize,
       staleMs: o.staleMs,
       io: o.fs,
+      formatVersion: o.formatVersion,
     })
     try {
       const inMemory = this.#map

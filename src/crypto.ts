@@ -59,8 +59,11 @@ export function parseKey(key: unknown, option = 'encryptionKey'): Uint8Array {
 /** Keys derived from the user's key, one per purpose, so the raw key is never used directly. */
 export interface DerivedKeys {
   readonly keyLength: number
+  /** Format versions 1 and 2: the one encryption key of every commit. */
   readonly encryption: Buffer
   readonly keyCheck: Buffer
+  /** Format version 3: the key each commit's own encryption key is derived from, with its salt. */
+  readonly commitKeys: Buffer
 }
 
 export function deriveKeys(key: Uint8Array): DerivedKeys {
@@ -70,36 +73,89 @@ export function deriveKeys(key: Uint8Array): DerivedKeys {
     keyLength: key.length,
     encryption: derive('anystore/v1/encryption', key.length),
     keyCheck: derive('anystore/v1/key-check', 32),
+    commitKeys: derive('anystore/v3/commit-keys', 32),
   }
 }
 
 export const MAGIC = Buffer.from('ANYSTORE', 'ascii')
-/** Version 2 adds the status byte after the tag; version 1 files are still read. */
-export const FORMAT_VERSION = 2
-export const HEADER_SIZE = 72
+/**
+ * Version 3 adds the store id, the commit counter and a salt for the commit's own encryption
+ * key; version 2 added the status byte after the tag. Versions 1 and 2 are still read, and
+ * version 2 is still written where the `formatVersion` option asks for it.
+ */
+export const FORMAT_VERSION = 3
+export type WritableFormatVersion = 2 | 3
+/** The version 3 header, the largest: enough bytes to parse any header. */
+export const HEADER_SIZE = 160
+/** The header of versions 1 and 2. */
+export const V2_HEADER_SIZE = 72
 export const TAG_SIZE = 16
 /**
- * The status byte that ends a version 2 file, outside the authenticated data: 0 while the file
- * is the current version; a committer sets it to SUPERSEDED just before renaming a new version
- * over the file, so that readers still holding it learn that with one pread (docs/DESIGN.md).
+ * The status byte that ends a version 2 or 3 file, outside the authenticated data: 0 while the
+ * file is the current version; a committer sets it to SUPERSEDED just before renaming a new
+ * version over the file, so that readers still holding it learn that with one pread
+ * (docs/DESIGN.md).
  */
 export const STATUS_SIZE = 1
 export const STATUS_CURRENT = 0
 export const SUPERSEDED = 1
 export const FLAG_DEFLATE = 0x0001
+/**
+ * Reserved, version 3: the key is derived from a passphrase with the parameters in the KDF
+ * block. Not written by this release; a file with it set is refused as a newer format.
+ */
+export const FLAG_PASSPHRASE = 0x0002
 const KNOWN_FLAGS = FLAG_DEFLATE
+export const STORE_ID_SIZE = 16
+const SALT_SIZE = 32
+const KDF_BLOCK_SIZE = 32
+/** The largest commit counter (uint64). */
+export const MAX_COUNTER = 2n ** 64n - 1n
 
-const OFFSET = {
+/** Where each header field is, by format version (docs/FORMAT.md). */
+interface Layout {
+  size: number
+  nonce: number
+  keyCheck: number
+  checksum: number
+}
+
+const COMMON = {
   version: 8,
   flags: 10,
   keyLength: 12,
   reserved: 13,
   commitTime: 16,
   commitId: 24,
-  nonce: 40,
-  keyCheck: 52,
-  checksum: 68,
 } as const
+
+const V2_LAYOUT: Layout = { size: V2_HEADER_SIZE, nonce: 40, keyCheck: 52, checksum: 68 }
+
+const V3 = {
+  storeId: 40,
+  counter: 56,
+  salt: 64,
+  nonce: 96,
+  kdf: 108,
+  keyCheck: 140,
+  checksum: 156,
+} as const
+
+const V3_LAYOUT: Layout = {
+  size: HEADER_SIZE,
+  nonce: V3.nonce,
+  keyCheck: V3.keyCheck,
+  checksum: V3.checksum,
+}
+
+function layoutOf(version: number): Layout {
+  return version >= 3 ? V3_LAYOUT : V2_LAYOUT
+}
+
+/** The header's size in a file of this format version. */
+export function headerSize(version: number): number {
+  return layoutOf(version).size
+}
 
 export interface FileHeader {
   version: number
@@ -108,6 +164,13 @@ export interface FileHeader {
   commitTime: number
   /** 16 random bytes, new for every commit: names this exact version of the file. */
   commitId: Buffer
+  /**
+   * Version 3: 16 random bytes drawn at the store's first commit and kept by every later one.
+   * Undefined for versions 1 and 2, which carry no store id.
+   */
+  storeId: Buffer | undefined
+  /** Version 3: the commit's number, the previous commit's plus one (1 for the first). 0 for versions 1 and 2. */
+  counter: bigint
 }
 
 type OneShotHash = (algorithm: string, data: Uint8Array, encoding: 'buffer') => Buffer
@@ -118,47 +181,82 @@ function sha256(data: Uint8Array): Buffer {
   return oneShot ? oneShot('sha256', data, 'buffer') : createHash('sha256').update(data).digest()
 }
 
-function headerChecksum(header: Buffer): Buffer {
-  return sha256(header.subarray(0, OFFSET.checksum)).subarray(0, 4)
+function headerChecksum(header: Buffer, layout: Layout): Buffer {
+  return sha256(header.subarray(0, layout.checksum)).subarray(0, 4)
 }
 
 const SHA256_BLOCK = 64
+/** The longest message an HMAC below covers: the version 3 header up to the key check. */
+const MAX_HMAC_MESSAGE = V3.keyCheck
 
-interface KeyCheckPads {
+/** An HMAC-SHA256 key of at most one block, padded once, with room for the message after it. */
+interface HmacPads {
   inner: Buffer
   outer: Buffer
 }
 
-const padsByKeys = new WeakMap<DerivedKeys, KeyCheckPads>()
+function hmacPads(key: Buffer): HmacPads {
+  if (key.length > SHA256_BLOCK) throw new RangeError('HMAC key longer than a block')
+  // Shorter than the block, so HMAC pads the key with zeros (it hashes only longer keys).
+  const inner = Buffer.alloc(SHA256_BLOCK + MAX_HMAC_MESSAGE)
+  const outer = Buffer.alloc(SHA256_BLOCK + 32)
+  for (let i = 0; i < SHA256_BLOCK; i++) {
+    const byte = key[i] ?? 0
+    inner[i] = byte ^ 0x36
+    outer[i] = byte ^ 0x5c
+  }
+  return { inner, outer }
+}
 
-function keyCheckPads(keys: DerivedKeys): KeyCheckPads {
+/**
+ * HMAC-SHA256 (RFC 2104) from two one-shot hashes over buffers that already hold the padded
+ * key. Equal to `createHmac`'s result (tests compare them); cheaper, because no HMAC context
+ * is set up per commit. The message is copied in, so `pads` must not be shared across calls
+ * that interleave (all callers are synchronous).
+ */
+function hmac(pads: HmacPads, message: Buffer): Buffer {
+  message.copy(pads.inner, SHA256_BLOCK)
+  sha256(pads.inner.subarray(0, SHA256_BLOCK + message.length)).copy(pads.outer, SHA256_BLOCK)
+  return sha256(pads.outer)
+}
+
+interface KeyPads {
+  keyCheck: HmacPads
+  commitKeys: HmacPads
+}
+
+const padsByKeys = new WeakMap<DerivedKeys, KeyPads>()
+
+function padsOf(keys: DerivedKeys): KeyPads {
   let pads = padsByKeys.get(keys)
   if (pads === undefined) {
-    if (keys.keyCheck.length > SHA256_BLOCK) throw new RangeError('keyCheck longer than a block')
-    // Shorter than the block, so HMAC pads the key with zeros (it hashes only longer keys).
-    const inner = Buffer.alloc(SHA256_BLOCK + OFFSET.keyCheck)
-    const outer = Buffer.alloc(SHA256_BLOCK + 32)
-    for (let i = 0; i < SHA256_BLOCK; i++) {
-      const byte = keys.keyCheck[i] ?? 0
-      inner[i] = byte ^ 0x36
-      outer[i] = byte ^ 0x5c
-    }
-    pads = { inner, outer }
+    pads = { keyCheck: hmacPads(keys.keyCheck), commitKeys: hmacPads(keys.commitKeys) }
     padsByKeys.set(keys, pads)
   }
   return pads
 }
 
+/** The key check: HMAC-SHA256 under K_check of the header's bytes before the key check field. */
+function keyCheckValue(keys: DerivedKeys, header: Buffer, layout: Layout): Buffer {
+  return hmac(padsOf(keys).keyCheck, header.subarray(0, layout.keyCheck)).subarray(0, 16)
+}
+
+const COMMIT_KEY_INFO = Buffer.from('anystore/v3/encryption', 'ascii')
+
 /**
- * HMAC-SHA256 (RFC 2104) of the header's first bytes under `keyCheck`, from two one-shot
- * hashes over buffers that already hold the padded key. Equal to `createHmac`'s result (a test
- * compares them); cheaper, because no HMAC context is set up per commit.
+ * Version 3: the commit's own encryption key, HKDF-Expand (RFC 5869) of K_commit with the info
+ * `anystore/v3/encryption` followed by the header's salt: one HMAC block, since the key is at
+ * most 32 bytes. K_commit comes from the user's key once (deriveKeys), so a commit or a load
+ * costs one HMAC here, not a whole HKDF (Node's hkdfSync costs ~30 µs on this kind of machine).
+ * A random 256-bit salt per commit means no two commits share an AES-GCM key, so the nonce
+ * budget of one key (about 2^32 random nonces, NIST SP 800-38D) does not apply.
  */
-function keyCheckValue(keys: DerivedKeys, header: Buffer): Buffer {
-  const { inner, outer } = keyCheckPads(keys)
-  header.copy(inner, SHA256_BLOCK, 0, OFFSET.keyCheck)
-  sha256(inner).copy(outer, SHA256_BLOCK)
-  return sha256(outer).subarray(0, 16)
+export function commitEncryptionKey(keys: DerivedKeys, salt: Buffer): Buffer {
+  const info = Buffer.allocUnsafe(COMMIT_KEY_INFO.length + salt.length + 1)
+  COMMIT_KEY_INFO.copy(info, 0)
+  salt.copy(info, COMMIT_KEY_INFO.length)
+  info[info.length - 1] = 1
+  return hmac(padsOf(keys).commitKeys, info).subarray(0, keys.keyLength)
 }
 
 /**
@@ -182,6 +280,13 @@ export function fillRandom(target: Buffer, offset: number, length: number): void
   randomPoolAt += length
 }
 
+/** 16 random bytes: the id of a new store. */
+export function newStoreId(): Buffer {
+  const id = Buffer.alloc(STORE_ID_SIZE)
+  fillRandom(id, 0, STORE_ID_SIZE)
+  return id
+}
+
 function cipherName(keyLength: number): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm' {
   return keyLength === 16 ? 'aes-128-gcm' : keyLength === 24 ? 'aes-192-gcm' : 'aes-256-gcm'
 }
@@ -200,45 +305,75 @@ export interface SealedFile {
   size: number
 }
 
+export interface SealOptions {
+  compress: boolean
+  /** @default 3 */
+  formatVersion?: WritableFormatVersion
+  /** Version 3: the store's id. @default a new random id (a new store) */
+  storeId?: Buffer
+  /** Version 3: this commit's number. @default 1n (a new store's first commit) */
+  counter?: bigint
+}
+
 /** A sealed file up to this size is one buffer: one allocation, written with one system call. */
 const ONE_PART_MAX = 64 * 1024
 
-function writeHeader(header: Buffer, keys: DerivedKeys, flags: number): void {
+/** Writes a complete header; returns the key this commit's payload is encrypted with. */
+function writeHeader(
+  header: Buffer,
+  keys: DerivedKeys,
+  flags: number,
+  options: SealOptions,
+): Buffer {
+  const version = options.formatVersion ?? FORMAT_VERSION
+  const layout = layoutOf(version)
   MAGIC.copy(header, 0)
-  header.writeUInt16BE(FORMAT_VERSION, OFFSET.version)
-  header.writeUInt16BE(flags, OFFSET.flags)
-  header.writeUInt8(keys.keyLength, OFFSET.keyLength)
-  header.writeUIntBE(0, OFFSET.reserved, 3)
+  header.writeUInt16BE(version, COMMON.version)
+  header.writeUInt16BE(flags, COMMON.flags)
+  header.writeUInt8(keys.keyLength, COMMON.keyLength)
+  header.writeUIntBE(0, COMMON.reserved, 3)
   const now = Date.now()
-  header.writeUInt32BE(Math.floor(now / 2 ** 32), OFFSET.commitTime)
-  header.writeUInt32BE(now >>> 0, OFFSET.commitTime + 4)
-  fillRandom(header, OFFSET.commitId, 16 + 12)
-  keyCheckValue(keys, header).copy(header, OFFSET.keyCheck)
-  headerChecksum(header).copy(header, OFFSET.checksum)
+  header.writeUInt32BE(Math.floor(now / 2 ** 32), COMMON.commitTime)
+  header.writeUInt32BE(now >>> 0, COMMON.commitTime + 4)
+  let key = keys.encryption
+  if (version >= 3) {
+    const counter = options.counter ?? 1n
+    if (counter < 1n || counter > MAX_COUNTER) throw new RangeError(`commit counter ${counter}`)
+    fillRandom(header, COMMON.commitId, 16)
+    const storeId = options.storeId ?? newStoreId()
+    if (storeId.length !== STORE_ID_SIZE) throw new RangeError('a store id is 16 bytes')
+    storeId.copy(header, V3.storeId)
+    header.writeBigUInt64BE(counter, V3.counter)
+    fillRandom(header, V3.salt, SALT_SIZE + 12)
+    header.fill(0, V3.kdf, V3.kdf + KDF_BLOCK_SIZE)
+    key = commitEncryptionKey(keys, header.subarray(V3.salt, V3.salt + SALT_SIZE))
+  } else {
+    fillRandom(header, COMMON.commitId, 16 + 12)
+  }
+  keyCheckValue(keys, header, layout).copy(header, layout.keyCheck)
+  headerChecksum(header, layout).copy(header, layout.checksum)
+  return key
 }
 
 /** Encrypts a payload into the parts of a complete store file (header, ciphertext, tag, status). */
-export function seal(
-  keys: DerivedKeys,
-  payload: Uint8Array,
-  options: { compress: boolean },
-): SealedFile {
+export function seal(keys: DerivedKeys, payload: Uint8Array, options: SealOptions): SealedFile {
+  const layout = layoutOf(options.formatVersion ?? FORMAT_VERSION)
   const flags = options.compress ? FLAG_DEFLATE : 0
   const body = options.compress ? deflateRawSync(payload) : payload
-  const size = HEADER_SIZE + body.length + TAG_SIZE + STATUS_SIZE
+  const size = layout.size + body.length + TAG_SIZE + STATUS_SIZE
   // Every header byte is written, so the buffer need not be zeroed first.
   const whole = size <= ONE_PART_MAX ? Buffer.allocUnsafe(size) : undefined
-  const header = whole ? whole.subarray(0, HEADER_SIZE) : Buffer.allocUnsafe(HEADER_SIZE)
-  writeHeader(header, keys, flags)
+  const header = whole ? whole.subarray(0, layout.size) : Buffer.allocUnsafe(layout.size)
+  const key = writeHeader(header, keys, flags, options)
 
-  const nonce = header.subarray(OFFSET.nonce, OFFSET.nonce + 12)
-  const cipher = createCipheriv(cipherName(keys.keyLength), keys.encryption, nonce)
+  const nonce = header.subarray(layout.nonce, layout.nonce + 12)
+  const cipher = createCipheriv(cipherName(keys.keyLength), key, nonce)
   cipher.setAAD(header)
   if (whole) {
     // GCM output is as long as its input, and final() adds nothing.
-    cipher.update(body).copy(whole, HEADER_SIZE)
+    cipher.update(body).copy(whole, layout.size)
     cipher.final()
-    cipher.getAuthTag().copy(whole, HEADER_SIZE + body.length)
+    cipher.getAuthTag().copy(whole, layout.size + body.length)
     whole[size - STATUS_SIZE] = STATUS_CURRENT
     return { header, parts: [whole], size }
   }
@@ -252,14 +387,16 @@ export function seal(
   return { header, parts, size }
 }
 
-/** The bytes after the ciphertext: the tag, and in version 2 the status byte. */
+/** The bytes after the ciphertext: the tag, and from version 2 on the status byte. */
 export function trailerSize(version: number): number {
   return version >= 2 ? TAG_SIZE + STATUS_SIZE : TAG_SIZE
 }
 
 /**
- * Reads and checks the header without any key: `info` uses this. Throws NotAnyStoreFileError,
- * CorruptFileError or UnsupportedFormatError.
+ * Reads and checks the header without any key: `info` uses this. `bytes` holds the file's
+ * first bytes (HEADER_SIZE of them, or the whole file if shorter). Throws
+ * NotAnyStoreFileError, CorruptFileError or UnsupportedFormatError, in the order
+ * docs/FORMAT.md gives.
  */
 export function parseHeader(
   file: string,
@@ -272,37 +409,48 @@ export function parseHeader(
   if (!magicPart.equals(MAGIC.subarray(0, magicPart.length))) {
     throw new NotAnyStoreFileError(file, 'it does not start with the anystore magic bytes')
   }
-  if (fileSize < HEADER_SIZE || data.length < HEADER_SIZE) {
+  if (fileSize < V2_HEADER_SIZE || data.length < V2_HEADER_SIZE) {
     throw new CorruptFileError(file, `truncated: ${fileSize} bytes, shorter than the header`)
   }
-  const version = data.readUInt16BE(OFFSET.version)
-  const header = data.subarray(0, HEADER_SIZE)
-  const checksumOk = headerChecksum(header).equals(
-    data.subarray(OFFSET.checksum, OFFSET.checksum + 4),
-  )
+  const version = data.readUInt16BE(COMMON.version)
   if (version > FORMAT_VERSION) {
     throw new UnsupportedFormatError(file, `format version ${version}`)
   }
-  if (!checksumOk) throw new CorruptFileError(file, 'the header checksum does not match')
+  const layout = layoutOf(version)
+  if (fileSize < layout.size || data.length < layout.size) {
+    throw new CorruptFileError(file, `truncated: ${fileSize} bytes, shorter than the header`)
+  }
+  const header = data.subarray(0, layout.size)
+  if (!headerChecksum(header, layout).equals(header.subarray(layout.checksum, layout.checksum + 4))) {
+    throw new CorruptFileError(file, 'the header checksum does not match')
+  }
   if (version < 1) throw new CorruptFileError(file, `format version ${version}`)
-  const flags = data.readUInt16BE(OFFSET.flags)
+  const flags = data.readUInt16BE(COMMON.flags)
   if ((flags & ~KNOWN_FLAGS) !== 0) {
     throw new UnsupportedFormatError(file, `flags 0x${flags.toString(16)}`)
   }
-  if (data.readUIntBE(OFFSET.reserved, 3) !== 0) {
+  if (data.readUIntBE(COMMON.reserved, 3) !== 0) {
     throw new UnsupportedFormatError(file, 'reserved header bytes')
   }
-  const keyLength = data.readUInt8(OFFSET.keyLength)
+  if (version >= 3 && header.subarray(V3.kdf, V3.kdf + KDF_BLOCK_SIZE).some((byte) => byte !== 0)) {
+    throw new UnsupportedFormatError(file, 'a key-derivation parameter block')
+  }
+  const keyLength = data.readUInt8(COMMON.keyLength)
   if (!KEY_LENGTHS.has(keyLength)) throw new CorruptFileError(file, `key length ${keyLength}`)
-  if (fileSize < HEADER_SIZE + trailerSize(version)) {
+  if (fileSize < layout.size + trailerSize(version)) {
     throw new CorruptFileError(file, `truncated: ${fileSize} bytes, no room for the tag`)
   }
+  const v3 = version >= 3
+  const counter = v3 ? data.readBigUInt64BE(V3.counter) : 0n
+  if (v3 && counter === 0n) throw new CorruptFileError(file, 'commit counter 0')
   return {
     version,
     flags,
     keyLength,
-    commitTime: Number(data.readBigUInt64BE(OFFSET.commitTime)),
-    commitId: Buffer.from(data.subarray(OFFSET.commitId, OFFSET.commitId + 16)),
+    commitTime: Number(data.readBigUInt64BE(COMMON.commitTime)),
+    commitId: Buffer.from(data.subarray(COMMON.commitId, COMMON.commitId + 16)),
+    storeId: v3 ? Buffer.from(data.subarray(V3.storeId, V3.storeId + STORE_ID_SIZE)) : undefined,
+    counter,
   }
 }
 
@@ -320,10 +468,11 @@ export function open(
 ): { header: FileHeader; payload: Buffer } {
   const header = parseHeader(file, bytes)
   const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  const decipher = decipherFor(file, keys, data.subarray(0, HEADER_SIZE), header)
+  const size = headerSize(header.version)
+  const decipher = decipherFor(file, keys, data.subarray(0, size), header)
   const tagStart = data.length - trailerSize(header.version)
   decipher.setAuthTag(data.subarray(tagStart, tagStart + TAG_SIZE))
-  const ciphertext = data.subarray(HEADER_SIZE, tagStart)
+  const ciphertext = data.subarray(size, tagStart)
   // GCM output is as long as its input, so each slice lands on ciphertext already consumed.
   const body = options.inPlace ? ciphertext : Buffer.allocUnsafe(ciphertext.length)
   let written = 0
@@ -347,13 +496,17 @@ function decipherFor(
   headerBytes: Buffer,
   header: FileHeader,
 ): DecipherGCM {
+  const layout = layoutOf(header.version)
   if (header.keyLength !== keys.keyLength) throw new WrongKeyError(file)
-  const expectedCheck = keyCheckValue(keys, headerBytes)
-  if (!timingSafeEqual(expectedCheck, headerBytes.subarray(OFFSET.keyCheck, OFFSET.keyCheck + 16))) {
-    throw new WrongKeyError(file)
-  }
-  const nonce = headerBytes.subarray(OFFSET.nonce, OFFSET.nonce + 12)
-  const decipher = createDecipheriv(cipherName(keys.keyLength), keys.encryption, nonce)
+  const expectedCheck = keyCheckValue(keys, headerBytes, layout)
+  const check = headerBytes.subarray(layout.keyCheck, layout.keyCheck + 16)
+  if (!timingSafeEqual(expectedCheck, check)) throw new WrongKeyError(file)
+  const key =
+    header.version >= 3
+      ? commitEncryptionKey(keys, headerBytes.subarray(V3.salt, V3.salt + SALT_SIZE))
+      : keys.encryption
+  const nonce = headerBytes.subarray(layout.nonce, layout.nonce + 12)
+  const decipher = createDecipheriv(cipherName(keys.keyLength), key, nonce)
   decipher.setAAD(headerBytes)
   return decipher
 }
@@ -388,15 +541,17 @@ export function openSlices(
     }
     return into
   }
-  const headerBytes = readExactly(Math.min(HEADER_SIZE, fileSize), 0)
-  const header = parseHeader(file, headerBytes, fileSize)
+  const firstBytes = readExactly(Math.min(HEADER_SIZE, fileSize), 0)
+  const header = parseHeader(file, firstBytes, fileSize)
+  const start = headerSize(header.version)
+  const headerBytes = firstBytes.subarray(0, start)
   const decipher = decipherFor(file, keys, headerBytes, header)
   const end = fileSize - trailerSize(header.version)
   decipher.setAuthTag(readExactly(TAG_SIZE, end))
-  const slice = Buffer.allocUnsafe(Math.min(CHUNK, end - HEADER_SIZE))
+  const slice = Buffer.allocUnsafe(Math.min(CHUNK, end - start))
   const parts: Buffer[] = []
   try {
-    for (let at = HEADER_SIZE; at < end; at += CHUNK) {
+    for (let at = start; at < end; at += CHUNK) {
       const length = Math.min(CHUNK, end - at)
       parts.push(decipher.update(readExactly(length, at, slice).subarray(0, length)))
     }

@@ -61,6 +61,58 @@ export class UnsupportedFormatError extends AnyStoreError {
 }
 
 /**
+ * The store file now holds another store than the one this instance loaded or wrote (another
+ * store id: a different store, under the same key, was put in its place). Every read and
+ * write of this instance fails with it until the store is closed and opened again; a fresh
+ * open accepts the file as it is. See docs/DESIGN.md, "Store identity and rollback".
+ */
+export class StoreReplacedError extends AnyStoreError {
+  readonly file: string
+  /** The store id (hex) this instance had seen. */
+  readonly expectedStoreId: string
+  /** The store id (hex) of the file that replaced it. */
+  readonly foundStoreId: string
+
+  constructor(file: string, expectedStoreId: string, foundStoreId: string) {
+    super(
+      'ERR_ANYSTORE_STORE_REPLACED',
+      `${file} was replaced by another store (store id ${foundStoreId}, expected ${expectedStoreId}): if that was intended, close and reopen the store; to bring back a backup, use restore() or \`anystore restore\`, which keep the store id`,
+    )
+    this.file = file
+    this.expectedStoreId = expectedStoreId
+    this.foundStoreId = foundStoreId
+  }
+}
+
+/**
+ * The store file now holds an older commit than one this instance already served or wrote
+ * (a lower commit counter, or a version 1 or 2 file, which has none, after a version 3 one):
+ * an old copy was put in its place. Every read and write of this instance fails with it until
+ * the store is closed and opened again. See docs/DESIGN.md, "Store identity and rollback".
+ */
+export class RollbackError extends AnyStoreError {
+  readonly file: string
+  /** The highest commit counter this instance had served or written. */
+  readonly seenCounter: bigint
+  /** The counter of the file found; undefined for a version 1 or 2 file, which has none. */
+  readonly foundCounter: bigint | undefined
+
+  constructor(file: string, seenCounter: bigint, foundCounter: bigint | undefined, foundVersion = 3) {
+    const found =
+      foundCounter === undefined
+        ? `a format version ${foundVersion} file, which has no commit counter`
+        : `commit ${foundCounter}`
+    super(
+      'ERR_ANYSTORE_ROLLBACK',
+      `${file} was rolled back to an older copy (${found}, after commit ${seenCounter} was seen): if that was intended, close and reopen the store; to bring back a backup, use restore() or \`anystore restore\`, which commit it as the newest version`,
+    )
+    this.file = file
+    this.seenCounter = seenCounter
+    this.foundCounter = foundCounter
+  }
+}
+
+/**
  * The encryption key is not base64 of 16, 24 or 32 bytes, or the option is present but
  * undefined or empty. `detail` says what was received, never the key itself.
  */

@@ -2,8 +2,10 @@ import { constants, type Stats } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import {
   type DerivedKeys,
-  FORMAT_VERSION,
+  type FileHeader,
   fillRandom,
+  MAX_COUNTER,
+  newStoreId,
   open,
   openSlices,
   SLICE_SIZE,
@@ -11,8 +13,16 @@ import {
   STATUS_SIZE,
   SUPERSEDED,
   seal,
+  type WritableFormatVersion,
 } from './crypto.js'
-import { CorruptFileError, FileTooLargeError, InvalidPathError } from './errors.js'
+import {
+  type AnyStoreError,
+  CorruptFileError,
+  FileTooLargeError,
+  InvalidPathError,
+  RollbackError,
+  StoreReplacedError,
+} from './errors.js'
 import { closeQuietly, type FileSystem, readFully, unlinkQuietly, writeFully } from './fsio.js'
 import { linkCountRevealsReplacement } from './link-count.js'
 import { type CrossProcessLock, createLock } from './lock.js'
@@ -50,6 +60,21 @@ export interface FileBackendOptions {
   maxFileSize: number
   staleMs: number
   io: FileSystem
+  /**
+   * The format version of new files: 3, or 2 while processes of the previous release share
+   * the store. A store already in version 3 stays in version 3 either way.
+   */
+  formatVersion: WritableFormatVersion
+}
+
+/**
+ * The store this instance has seen (docs/DESIGN.md, "Store identity and rollback"): the store
+ * id of the last version 3 file it loaded or wrote, and the highest commit counter of that
+ * store it has served or written.
+ */
+interface Lineage {
+  storeId: Buffer
+  counter: bigint
 }
 
 /** Below this many entries (or changed keys), encoding them on each commit costs less than indexing once. */
@@ -210,6 +235,17 @@ export class FileBackend implements Persistence {
   #section: 'none' | 'entered' | 'started' = 'none'
   /** Whether refresh() may use one fstat on the pinned descriptor instead of stat on the path. */
   readonly #linkCountCheck: boolean
+  /**
+   * Undefined until a version 3 file was loaded or written, and again once the file was seen
+   * missing: then whatever store appears next is accepted, as by a fresh open.
+   */
+  #lineage: Lineage | undefined
+  /**
+   * Set when a loaded file turned out to be another store or an older commit: every later
+   * refresh and commit throws it, until the store is closed and opened again. Serving the
+   * file after the error, or writing over it, would make the replacement silent after all.
+   */
+  #failure: AnyStoreError | undefined
 
   constructor(file: string, options: FileBackendOptions) {
     this.#io = options.io
@@ -225,6 +261,7 @@ export class FileBackend implements Persistence {
   }
 
   refresh(): EntryMap | undefined {
+    if (this.#failure !== undefined) throw this.#failure
     const mayAdopt = this.#section !== 'started'
     if (this.#section === 'entered') this.#section = 'started'
     const adoptable = this.#adoptable
@@ -248,8 +285,7 @@ export class FileBackend implements Persistence {
     const stats = this.#io.statSync(this.file)
     if (stats === undefined) {
       if (this.#loaded === null) return undefined
-      this.#unpin()
-      this.#loaded = null
+      this.#missing()
       return new Map()
     }
     if (known && sameIdentity(stats, known)) {
@@ -302,8 +338,7 @@ export class FileBackend implements Persistence {
       opened = this.#openForMarking()
     } catch (error) {
       if ((error as { code?: string }).code !== 'ENOENT') throw error
-      this.#unpin()
-      this.#loaded = null
+      this.#missing()
       return new Map()
     }
     let fd: number | undefined = opened.fd
@@ -313,7 +348,8 @@ export class FileBackend implements Persistence {
       if (stats.size > this.#options.maxFileSize) {
         throw new FileTooLargeError(this.file, stats.size, this.#options.maxFileSize)
       }
-      const { payload, version } = this.#decrypt(fd, stats.size)
+      const { payload, header } = this.#decrypt(fd, stats.size)
+      this.#checkLineage(header)
       let map: PayloadMap
       try {
         map = new PayloadMap(payload, this.file)
@@ -321,12 +357,46 @@ export class FileBackend implements Persistence {
         if (!(cause instanceof PayloadError)) throw cause
         throw new CorruptFileError(this.file, cause.message, { cause })
       }
-      this.#pin(fd, stats, version, opened.writable)
+      this.#pin(fd, stats, header.version, opened.writable)
+      if (header.storeId !== undefined) {
+        this.#lineage = { storeId: header.storeId, counter: header.counter }
+      }
       fd = undefined
       return map
     } finally {
       closeQuietly(this.#io, fd)
     }
+  }
+
+  /** The file is gone: a reset. The next store to appear there is accepted, whatever its id. */
+  #missing(): void {
+    this.#unpin()
+    this.#loaded = null
+    this.#lineage = undefined
+  }
+
+  /**
+   * Refuses a loaded file that is another store, or an older commit of this one, than what
+   * this instance already served or wrote; the refusal sticks (#failure). Runs only when a new
+   * version is loaded, never on the read path of an unchanged store. A version 1 or 2 file
+   * carries no id or counter: it is accepted only while no version 3 file was seen, because
+   * after one it can only be older (every process that can read version 3 keeps writing it).
+   */
+  #checkLineage(header: FileHeader): void {
+    const seen = this.#lineage
+    if (seen === undefined) return
+    if (header.storeId === undefined) {
+      this.#failure = new RollbackError(this.file, seen.counter, undefined, header.version)
+    } else if (!header.storeId.equals(seen.storeId)) {
+      this.#failure = new StoreReplacedError(
+        this.file,
+        seen.storeId.toString('hex'),
+        header.storeId.toString('hex'),
+      )
+    } else if (header.counter < seen.counter) {
+      this.#failure = new RollbackError(this.file, seen.counter, header.counter, header.version)
+    }
+    if (this.#failure !== undefined) throw this.#failure
   }
 
   /**
@@ -345,18 +415,16 @@ export class FileBackend implements Persistence {
   }
 
   /** The plaintext of the file open at `fd`: a small file in one read, a large one slice by slice. */
-  #decrypt(fd: number, size: number): { payload: Buffer | Segments; version: number } {
+  #decrypt(fd: number, size: number): { payload: Buffer | Segments; header: FileHeader } {
     const io = this.#io
     if (size > SLICE_SIZE) {
       const readAt = (buffer: Buffer, length: number, position: number) =>
         readFully(io, fd, buffer, length, position)
-      const { header, payload } = openSlices(this.file, this.#options.keys, readAt, size)
-      return { payload, version: header.version }
+      return openSlices(this.file, this.#options.keys, readAt, size)
     }
     const bytes = Buffer.allocUnsafe(size)
     const read = readFully(io, fd, bytes, size, 0)
-    const opened = open(this.file, this.#options.keys, bytes.subarray(0, read), { inPlace: true })
-    return { payload: opened.payload, version: opened.header.version }
+    return open(this.file, this.#options.keys, bytes.subarray(0, read), { inPlace: true })
   }
 
   #pin(fd: number, stats: Stats, version: number, writable: boolean): void {
@@ -462,6 +530,7 @@ export class FileBackend implements Persistence {
     entries: Iterable<[StoreKey, Entry]>,
     sealWith?: { keys: DerivedKeys; compress: boolean },
   ): void {
+    if (this.#failure !== undefined) throw this.#failure
     const token = this.#tempToken
     if (token === undefined) throw new Error('commit() outside exclusive() or twice in one lock')
     this.#tempToken = undefined
@@ -471,8 +540,22 @@ export class FileBackend implements Persistence {
     // top of a loaded map copies the loaded payload around the changed records.
     const payload = entries instanceof Overlay ? encodeOverlay(entries) : encodePayload(entries)
     const reindex = worthReindexing(entries, payload)
+    // The refresh under the lock made #lineage describe the file at the path: the new commit
+    // continues that store (a new one when the file is missing or in version 1 or 2).
+    const seen = this.#lineage
+    const formatVersion = seen !== undefined ? 3 : this.#options.formatVersion
+    const lineage =
+      formatVersion === 3
+        ? { storeId: seen?.storeId ?? newStoreId(), counter: (seen?.counter ?? 0n) + 1n }
+        : undefined
+    if (lineage !== undefined && lineage.counter > MAX_COUNTER) {
+      throw new CorruptFileError(this.file, 'its commit counter is at its maximum, 2^64 - 1')
+    }
     const sealed = seal(sealWith?.keys ?? this.#options.keys, payload, {
       compress: sealWith?.compress ?? this.#options.compress,
+      formatVersion,
+      storeId: lineage?.storeId,
+      counter: lineage?.counter,
     })
     const temp = this.#tempPath(token)
     const io = this.#io
@@ -487,6 +570,8 @@ export class FileBackend implements Persistence {
       this.#lock.assertHeld()
       this.#markReplaced()
       io.renameSync(temp, this.file)
+      // Published: this store's newest commit is ours, whatever happens next.
+      if (lineage !== undefined) this.#lineage = lineage
     } catch (error) {
       closeQuietly(io, fd)
       try {
@@ -510,7 +595,7 @@ export class FileBackend implements Persistence {
       this.#loaded = undefined
       throw error
     }
-    this.#pin(fd, stats, FORMAT_VERSION, true)
+    this.#pin(fd, stats, formatVersion, true)
     if (reindex) this.#adoptable = payload
   }
 
@@ -544,6 +629,8 @@ export class FileBackend implements Persistence {
     this.#adoptable = undefined
     this.#unpin()
     this.#loaded = undefined
+    this.#lineage = undefined
+    this.#failure = undefined
     closeQuietly(this.#io, this.#dirFd)
     this.#dirFd = undefined
     this.#lock.close()

@@ -16,10 +16,12 @@ export {
   NotAnyStoreFileError,
   NotATerminalError,
   ReentrantCallError,
+  RollbackError,
   type SchemaIssue,
   SchemaValidationError,
   StoreClosedError,
   StoreFileNotFoundError,
+  StoreReplacedError,
   ThingNotFoundError,
   UnsupportedFormatError,
   UnsupportedKeyError,
@@ -30,6 +32,7 @@ export { readFileHeader } from './file-info.js'
 export type { AnyStoreOptions, LockMode, SyncMode } from './options.js'
 export { DEFAULT_OPTIONS } from './options.js'
 export { type RekeyOptions, rekey } from './rekey.js'
+export { type RestoreOptions, restore } from './restore.js'
 export type { StandardSchemaV1 } from './schema.js'
 export {
   DEFAULT_STASH_FILE_NAME,

@@ -68,14 +68,28 @@ export interface AnyStoreOptions {
    * @default 5000
    */
   staleMs?: number
+  /**
+   * The file format version new store files are written in. `3` records a store id and a
+   * commit counter in every commit, so a running instance detects another store or an older
+   * copy put in the file's place (`StoreReplacedError`, `RollbackError`), and encrypts each
+   * commit under its own key, so there is no limit on commits per key. `2` is for rolling
+   * upgrades: processes of the previous release read only versions 1 and 2 (they stop with
+   * `UnsupportedFormatError` on version 3), so keep `2` until none is left. Version 2 gives no
+   * rollback or replacement detection, and its random nonces under one key allow about 2^32
+   * commits. A store already in version 3 stays in version 3 with either value (no process
+   * that needs version 2 can read it any more); `anystore dump` and `import` move a store
+   * back. See docs/FORMAT.md, "Compatibility policy".
+   * @default 3
+   */
+  formatVersion?: 2 | 3
 }
 
 /** The functions that take an options object. */
-export type EntryPoint = 'open' | 'stash' | 'unstash' | 'editThing' | 'rekey'
+export type EntryPoint = 'open' | 'stash' | 'unstash' | 'editThing' | 'rekey' | 'restore'
 
-const ALL = ['open', 'stash', 'unstash', 'editThing', 'rekey'] as const
+const ALL = ['open', 'stash', 'unstash', 'editThing', 'rekey', 'restore'] as const
 const CONFIG_MODE = ['stash', 'unstash', 'editThing'] as const
-const LOCKING = ['open', 'rekey'] as const
+const LOCKING = ['open', 'rekey', 'restore'] as const
 
 /**
  * Every option name, with the entry points that accept it: the one list unknown names are
@@ -102,7 +116,10 @@ const OPTION_NAMES = {
   schema: CONFIG_MODE,
   editor: ['editThing'],
   newEncryptionKey: ['rekey'],
-  onProgress: ['rekey'],
+  onProgress: ['rekey', 'restore'],
+  formatVersion: LOCKING,
+  from: ['restore'],
+  fromEncryptionKey: ['restore'],
 } as const satisfies Record<string, readonly EntryPoint[]>
 
 type OptionName = keyof typeof OPTION_NAMES
@@ -126,6 +143,7 @@ export const knownOptions: { readonly [E in EntryPoint]: readonly OptionNameOf<E
   unstash: namesFor('unstash'),
   editThing: namesFor('editThing'),
   rekey: namesFor('rekey'),
+  restore: namesFor('restore'),
 }
 
 /** Levenshtein distance: how many one-character edits turn `a` into `b`. */
@@ -191,6 +209,7 @@ export interface ResolvedOptions {
   lock: LockMode
   maxFileSize: number
   staleMs: number
+  formatVersion: 2 | 3
   /** Always node:fs, except in fault-injection tests (openWithFileSystem). */
   fs: FileSystem
 }
@@ -204,6 +223,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
   lock: 'auto' as LockMode,
   maxFileSize: 1024 * 1024 * 1024,
   staleMs: 5000,
+  formatVersion: 3 as 2 | 3,
 })
 
 export function expandPath(file: string): string {
@@ -250,7 +270,7 @@ type WhenAbsent = 'default key' | 'required'
  */
 export function keyOption(
   options: object,
-  option: 'encryptionKey' | 'newEncryptionKey',
+  option: 'encryptionKey' | 'newEncryptionKey' | 'fromEncryptionKey',
   whenAbsent: WhenAbsent = 'default key',
 ): Uint8Array {
   if (!(option in options)) {
@@ -269,6 +289,11 @@ export function keyOption(
       ? `pass a key (newKey() makes one), or omit \`${option}\` altogether to use the public default key, which only obfuscates`
       : 'pass a key (newKey() makes one)'
   throw new InvalidKeyError(`but it is present and ${what}`, { option, hint })
+}
+
+function formatVersion(value: unknown): 2 | 3 {
+  if (value === 2 || value === 3) return value
+  throw new InvalidOptionError(`Expected \`formatVersion\` to be 2 or 3, got ${String(value)}`)
 }
 
 export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
@@ -295,6 +320,7 @@ export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
     lock: oneOf('lock', o.lock, ['flock', 'proper-lockfile', 'auto']),
     maxFileSize: positiveNumber('maxFileSize', o.maxFileSize),
     staleMs: Math.max(2000, positiveNumber('staleMs', o.staleMs)),
+    formatVersion: formatVersion(o.formatVersion),
     fs: nodeFileSystem,
   }
 }

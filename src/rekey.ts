@@ -9,7 +9,13 @@ import { type AnyStoreOptions, checkOptionNames, keyOption, resolveOptions } fro
 export interface RekeyOptions
   extends Pick<
     AnyStoreOptions,
-    'encryptionKey' | 'lock' | 'lockTimeoutMs' | 'maxFileSize' | 'staleMs' | 'sync'
+    | 'encryptionKey'
+    | 'lock'
+    | 'lockTimeoutMs'
+    | 'maxFileSize'
+    | 'staleMs'
+    | 'sync'
+    | 'formatVersion'
   > {
   /** The store file to re-encrypt; it must exist. */
   file: string
@@ -38,6 +44,7 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
     maxFileSize: options.maxFileSize,
     staleMs: options.staleMs,
     sync: options.sync,
+    formatVersion: options.formatVersion,
   })
   const newKey = keyOption(options, 'newEncryptionKey', 'required')
   const newKeys = deriveKeys(newKey)
@@ -52,6 +59,7 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
     maxFileSize: resolved.maxFileSize,
     staleMs: resolved.staleMs,
     io: resolved.fs,
+    formatVersion: resolved.formatVersion,
   })
   try {
     return await backend.exclusive(async () => {

@@ -76,10 +76,13 @@ const NOT_OURS = 'ERR_ANYSTORE_NOT_ANYSTORE_FILE'
 const NEWER = 'ERR_ANYSTORE_UNSUPPORTED_FORMAT'
 const WRONG_KEY = 'ERR_ANYSTORE_WRONG_KEY'
 
-/** Recomputes the header checksum (bytes 68..72: first 4 bytes of SHA-256 over bytes 0..68). */
+/**
+ * Recomputes the version 3 header checksum (bytes 156..160: first 4 bytes of SHA-256 over
+ * bytes 0..156).
+ */
 function withChecksum(bytes: Buffer): Buffer {
   const out = Buffer.from(bytes)
-  createHash('sha256').update(out.subarray(0, 68)).digest().copy(out, 68, 0, 4)
+  createHash('sha256').update(out.subarray(0, 156)).digest().copy(out, 156, 0, 4)
   return out
 }
 
@@ -159,7 +162,7 @@ describe('files that are not (or no longer) a valid store', () => {
 
   test('a file from a newer format version, or with flags this version does not know', async () => {
     const newer = Buffer.from(good)
-    newer.writeUInt16BE(3, 8)
+    newer.writeUInt16BE(4, 8)
     await expectRefused(place(withChecksum(newer)), [NEWER])
     const flagged = Buffer.from(good)
     flagged.writeUInt16BE(0x8000, 10)

@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process'
 import {
+  copyFileSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -312,7 +313,7 @@ describe('anystore CLI: exit codes', () => {
     expect((await runCli(['info', f.file])).code).toBe(EXIT_CODES.ERR_ANYSTORE_NOT_ANYSTORE_FILE)
 
     const newer = Buffer.from(bytes)
-    newer.writeUInt16BE(3, 8)
+    newer.writeUInt16BE(4, 8)
     writeFileSync(f.file, newer)
     expect((await runCli(['verify', f.file, ...k])).code).toBe(
       EXIT_CODES.ERR_ANYSTORE_UNSUPPORTED_FORMAT,
@@ -432,6 +433,7 @@ describe('anystore CLI: help', () => {
     'import',
     'edit',
     'rekey',
+    'restore',
     'info',
     'verify',
   ]
@@ -598,6 +600,53 @@ describe('anystore CLI: rekey, info, verify', () => {
     expect((await runCli(['verify', f.file, '--key-file', newKeyFile])).code).toBe(0)
   })
 
+  it('restore makes a backup the newest commit; a process that has the store open sees it as one', async () => {
+    const f = setup()
+    await fill(f, [
+      ['a', 1],
+      ['b', 2],
+    ])
+    const backup = join(f.dir, 'backup.store')
+    copyFileSync(f.file, backup)
+    const open = await AnyStore.open({ file: f.file, encryptionKey: f.key })
+    await open.run(async (tx) => {
+      await tx.set('a', 10)
+      await tx.set('c', 3)
+    })
+    const before = readFileHeader(f.file).header
+    const result = await runCli(['restore', f.file, backup, '--key-file', f.keyFile])
+    expect(result).toMatchObject({ code: 0, stdout: `restored 2 entries from ${backup}\n` })
+    expect(await open.entries()).toEqual([
+      ['a', 1],
+      ['b', 2],
+    ])
+    await open.close()
+    const after = readFileHeader(f.file).header
+    expect(after.storeId?.equals(before.storeId!)).toBe(true)
+    expect(after.counter).toBe(before.counter + 1n)
+
+    // A backup under another key: --backup-key-file; without it, the store's key fails on it.
+    const other = setup()
+    await fill(other, [['z', true]])
+    expect((await runCli(['restore', f.file, other.file, '--key-file', f.keyFile])).code).toBe(
+      EXIT_CODES.ERR_ANYSTORE_WRONG_KEY,
+    )
+    const withBackupKey = await runCli([
+      'restore',
+      f.file,
+      other.file,
+      '--key-file',
+      f.keyFile,
+      '--backup-key-file',
+      other.keyFile,
+    ])
+    expect(withBackupKey.code).toBe(0)
+    expect(await entriesOf(f.file, f.key)).toEqual([['z', true]])
+    expect((await runCli(['restore', f.file, join(f.dir, 'nope'), '--key-file', f.keyFile])).code).toBe(
+      EXIT_CODES.ERR_ANYSTORE_FILE_NOT_FOUND,
+    )
+  })
+
   it('rekey waits for the lock and includes the holder’s commit', async () => {
     const f = setup()
     await fill(f, [['a', 1]])
@@ -638,7 +687,7 @@ describe('anystore CLI: rekey, info, verify', () => {
     expect(info).toMatchObject({
       file: f.file,
       size: readFileSync(f.file).length,
-      formatVersion: 2,
+      formatVersion: 3,
       flags: '0x0001',
       compressed: true,
       keyBytes: 32,
@@ -653,11 +702,15 @@ describe('anystore CLI: rekey, info, verify', () => {
     const withKey = await runCli(['info', f.file, '--key-file', f.keyFile])
     expect(withKey.code).toBe(0)
     expect(withKey.stdout).toMatch(/^entries: +2$/m)
-    expect(withKey.stdout).toMatch(/^format version: +2$/m)
+    expect(withKey.stdout).toMatch(/^format version: +3$/m)
+    const { header } = readFileHeader(f.file)
+    expect(info).toMatchObject({ storeId: header.storeId?.toString('hex'), commitCounter: 1 })
+    expect(withKey.stdout).toMatch(new RegExp(`^store id: +${header.storeId?.toString('hex')}$`, 'm'))
+    expect(withKey.stdout).toMatch(/^commit number: +1$/m)
 
     const wrong = await runCli(['info', f.file], { env: { ANYSTORE_KEY: newKey() } })
     expect(wrong.code).toBe(EXIT_CODES.ERR_ANYSTORE_WRONG_KEY)
-    expect(wrong.stdout).toMatch(/^format version: +2$/m)
+    expect(wrong.stdout).toMatch(/^format version: +3$/m)
   })
 
   it('info counts entries of a default-key store without being given a key', async () => {

@@ -83,7 +83,7 @@ describe('seal and open', () => {
   it('lays out magic, version and sizes as docs/FORMAT.md says', () => {
     const bytes = sealedBytes(parseKey(newKey()), payload)
     expect(bytes.subarray(0, 8).toString('ascii')).toBe('ANYSTORE')
-    expect(bytes.readUInt16BE(8)).toBe(2)
+    expect(bytes.readUInt16BE(8)).toBe(3)
     expect(bytes.readUInt8(12)).toBe(32)
     expect(bytes.length).toBe(HEADER_SIZE + payload.length + TAG_SIZE + STATUS_SIZE)
     expect(bytes[bytes.length - 1]).toBe(0)
@@ -101,14 +101,23 @@ describe('seal and open', () => {
   })
 
   it('writes the key check as HMAC-SHA256 and the checksum as SHA-256 of the header, as docs/FORMAT.md says', () => {
-    for (const length of [16, 24, 32]) {
-      const keys = deriveKeys(parseKey(Buffer.alloc(length, length)))
-      for (let i = 0; i < 50; i++) {
-        const header = seal(keys, payload, { compress: false }).header
-        const keyCheck = createHmac('sha256', keys.keyCheck).update(header.subarray(0, 52)).digest()
-        const checksum = createHash('sha256').update(header.subarray(0, 68)).digest()
-        expect(header.subarray(52, 68).equals(keyCheck.subarray(0, 16))).toBe(true)
-        expect(header.subarray(68, 72).equals(checksum.subarray(0, 4))).toBe(true)
+    // Version 3: key check at 140..156 over bytes 0..140, checksum at 156..160 over 0..156;
+    // version 2: key check at 52..68 over 0..52, checksum at 68..72 over 0..68.
+    for (const [formatVersion, check, sum] of [
+      [3, 140, 156],
+      [2, 52, 68],
+    ] as const) {
+      for (const length of [16, 24, 32]) {
+        const keys = deriveKeys(parseKey(Buffer.alloc(length, length)))
+        for (let i = 0; i < 50; i++) {
+          const header = seal(keys, payload, { compress: false, formatVersion }).header
+          const keyCheck = createHmac('sha256', keys.keyCheck)
+            .update(header.subarray(0, check))
+            .digest()
+          const checksum = createHash('sha256').update(header.subarray(0, sum)).digest()
+          expect(header.subarray(check, check + 16).equals(keyCheck.subarray(0, 16))).toBe(true)
+          expect(header.subarray(sum, sum + 4).equals(checksum.subarray(0, 4))).toBe(true)
+        }
       }
     }
   })
@@ -178,11 +187,13 @@ describe('seal and open', () => {
     )
     expect(codeOf(() => parseHeader('f', bytes.subarray(0, 5)))).toBe('ERR_ANYSTORE_CORRUPT_FILE')
     expect(codeOf(() => parseHeader('f', bytes.subarray(0, 40)))).toBe('ERR_ANYSTORE_CORRUPT_FILE')
+    // Longer than a version 2 header, shorter than the version 3 header it announces.
+    expect(codeOf(() => parseHeader('f', bytes.subarray(0, 100)))).toBe('ERR_ANYSTORE_CORRUPT_FILE')
     expect(codeOf(() => open('f', key, bytes.subarray(0, HEADER_SIZE + 4)))).toBe(
       'ERR_ANYSTORE_CORRUPT_FILE',
     )
     const newer = Buffer.from(bytes)
-    newer.writeUInt16BE(3, 8)
+    newer.writeUInt16BE(4, 8)
     expect(codeOf(() => parseHeader('f', newer))).toBe('ERR_ANYSTORE_UNSUPPORTED_FORMAT')
   })
 })

@@ -10,7 +10,9 @@ import {
   editThing,
   newKey,
   type RekeyOptions,
+  type RestoreOptions,
   rekey,
+  restore,
   type StashOptions,
   stash,
   type UnstashOptions,
@@ -70,6 +72,7 @@ describe('unknown option names', () => {
       ['unstash', asUntyped(unstash), { file, key: 'k', default: 1 }, 'defaults'],
       ['editThing', asUntyped(editThing), { file, key: 'k', editr: 'vi' }, 'editor'],
       ['rekey', asUntyped(rekey), { file, newEncryptionKey: newKey(), newKey: 'x' }, 'newEncryptionKey'],
+      ['restore', asUntyped(restore), { file, from: file, fromKey: 'x' }, 'fromEncryptionKey'],
       ['open', asUntyped(AnyStore.open), { file, thing: 1 }, ''],
     ]
     for (const [name, entryPoint, options, suggestion] of cases) {
@@ -90,6 +93,7 @@ describe('unknown option names', () => {
       (typeof knownOptions.editThing)[number]
     >()
     expectTypeOf<keyof RekeyOptions>().toEqualTypeOf<(typeof knownOptions.rekey)[number]>()
+    expectTypeOf<keyof RestoreOptions>().toEqualTypeOf<(typeof knownOptions.restore)[number]>()
   })
 })
 
@@ -137,12 +141,15 @@ describe('an encryption key that is present but empty', () => {
         ['unstash reader', asUntyped(unstash)({ reader: new PassThrough(), key: 'k', encryptionKey })],
         ['editThing', asUntyped(editThing)({ file, key: 'k', encryptionKey })],
         ['rekey', asUntyped(rekey)({ file, newEncryptionKey: newKey(), encryptionKey })],
+        ['restore', asUntyped(restore)({ file, from: file, encryptionKey })],
       ]
       for (const [name, call] of calls) {
         expectEmptyKeyError(await rejection(call), 'encryptionKey', `${name}, ${what}`)
       }
       const error = await rejection(asUntyped(rekey)({ file, newEncryptionKey: encryptionKey }))
       expectEmptyKeyError(error, 'newEncryptionKey', `rekey, ${what}`)
+      const fromError = await rejection(asUntyped(restore)({ file, from: file, fromEncryptionKey: encryptionKey }))
+      expectEmptyKeyError(fromError, 'fromEncryptionKey', `restore, ${what}`)
       const missing = await rejection(asUntyped(rekey)({ file }))
       expect(missing.code).toBe('ERR_ANYSTORE_INVALID_KEY')
       expect(missing.message).toContain('`newEncryptionKey`')

@@ -24,6 +24,7 @@ import { assertFileExists, readFileHeader } from '../file-info.js'
 import { expandPath, type LockMode } from '../options.js'
 import { ProgressBar } from '../progress.js'
 import { rekey } from '../rekey.js'
+import { restore } from '../restore.js'
 import { needsEntriesForm, storeFromJson, storeJsonChunks } from '../store-json.js'
 import { parseJson, parseTagged, stringifyTagged } from '../tagged-json.js'
 import type { StoreKey } from '../types.js'
@@ -399,6 +400,32 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
     await write(ctx.stdout, `re-encrypted ${entries} entries\n`)
   },
 
+  async restore(ctx) {
+    const file = expandPath(ctx.args[0]!)
+    const backup = expandPath(ctx.args[1]!)
+    const key = validKey(chooseKey(ctx, true))
+    const backupKeyFile = ctx.options['backup-key-file']
+    const fromEncryptionKey =
+      typeof backupKeyFile === 'string'
+        ? validKey(readKeyFile(ctx, backupKeyFile, '--backup-key-file'))
+        : undefined
+    let progress: ProgressBar | undefined
+    const { entries } = await restore({
+      file,
+      from: backup,
+      encryptionKey: key,
+      fromEncryptionKey,
+      compress: ctx.options.compress === true ? true : undefined,
+      lockTimeoutMs: lockTimeout(ctx),
+      onProgress: (done, total) => {
+        progress ??= new ProgressBar('restore', total, ctx.stderr)
+        progress.update(done)
+      },
+    })
+    progress?.finish()
+    await write(ctx.stdout, `restored ${entries} entries from ${ctx.args[1]!}\n`)
+  },
+
   async info(ctx) {
     const file = expandPath(ctx.args[0]!)
     const { header, size } = readFileHeader(file)
@@ -412,6 +439,9 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
       keyBytes: header.keyLength,
       cipher: `AES-${header.keyLength * 8}-GCM`,
       lastCommit: new Date(header.commitTime).toISOString(),
+      // Format version 3 only: versions 1 and 2 carry neither.
+      storeId: header.storeId === undefined ? null : header.storeId.toString('hex'),
+      commitCounter: header.storeId === undefined ? null : Number(header.counter),
       entries: null as number | null,
     }
     // The count needs the key. Without one given, the default key is tried quietly: a file
@@ -448,6 +478,9 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
           `flags:           ${info.flags}${compressed ? ' (deflate)' : ''}`,
           `cipher:          ${info.cipher} (${info.keyBytes}-byte key)`,
           `last commit:     ${info.lastCommit}`,
+          ...(header.storeId === undefined
+            ? []
+            : [`store id:        ${info.storeId}`, `commit number:   ${header.counter}`]),
           `entries:         ${entriesText}`,
           '',
         ].join('\n')

@@ -178,10 +178,31 @@ export const COMMANDS: Record<string, CommandSpec> = {
       'anystore newkey > new.key && anystore rekey app.store --key-file old.key --new-key-file new.key',
     ],
   },
+  restore: {
+    usage: 'anystore restore FILE BACKUP',
+    summary:
+      'Make the entries of BACKUP (a copy of a store file) the newest commit of FILE, holding the store lock; keys not in BACKUP are deleted. Open stores see an ordinary commit.',
+    args: [2, 2],
+    options: {
+      ...KEY_OPTIONS,
+      'backup-key-file': { type: 'string' },
+      compress: { type: 'boolean' },
+    },
+    optionHelp: [
+      "--backup-key-file F  BACKUP's key (base64), when it is not the store's",
+      '--compress           deflate the file (default: keep what the file uses)',
+      ...KEY_HELP,
+    ],
+    usesKey: true,
+    examples: [
+      'anystore restore app.store backup/app.store --key-file app.key',
+      'anystore restore app.store other.store --key-file app.key --backup-key-file other.key',
+    ],
+  },
   info: {
     usage: 'anystore info FILE',
     summary:
-      'Print the header (format version, flags, key size, last commit) without a key; with a key, the entry count too.',
+      'Print the header (format version, flags, key size, last commit, store id and commit number) without a key; with a key, the entry count too.',
     args: [1, 1],
     options: { ...KEY_OPTIONS, json: { type: 'boolean' } },
     optionHelp: ['--json               print a JSON object', ...KEY_HELP],

@@ -1,0 +1,160 @@
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
+import { decodeValue } from './codec.js'
+import { deriveKeys, FLAG_DEFLATE, open } from './crypto.js'
+import {
+  CorruptFileError,
+  FileTooLargeError,
+  InvalidOptionError,
+  StoreFileNotFoundError,
+} from './errors.js'
+import { warnIfDefaultKey } from './default-key-warning.js'
+import { FileBackend } from './file-backend.js'
+import { readFileHeader } from './file-info.js'
+import {
+  type AnyStoreOptions,
+  checkOptionNames,
+  expandPath,
+  keyOption,
+  resolveOptions,
+} from './options.js'
+import { PayloadError } from './payload.js'
+import { PayloadMap } from './payload-map.js'
+
+export interface RestoreOptions
+  extends Pick<
+    AnyStoreOptions,
+    | 'encryptionKey'
+    | 'lock'
+    | 'lockTimeoutMs'
+    | 'maxFileSize'
+    | 'staleMs'
+    | 'sync'
+    | 'formatVersion'
+  > {
+  /** The store to restore into. Created if it does not exist (as a new store). */
+  file: string
+  /** The backup: a store file (any format version anystore reads), for example a copy of `file`. */
+  from: string
+  /** The backup's key, when it differs from `encryptionKey`. @default encryptionKey */
+  fromEncryptionKey?: string | Uint8Array
+  /** Deflate the restored payload. @default what `file` uses now (the backup's, if `file` is missing) */
+  compress?: boolean
+  /** Called while the backup's values are checked, with `(done, total)`. */
+  onProgress?: (done: number, total: number) => void
+}
+
+/** Reads and authenticates a whole store file that is not the store: no lock, nothing written. */
+function readBackup(
+  from: string,
+  key: Uint8Array,
+  maxFileSize: number,
+): { entries: PayloadMap; compressed: boolean } {
+  let fd: number
+  try {
+    fd = openSync(from, 'r')
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ENOENT') throw new StoreFileNotFoundError(from)
+    throw error
+  }
+  try {
+    const { size } = fstatSync(fd)
+    if (size > maxFileSize) throw new FileTooLargeError(from, size, maxFileSize)
+    const bytes = Buffer.allocUnsafe(size)
+    let read = 0
+    while (read < size) {
+      const got = readSync(fd, bytes, read, size - read, read)
+      if (got === 0) break
+      read += got
+    }
+    const { header, payload } = open(from, deriveKeys(key), bytes.subarray(0, read), {
+      inPlace: true,
+    })
+    try {
+      return {
+        entries: new PayloadMap(payload, from),
+        compressed: (header.flags & FLAG_DEFLATE) !== 0,
+      }
+    } catch (cause) {
+      if (!(cause instanceof PayloadError)) throw cause
+      throw new CorruptFileError(from, cause.message, { cause })
+    }
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
+ * Makes the entries of the backup `from` the newest commit of the store `file`: one commit,
+ * under the store's lock, that holds exactly the backup's entries (every other key is
+ * deleted). The commit continues the store (same store id, next commit counter), so processes
+ * that have the store open see an ordinary newer commit, where renaming the backup over the
+ * file would make them fail with StoreReplacedError or RollbackError. Copying one store's
+ * entries into another is the same operation. Every value of the backup is decoded first: a
+ * backup that does not fully decode leaves the store untouched.
+ */
+export async function restore(options: RestoreOptions): Promise<{ entries: number }> {
+  checkOptionNames(options, 'restore')
+  if (typeof options.file !== 'string' || typeof options.from !== 'string') {
+    throw new InvalidOptionError('restore() needs `file` and `from`')
+  }
+  const resolved = resolveOptions({
+    file: options.file,
+    encryptionKey: keyOption(options, 'encryptionKey'),
+    lock: options.lock,
+    lockTimeoutMs: options.lockTimeoutMs,
+    maxFileSize: options.maxFileSize,
+    staleMs: options.staleMs,
+    sync: options.sync,
+    formatVersion: options.formatVersion,
+  })
+  const file = resolved.file as string
+  const fromKey =
+    'fromEncryptionKey' in options
+      ? keyOption(options, 'fromEncryptionKey', 'required')
+      : resolved.key
+  const backup = readBackup(expandPath(options.from), fromKey, resolved.maxFileSize)
+  const total = backup.entries.size
+  let done = 0
+  for (const [key, entry] of backup.entries) {
+    try {
+      decodeValue(entry.value)
+    } catch (cause) {
+      throw new CorruptFileError(
+        options.from,
+        `the value of ${JSON.stringify(key)} does not decode`,
+        { cause },
+      )
+    }
+    options.onProgress?.(++done, total)
+  }
+  warnIfDefaultKey(resolved.key, file)
+  const keys = deriveKeys(resolved.key)
+  const backend = new FileBackend(file, {
+    keys,
+    compress: resolved.compress,
+    sync: resolved.sync,
+    lock: resolved.lock,
+    lockTimeoutMs: resolved.lockTimeoutMs,
+    maxFileSize: resolved.maxFileSize,
+    staleMs: resolved.staleMs,
+    io: resolved.fs,
+    formatVersion: resolved.formatVersion,
+  })
+  try {
+    await backend.exclusive(async () => {
+      // Loads the store as it is under the lock: the restored commit continues it, and a store
+      // that cannot be read (wrong key, corrupt) is never written over.
+      backend.refresh()
+      let compress = backup.compressed
+      try {
+        compress = (readFileHeader(backend.file).header.flags & FLAG_DEFLATE) !== 0
+      } catch (error) {
+        if (!(error instanceof StoreFileNotFoundError)) throw error
+      }
+      backend.commit(backup.entries, { keys, compress: options.compress ?? compress })
+    })
+  } finally {
+    backend.close()
+  }
+  return { entries: total }
+}

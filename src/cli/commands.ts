@@ -405,17 +405,19 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
     const backup = expandPath(ctx.args[1]!)
     const key = validKey(chooseKey(ctx, true))
     const backupKeyFile = ctx.options['backup-key-file']
-    const fromEncryptionKey =
+    // Absent, not undefined, when not given: restore() then reads the backup with the store's key.
+    const backupKey =
       typeof backupKeyFile === 'string'
-        ? validKey(readKeyFile(ctx, backupKeyFile, '--backup-key-file'))
-        : undefined
+        ? { fromEncryptionKey: validKey(readKeyFile(ctx, backupKeyFile, '--backup-key-file')) }
+        : {}
     let progress: ProgressBar | undefined
     const { entries } = await restore({
       file,
       from: backup,
       encryptionKey: key,
-      fromEncryptionKey,
+      ...backupKey,
       compress: ctx.options.compress === true ? true : undefined,
+      lock: lockMode(ctx),
       lockTimeoutMs: lockTimeout(ctx),
       onProgress: (done, total) => {
         progress ??= new ProgressBar('restore', total, ctx.stderr)

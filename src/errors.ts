@@ -134,12 +134,18 @@ export class InvalidPathError extends AnyStoreError {
   }
 }
 
-/** The file is larger than `maxFileSize`. */
+/**
+ * The file is larger than `maxFileSize`, or (`inflated`) its compressed payload of `size` bytes
+ * inflates to more than that.
+ */
 export class FileTooLargeError extends AnyStoreError {
-  constructor(file: string, size: number, limit: number) {
+  constructor(file: string, size: number, limit: number, options?: { inflated?: boolean }) {
+    const what = options?.inflated
+      ? `holds ${size} compressed bytes that inflate to more than ${limit} bytes`
+      : `is ${size} bytes`
     super(
       'ERR_ANYSTORE_FILE_TOO_LARGE',
-      `${file} is ${size} bytes, over the \`maxFileSize\` limit of ${limit} bytes: raise the limit if the file is trusted`,
+      `${file} ${what}, over the \`maxFileSize\` limit of ${limit} bytes: raise the limit if the file is trusted`,
     )
   }
 }

@@ -346,12 +346,21 @@ export class FileBackend implements Persistence {
     if (size > SLICE_SIZE) {
       const readAt = (buffer: Buffer, length: number, position: number) =>
         readFully(io, fd, buffer, length, position)
-      const { header, payload } = openSlices(this.file, this.#options.keys, readAt, size)
+      const { header, payload } = openSlices(
+        this.file,
+        this.#options.keys,
+        readAt,
+        size,
+        this.#options.maxFileSize,
+      )
       return { payload, version: header.version }
     }
     const bytes = Buffer.allocUnsafe(size)
     const read = readFully(io, fd, bytes, size, 0)
-    const opened = open(this.file, this.#options.keys, bytes.subarray(0, read), { inPlace: true })
+    const opened = open(this.file, this.#options.keys, bytes.subarray(0, read), {
+      inPlace: true,
+      maxPayloadSize: this.#options.maxFileSize,
+    })
     return { payload: opened.payload, version: opened.header.version }
   }
 

@@ -13,7 +13,7 @@ import {
   InvalidOptionError,
   ThingNotFoundError,
 } from './errors.js'
-import { DEFAULT_OPTIONS, expandPath } from './options.js'
+import { DEFAULT_OPTIONS, expandPath, positiveNumber } from './options.js'
 import { checkKey, encodePayload, PayloadError } from './payload.js'
 import { PayloadMap } from './payload-map.js'
 import { type StandardSchemaV1, validateWithSchema } from './schema.js'
@@ -51,6 +51,12 @@ export interface UnstashOptions<T> extends ThingLocation {
   key: StoreKey
   /** Returned (after the schema, if any) when the file or the key is missing. */
   defaults?: T
+  /**
+   * Refuse a stash (stream or file) larger than this many bytes, or whose compressed payload
+   * inflates to more than this (`FileTooLargeError`), as the store option of the same name.
+   * @default 1073741824 (1 GiB)
+   */
+  maxFileSize?: number
   /** Any Standard Schema validator; its output is what unstash() returns. */
   schema?: StandardSchemaV1<unknown, T>
 }
@@ -145,10 +151,13 @@ async function readFromStream(
   reader: Readable,
   key: StoreKey,
   encryptionKey: string | Uint8Array,
+  maxFileSize: number,
 ): Promise<unknown> {
   const label = 'the stash stream'
-  const bytes = await readAll(reader, DEFAULT_OPTIONS.maxFileSize)
-  const { payload } = open(label, deriveKeys(parseKey(encryptionKey)), bytes)
+  const bytes = await readAll(reader, maxFileSize)
+  const { payload } = open(label, deriveKeys(parseKey(encryptionKey)), bytes, {
+    maxPayloadSize: maxFileSize,
+  })
   let entries: PayloadMap
   try {
     entries = new PayloadMap(payload, label)
@@ -174,10 +183,11 @@ async function readFromFile(
   file: string,
   key: StoreKey,
   encryptionKey: string | Uint8Array | undefined,
+  maxFileSize: number,
 ): Promise<unknown> {
   // Checked first so that reading a missing config creates no directory and no lockfile.
   if (!exists(file)) return MISSING
-  const store = await AnyStore.open({ file, encryptionKey })
+  const store = await AnyStore.open({ file, encryptionKey, maxFileSize })
   try {
     return (await store.has(key)) ? await store.get(key) : MISSING
   } finally {
@@ -191,6 +201,10 @@ async function readFromFile(
  */
 export async function unstash<T>(options: UnstashOptions<T>): Promise<T> {
   const key = checkKey(options.key)
+  const maxFileSize = positiveNumber(
+    'maxFileSize',
+    options.maxFileSize ?? DEFAULT_OPTIONS.maxFileSize,
+  )
   let found: unknown
   let where: string
   if (options.reader !== undefined) {
@@ -199,6 +213,7 @@ export async function unstash<T>(options: UnstashOptions<T>): Promise<T> {
       options.reader,
       key,
       options.encryptionKey ?? DEFAULT_OPTIONS.encryptionKey,
+      maxFileSize,
     )
   } else {
     const file = thingFile(options)
@@ -208,7 +223,7 @@ export async function unstash<T>(options: UnstashOptions<T>): Promise<T> {
       )
     }
     where = file
-    found = await readFromFile(file, key, options.encryptionKey)
+    found = await readFromFile(file, key, options.encryptionKey, maxFileSize)
   }
   if (found === MISSING) {
     if (options.defaults === undefined) throw new ThingNotFoundError(where, key)

@@ -4,9 +4,12 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_ENCRYPTION_KEY, deriveKeys, parseKey, seal } from '../src/crypto.js'
-import { AnyStore } from '../src/index.js'
+import { encodeValue, MAX_DEPTH } from '../src/codec.js'
+import { EXIT_CODES } from '../src/exit-codes.js'
+import { AnyStore, unstash } from '../src/index.js'
 import { encodePayload } from '../src/payload.js'
-import { fixture, requireBuild, tempDir } from './cli-support.js'
+import type { StoreKey } from '../src/types.js'
+import { fixture, requireBuild, runCli, tempDir } from './cli-support.js'
 import { rejection } from './helpers.js'
 
 requireBuild()
@@ -75,5 +78,103 @@ describe('a compressed payload that inflates past maxFileSize', () => {
     const store = await AnyStore.open({ file, maxFileSize: 4 * MiB })
     expect(((await store.get('k')) as Uint8Array).length).toBe(3 * MiB)
     await store.close()
+  })
+})
+
+/** A store file sealed under the public default key, holding `entries` as given (even repeated keys). */
+function craftedStore(entries: [StoreKey, Uint8Array][]): string {
+  const file = join(tempDir(), 'crafted.db')
+  const payload = encodePayload(entries.map(([key, value]) => [key, { value }]))
+  writeFileSync(file, Buffer.concat(seal(publicKeys, payload, { compress: false }).parts))
+  return file
+}
+
+/** MessagePack for `levels` arrays of one item each around a nil: `[[[...[null]...]]]`. */
+function nestedArrays(levels: number): Buffer {
+  const bytes = Buffer.alloc(levels + 1, 0x91) // fixarray of 1
+  bytes[levels] = 0xc0 // nil
+  return bytes
+}
+
+/**
+ * MessagePack for `levels` Maps (ext type 5), each holding one entry whose value is the next:
+ * the Map's array of [key, value] is not a level of its own, as when encodeValue writes it.
+ */
+function nestedMaps(levels: number): Buffer {
+  let inner = Buffer.from([0xc0])
+  for (let i = 0; i < levels; i++) {
+    const data = Buffer.concat([Buffer.from([0x92, 0x00]), inner]) // [0, inner]
+    const header = Buffer.alloc(6)
+    header[0] = 0xc9 // ext 32
+    header.writeUInt32BE(data.length, 1)
+    header[5] = 5
+    inner = Buffer.concat([header, data])
+  }
+  return inner
+}
+
+function nest(levels: number, inner: unknown = null): unknown {
+  let value = inner
+  for (let i = 0; i < levels; i++) value = [value]
+  return value
+}
+
+describe('a value nested deeper than the store ever writes', () => {
+  it('is exactly what encodeValue refuses: 100 levels are written and read back, 101 are not written', async () => {
+    expect(() => encodeValue(nest(MAX_DEPTH + 1))).toThrow(
+      expect.objectContaining({ code: 'ERR_ANYSTORE_UNSUPPORTED_VALUE' }),
+    )
+    expect(() => encodeValue(nest(MAX_DEPTH, new Date(0)))).toThrow(
+      expect.objectContaining({ code: 'ERR_ANYSTORE_UNSUPPORTED_VALUE' }),
+    )
+    const deepest = nest(MAX_DEPTH - 1, new Map([[1, 'x']]))
+    const file = craftedStore([
+      ['arrays', encodeValue(nest(MAX_DEPTH))],
+      ['date', encodeValue(nest(MAX_DEPTH - 1, new Date(0)))],
+      ['map', encodeValue(deepest)],
+    ])
+    const store = await AnyStore.open({ file })
+    expect(await store.get('arrays')).toStrictEqual(nest(MAX_DEPTH))
+    expect(await store.get('date')).toStrictEqual(nest(MAX_DEPTH - 1, new Date(0)))
+    expect(await store.get('map')).toStrictEqual(deepest)
+    await store.close()
+  })
+
+  it('is refused by get() with CorruptFileError, one level past the limit or a million', async () => {
+    const file = craftedStore([
+      ['ok', encodeValue('fine')],
+      ['arrays', nestedArrays(MAX_DEPTH + 1)],
+      ['maps', nestedMaps(MAX_DEPTH + 1)],
+      ['date', Buffer.concat([nestedArrays(MAX_DEPTH).subarray(0, MAX_DEPTH), encodeValue(new Date(0))])],
+      ['million', nestedArrays(1_000_000)],
+    ])
+    const store = await AnyStore.open({ file })
+    expect(await store.get('ok')).toBe('fine')
+    for (const key of ['arrays', 'maps', 'date', 'million']) {
+      const error = await rejection(store.get(key))
+      expect(error.code, key).toBe('ERR_ANYSTORE_CORRUPT_FILE')
+      expect(error.message).toContain(`deeper than ${MAX_DEPTH} levels`)
+    }
+    expect((await rejection(store.entries())).code).toBe('ERR_ANYSTORE_CORRUPT_FILE')
+    await store.close()
+  })
+
+  it('is refused by unstash() from a stream', async () => {
+    const file = craftedStore([['k', nestedArrays(MAX_DEPTH + 1)]])
+    const { createReadStream } = await import('node:fs')
+    const error = await rejection(unstash({ reader: createReadStream(file), key: 'k' }))
+    expect(error.code).toBe('ERR_ANYSTORE_CORRUPT_FILE')
+  })
+
+  it('fails `anystore verify` and `anystore get`, which would otherwise print it', async () => {
+    const file = craftedStore([
+      ['ok', encodeValue('fine')],
+      ['deep', nestedArrays(1_000_000)],
+    ])
+    const verify = await runCli(['verify', file])
+    expect(verify.code, verify.stderr).toBe(EXIT_CODES.ERR_ANYSTORE_CORRUPT_FILE)
+    expect(verify.stdout).toBe('')
+    const get = await runCli(['get', file, 'deep'])
+    expect(get.code, get.stderr).toBe(EXIT_CODES.ERR_ANYSTORE_CORRUPT_FILE)
   })
 })

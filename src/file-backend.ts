@@ -229,7 +229,7 @@ export class FileBackend implements Persistence {
     if (fresh !== undefined || adoptable === undefined || !mayAdopt) return fresh
     this.#adoptable = undefined
     // Still our own commit on disk: the same state, now indexed over its payload.
-    return new PayloadMap(adoptable, this.file)
+    return new PayloadMap(adoptable)
   }
 
   #refresh(): EntryMap | undefined {
@@ -312,7 +312,7 @@ export class FileBackend implements Persistence {
       const { payload, version } = this.#decrypt(fd, stats.size)
       let map: PayloadMap
       try {
-        map = new PayloadMap(payload, this.file)
+        map = new PayloadMap(payload)
       } catch (cause) {
         if (!(cause instanceof PayloadError)) throw cause
         throw new CorruptFileError(this.file, cause.message, { cause })

@@ -76,9 +76,7 @@ function parseRecord(bytes: Buffer, start: number, end: number): number {
     const length = readU32(bytes, at)
     at += 4
     if (at + length > end) return -1
-    let h = FNV_OFFSET
-    for (let i = at; i < at + length; i++) h = Math.imul(h ^ (bytes[i] as number), FNV_PRIME)
-    parsedHash = finish(h)
+    parsedHash = hashBytes(bytes, at, at + length)
     at += length
   } else if (keyType === KEY_NUMBER) {
     if (at + 8 > end) return -1
@@ -120,8 +118,17 @@ export class PayloadIndex {
    */
   #slots: Int32Array | undefined
   #lookups = 0
+  /**
+   * Steps taken through the table (building it and looking up) plus key comparisons made by
+   * the check for repeated keys: a measure of how evenly keys hash, read by tests, which expect
+   * it to grow linearly with the key count whatever the keys are.
+   */
+  #probes = 0
 
-  /** Checks the whole payload's framing; throws PayloadError where it does not parse. */
+  /**
+   * Checks the whole payload's framing and that no key repeats; throws PayloadError where it
+   * does not parse.
+   */
   constructor(payload: Buffer | Segments) {
     this.payload = payload instanceof Segments ? payload : Segments.of(payload)
     if (this.payload.length < 4) throw new PayloadError('payload ends inside its entry count')
@@ -136,7 +143,49 @@ export class PayloadIndex {
     this.#scan()
   }
 
-  /** One pass over the records, part by part; a record that spans two parts is parsed from a copy. */
+  get probes(): number {
+    return this.#probes
+  }
+
+  /**
+   * Throws PayloadError if two records hold the same key: at open, not at whichever lookup would
+   * trip on it. A hash table over every key would cost as much as the scan before it (random
+   * writes all over megabytes), so the scan sets each hash's bit in a bitset of 16 bits per key,
+   * small enough to stay in cache (#seen), and counts the records whose bit was set already
+   * (#seenTwice). Only records whose bit was met twice are then put in a table of their own,
+   * where the keys of those with equal hashes are compared.
+   */
+  #checkUnique(seenTwice: Int32Array, mask: number, repeats: number): void {
+    if (repeats === 0) return
+    const hashes = this.#hashes
+    // At most 2 × repeats records have a bit met twice: the table stays at most half full.
+    let capacity = 8
+    while (capacity < repeats * 4) capacity *= 2
+    const tableMask = capacity - 1
+    const slots = new Int32Array(capacity)
+    let probes = 0
+    for (let i = 0; i < this.count; i++) {
+      const hash = hashes[i] as number
+      const bit = hash & mask
+      if (((seenTwice[bit >>> 5] as number) & (1 << (bit & 31))) === 0) continue
+      let slot = (hash >>> 16) & tableMask
+      while (slots[slot] !== 0) {
+        probes++
+        const other = (slots[slot] as number) - 1
+        if (hashes[other] === hash && this.#sameRecordKey(other, i)) {
+          throw new PayloadError(`the key of entry ${i} repeats entry ${other}`)
+        }
+        slot = (slot + 1) & tableMask
+      }
+      slots[slot] = i + 1
+    }
+    this.#probes += probes
+  }
+
+  /**
+   * One pass over the records, part by part; a record that spans two parts is parsed from a
+   * copy. Ends with #checkUnique.
+   */
   #scan(): void {
     const segments = this.payload
     const starts = this.#recordStarts
@@ -145,6 +194,13 @@ export class PayloadIndex {
     let part = segments.parts[0] as Buffer
     let base = 0
     let at = 4
+    // For #checkUnique: one bit per hash, 16 bits per key, and the bits met more than once.
+    let bits = 64
+    while (bits < this.count * 16) bits *= 2
+    const mask = bits - 1
+    const seen = new Int32Array(bits >>> 5)
+    const seenTwice = new Int32Array(bits >>> 5)
+    let repeats = 0
     for (let i = 0; i < this.count; i++) {
       starts[i] = at
       while (at >= base + part.length && partNumber < segments.parts.length - 1) {
@@ -153,12 +209,23 @@ export class PayloadIndex {
       }
       const end = parseRecord(part, at - base, part.length)
       at = end >= 0 ? base + end : this.#parseAcrossParts(at)
-      hashes[i] = parsedHash
+      const hash = parsedHash
+      hashes[i] = hash
+      const bit = hash & mask
+      const word = bit >>> 5
+      const flag = 1 << (bit & 31)
+      if (((seen[word] as number) & flag) === 0) {
+        seen[word] = (seen[word] as number) | flag
+      } else {
+        seenTwice[word] = (seenTwice[word] as number) | flag
+        repeats++
+      }
     }
     if (at !== segments.length) {
       throw new PayloadError(`${segments.length - at} bytes after the last entry`)
     }
     starts[this.count] = at
+    this.#checkUnique(seenTwice, mask, repeats)
   }
 
   /** Parses a record that runs past its part from a copy of a growing window; returns its end. */
@@ -181,33 +248,31 @@ export class PayloadIndex {
     )
   }
 
-  /** Throws PayloadError if two records hold the same key. */
+  /** The keys are known to be distinct (#checkUnique): each goes in the first free slot. */
   #buildTable(): Int32Array {
     let capacity = 8
     while (capacity < this.count * 2) capacity *= 2
     const mask = capacity - 1
     const slots = new Int32Array(capacity * 2)
     const hashes = this.#hashes
+    let probes = 0
     for (let i = 0; i < this.count; i++) {
       const hash = hashes[i] as number
       let slot = hash & mask
       while (slots[slot * 2] !== 0) {
-        const other = (slots[slot * 2] as number) - 1
-        if (slots[slot * 2 + 1] === hash && this.#sameRecordKey(other, i)) {
-          throw new PayloadError(`the key of entry ${i} repeats entry ${other}`)
-        }
+        probes++
         slot = (slot + 1) & mask
       }
       slots[slot * 2] = i + 1
       slots[slot * 2 + 1] = hash
     }
+    this.#probes += probes
     return slots
   }
 
   /**
    * The first record whose key hashes to `hash` and that `matches` accepts, or -1: through the
-   * table once it exists, else by scanning the hashes. Throws PayloadError when building the
-   * table finds a repeated key.
+   * table once it exists, else by scanning the hashes.
    */
   #probe(hash: number, matches: (record: number) => boolean): number {
     if (this.#slots === undefined && ++this.#lookups >= LOOKUPS_BEFORE_TABLE) {
@@ -221,6 +286,7 @@ export class PayloadIndex {
     }
     const mask = (slots.length >> 1) - 1
     for (let slot = hash & mask; ; slot = (slot + 1) & mask) {
+      this.#probes++
       const occupant = slots[slot * 2] as number
       if (occupant === 0) return -1
       if (slots[slot * 2 + 1] === hash && matches(occupant - 1)) return occupant - 1

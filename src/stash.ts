@@ -160,7 +160,7 @@ async function readFromStream(
   })
   let entries: PayloadMap
   try {
-    entries = new PayloadMap(payload, label)
+    entries = new PayloadMap(payload)
   } catch (cause) {
     if (!(cause instanceof PayloadError)) throw cause
     throw new CorruptFileError(label, cause.message, { cause })

@@ -178,3 +178,48 @@ describe('a value nested deeper than the store ever writes', () => {
     expect(get.code, get.stderr).toBe(EXIT_CODES.ERR_ANYSTORE_CORRUPT_FILE)
   })
 })
+
+describe('a payload that repeats a key', () => {
+  it('is refused at open with CorruptFileError, before any lookup', async () => {
+    const value = encodeValue(1)
+    for (const repeated of ['a', 7] as StoreKey[]) {
+      const file = craftedStore([
+        [repeated, value],
+        ['b', value],
+        [repeated, encodeValue(2)],
+      ])
+      const error = await rejection(AnyStore.open({ file }))
+      expect(error.code).toBe('ERR_ANYSTORE_CORRUPT_FILE')
+      expect(error.message).toContain('repeats')
+    }
+  })
+
+  it('is refused among 100,000 distinct keys, and -0 repeats 0', async () => {
+    const value = encodeValue(null)
+    const entries: [StoreKey, Uint8Array][] = []
+    for (let i = 0; i < 100_000; i++) entries.push([`key:${i}`, value])
+    const distinct = craftedStore(entries)
+    const store = await AnyStore.open({ file: distinct })
+    expect(await store.size()).toBe(100_000)
+    await store.close()
+    entries.push(['key:54321', value])
+    expect((await rejection(AnyStore.open({ file: craftedStore(entries) }))).code).toBe(
+      'ERR_ANYSTORE_CORRUPT_FILE',
+    )
+    const zeros = craftedStore([
+      [0, value],
+      [-0, value],
+    ])
+    expect((await rejection(AnyStore.open({ file: zeros }))).code).toBe('ERR_ANYSTORE_CORRUPT_FILE')
+  })
+
+  it('fails `anystore verify`', async () => {
+    const value = encodeValue(1)
+    const file = craftedStore([
+      ['a', value],
+      ['a', value],
+    ])
+    const verify = await runCli(['verify', file])
+    expect(verify.code, verify.stderr).toBe(EXIT_CODES.ERR_ANYSTORE_CORRUPT_FILE)
+  })
+})

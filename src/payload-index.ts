@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import {
   ENTRY_FLAG_EXPIRES,
   KEY_NUMBER,
@@ -12,31 +13,88 @@ import type { StoreKey } from './types.js'
 /** The smallest record: an empty string key (1 + 4 bytes), flags (1) and a value length (4). */
 const MIN_RECORD_SIZE = 10
 
-const FNV_OFFSET = 0x811c9dc5
-const FNV_PRIME = 0x01000193
+/**
+ * Keys are hashed with HalfSipHash-1-3 (the 32-bit SipHash that Linux uses for its hash tables,
+ * `hsiphash`) under a key drawn at random once per process. Whoever writes a file can choose its
+ * keys, and a file with the public default key can be made by anyone: with a fixed hash such as
+ * FNV-1a they could make thousands of keys that hash alike, and every process would pay a
+ * quadratic index build on every reload. Without the key no one can tell which keys collide.
+ */
+const hashKey = randomBytes(8)
+const K0 = hashKey.readInt32LE(0)
+const K1 = hashKey.readInt32LE(4)
 
-/** Spreads FNV-1a's weak low bits, which pick the slot. */
-function finish(hash: number): number {
-  let h = hash ^ (hash >>> 16)
-  h = Math.imul(h, 0x85ebca6b)
-  return h ^ (h >>> 13)
-}
-
+/**
+ * HalfSipHash-1-3 of bytes [start, end): one SipRound per little-endian 4-byte word, the last
+ * word holding the 0 to 3 bytes left and the length in its top byte, then three more rounds.
+ * The state stays in local variables (a helper function for the round would keep it in
+ * module variables, several times slower), so the round is written out twice.
+ */
 function hashBytes(bytes: Uint8Array, start: number, end: number): number {
-  let h = FNV_OFFSET
-  for (let i = start; i < end; i++) h = Math.imul(h ^ (bytes[i] as number), FNV_PRIME)
-  return finish(h)
+  let v0 = K0
+  let v1 = K1
+  let v2 = 0x6c796765 ^ K0
+  let v3 = 0x74656462 ^ K1
+  const length = end - start
+  const wordsEnd = end - (length & 3)
+  for (let i = start; i <= wordsEnd; i += 4) {
+    let word: number
+    if (i < wordsEnd) {
+      word =
+        (bytes[i] as number) |
+        ((bytes[i + 1] as number) << 8) |
+        ((bytes[i + 2] as number) << 16) |
+        ((bytes[i + 3] as number) << 24)
+    } else {
+      word = length << 24
+      if (i + 2 < end) word |= (bytes[i + 2] as number) << 16
+      if (i + 1 < end) word |= (bytes[i + 1] as number) << 8
+      if (i < end) word |= bytes[i] as number
+    }
+    v3 ^= word
+    v0 = (v0 + v1) | 0
+    v1 = (v1 << 5) | (v1 >>> 27)
+    v1 ^= v0
+    v0 = (v0 << 16) | (v0 >>> 16)
+    v2 = (v2 + v3) | 0
+    v3 = (v3 << 8) | (v3 >>> 24)
+    v3 ^= v2
+    v0 = (v0 + v3) | 0
+    v3 = (v3 << 7) | (v3 >>> 25)
+    v3 ^= v0
+    v2 = (v2 + v1) | 0
+    v1 = (v1 << 13) | (v1 >>> 19)
+    v1 ^= v2
+    v2 = (v2 << 16) | (v2 >>> 16)
+    v0 ^= word
+  }
+  v2 ^= 0xff
+  for (let round = 0; round < 3; round++) {
+    v0 = (v0 + v1) | 0
+    v1 = (v1 << 5) | (v1 >>> 27)
+    v1 ^= v0
+    v0 = (v0 << 16) | (v0 >>> 16)
+    v2 = (v2 + v3) | 0
+    v3 = (v3 << 8) | (v3 >>> 24)
+    v3 ^= v2
+    v0 = (v0 + v3) | 0
+    v3 = (v3 << 7) | (v3 >>> 25)
+    v3 ^= v0
+    v2 = (v2 + v1) | 0
+    v1 = (v1 << 13) | (v1 >>> 19)
+    v1 ^= v2
+    v2 = (v2 << 16) | (v2 >>> 16)
+  }
+  return v1 ^ v3
 }
 
 const numberScratch = new Float64Array(1)
-const numberWords = new Uint32Array(numberScratch.buffer)
+const numberBytes = new Uint8Array(numberScratch.buffer)
 
 /** Hashes a number as `Map` compares keys: -0 is 0 and every NaN is one key. */
 function hashNumber(n: number): number {
-  if (Number.isNaN(n)) return 0x7ff80000
-  numberScratch[0] = n === 0 ? 0 : n
-  const h = Math.imul(FNV_OFFSET ^ (numberWords[0] as number), FNV_PRIME)
-  return finish(Math.imul(h ^ (numberWords[1] as number), FNV_PRIME))
+  numberScratch[0] = Number.isNaN(n) ? Number.NaN : n === 0 ? 0 : n
+  return hashBytes(numberBytes, 0, 8)
 }
 
 function readU32(bytes: Uint8Array, at: number): number {

@@ -89,7 +89,11 @@ function hashBytes(bytes: Uint8Array, start: number, end: number): number {
 }
 
 const numberScratch = new Float64Array(1)
-const numberBytes = new Uint8Array(numberScratch.buffer)
+/**
+ * A Buffer, like every other input of hashBytes: one kind of byte array keeps it monomorphic
+ * (a Uint8Array here made V8 deoptimize it in the middle of a cold open's first scan).
+ */
+const numberBytes = Buffer.from(numberScratch.buffer)
 
 /** Hashes a number as `Map` compares keys: -0 is 0 and every NaN is one key. */
 function hashNumber(n: number): number {
@@ -269,15 +273,14 @@ export class PayloadIndex {
       at = end >= 0 ? base + end : this.#parseAcrossParts(at)
       const hash = parsedHash
       hashes[i] = hash
+      // Without a branch: one that is rarely taken deoptimizes the loop the first time it is.
       const bit = hash & mask
       const word = bit >>> 5
-      const flag = 1 << (bit & 31)
-      if (((seen[word] as number) & flag) === 0) {
-        seen[word] = (seen[word] as number) | flag
-      } else {
-        seenTwice[word] = (seenTwice[word] as number) | flag
-        repeats++
-      }
+      const before = seen[word] as number
+      const again = (before >>> (bit & 31)) & 1
+      seen[word] = before | (1 << (bit & 31))
+      seenTwice[word] = (seenTwice[word] as number) | (again << (bit & 31))
+      repeats += again
     }
     if (at !== segments.length) {
       throw new PayloadError(`${segments.length - at} bytes after the last entry`)

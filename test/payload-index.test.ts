@@ -57,12 +57,13 @@ function fnvCollidingKeys(stages: number): string[] {
   return keys
 }
 
-/** Indexes `keys` and looks each one up (which builds the table): the probes it took. */
-function probesToIndex(keys: StoreKey[]): number {
+/** Indexes `keys` and looks each one up (which builds the table). */
+function indexAndFind(keys: StoreKey[]): PayloadIndex {
   const value = { value: Uint8Array.of(0xc0) }
   const index = new PayloadIndex(encodePayload(keys.map((key) => [key, value])))
   keys.forEach((key, record) => expect(index.find(key)).toBe(record))
-  return index.probes
+  expect(index.find('absent')).toBe(-1)
+  return index
 }
 
 describe('PayloadIndex against hash flooding', () => {
@@ -73,18 +74,40 @@ describe('PayloadIndex against hash flooding', () => {
     expect(new Set(crafted.map((key) => fnv1a(key))).size).toBe(1)
     const ordinary = crafted.map((_, i) => `key:${i}`)
 
-    const craftedProbes = probesToIndex(crafted)
-    const ordinaryProbes = probesToIndex(ordinary)
+    const craftedIndex = indexAndFind(crafted)
+    const ordinaryIndex = indexAndFind(ordinary)
     // A table at most half full averages under 2 probes per insert and per lookup; colliding
     // keys would take n²/2 (134 million here).
-    expect(ordinaryProbes).toBeLessThan(4 * crafted.length)
-    expect(craftedProbes).toBeLessThan(4 * crafted.length)
+    expect(ordinaryIndex.probes).toBeLessThan(4 * crafted.length)
+    expect(craftedIndex.probes).toBeLessThan(4 * crafted.length)
+    // Their one FNV-1a value gave them away: they were hashed again with the strong hash.
+    expect(craftedIndex.hashedStrongly).toBe(true)
+    expect(ordinaryIndex.hashedStrongly).toBe(false)
+  })
+
+  it('still finds repeated keys and every key after hashing strongly', () => {
+    const crafted = fnvCollidingKeys(8)
+    const value = { value: Uint8Array.of(0xc0) }
+    const entries = crafted.map((key): [StoreKey, typeof value] => [key, value])
+    const numbers: [StoreKey, typeof value][] = [
+      [1.5, value],
+      [-0, value],
+    ]
+    const index = indexAndFind([...crafted, 1.5, -0])
+    expect(index.hashedStrongly).toBe(true)
+    expect(index.find(0)).toBe(crafted.length + 1)
+    const repeated = encodePayload([...entries, ...numbers, [crafted[100] as string, value]])
+    expect(() => new PayloadIndex(repeated)).toThrow(/repeats entry 100/)
+    const zeros = encodePayload([...entries, [0, value], ...numbers])
+    expect(() => new PayloadIndex(zeros)).toThrow(/repeats entry/)
   })
 
   it('spreads number keys too: consecutive integers and powers of two', () => {
     const numbers: number[] = []
     for (let i = 0; i < 8192; i++) numbers.push(i, 2 ** (i % 1000) * (i + 1), -i - 0.5)
     const keys = [...new Set(numbers)]
-    expect(probesToIndex(keys)).toBeLessThan(4 * keys.length)
+    const index = indexAndFind(keys)
+    expect(index.probes).toBeLessThan(4 * keys.length)
+    expect(index.hashedStrongly).toBe(false)
   })
 })

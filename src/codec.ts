@@ -186,12 +186,132 @@ extensions.register({
 })
 extensions.register({ type: EXT.buffer, encode: () => null, decode: (data) => Buffer.from(data) })
 
+/** The ext types that toWire makes from an object, so that count as a level of nesting. */
+const OBJECT_EXTS = new Set<number>([EXT.date, EXT.map, EXT.set, EXT.bytes, EXT.buffer])
+
+/** Bytes after a MessagePack str, bin or ext type byte that hold its length (0 for other types). */
+function lengthBytes(type: number): number {
+  if (type === 0xc4 || type === 0xc7 || type === 0xd9) return 1
+  if (type === 0xc5 || type === 0xc8 || type === 0xda) return 2
+  if (type === 0xc6 || type === 0xc9 || type === 0xdb) return 4
+  return 0
+}
+
+/** Sizes of the fixed-size MessagePack types after their type byte: floats, ints, fixext. */
+function fixedSize(type: number): number {
+  switch (type) {
+    case 0xca:
+      return 4
+    case 0xcb:
+      return 8
+    case 0xcc:
+    case 0xd0:
+      return 1
+    case 0xcd:
+    case 0xd1:
+      return 2
+    case 0xce:
+    case 0xd2:
+      return 4
+    case 0xcf:
+    case 0xd3:
+      return 8
+    default:
+      return 0
+  }
+}
+
+/**
+ * Whether encoded `bytes` nest objects deeper than MAX_DEPTH, counted as toWire counts them:
+ * arrays, plain objects and the ext types made from objects are a level each; a Map's or Set's
+ * inner array is not a level of its own. The decoder keeps its own stack, so it would rebuild
+ * a value a million levels deep (seconds, and a stack overflow in whoever walks it next); this
+ * walks the bytes first, without building anything, and stops at the first level too many.
+ * It only counts: bytes that are not well-formed are left for the decoder to refuse.
+ */
+function nestedTooDeep(bytes: Uint8Array): boolean {
+  // Every level takes at least one byte.
+  if (bytes.length <= MAX_DEPTH) return false
+  // Items still to read in each open container, innermost last.
+  const open: number[] = []
+  let at = 0
+  while (at < bytes.length) {
+    // Close the containers whose items are all read; the item at `at` belongs to the innermost left.
+    while (open.length > 0 && open[open.length - 1] === 0) open.pop()
+    if (open.length > 0) open[open.length - 1]!--
+    else if (at > 0) return false
+    const type = bytes[at++]!
+    let items = -1
+    if ((type >= 0x80 && type <= 0x8f) || (type >= 0x90 && type <= 0x9f)) {
+      items = type <= 0x8f ? (type & 0x0f) * 2 : type & 0x0f
+    } else if (type >= 0xdc && type <= 0xdf) {
+      const wide = type === 0xdd || type === 0xdf
+      const count = wide ? readU32(bytes, at) : ((bytes[at]! << 8) | bytes[at + 1]!) >>> 0
+      at += wide ? 4 : 2
+      items = type >= 0xde ? count * 2 : count
+    } else if (type >= 0xa0 && type <= 0xbf) {
+      at += type & 0x1f
+    } else if ((type >= 0xc4 && type <= 0xc9) || (type >= 0xd4 && type <= 0xdb)) {
+      const size = lengthBytes(type)
+      let length: number
+      if (type >= 0xd4 && type <= 0xd8) length = 1 << (type - 0xd4)
+      else if (size === 1) length = bytes[at]!
+      else if (size === 2) length = (bytes[at]! << 8) | bytes[at + 1]!
+      else length = readU32(bytes, at)
+      at += size
+      const isExt = type === 0xc7 || type === 0xc8 || type === 0xc9 || (type >= 0xd4 && type <= 0xd8)
+      if (!isExt) {
+        at += length
+      } else {
+        const extType = bytes[at++]!
+        if (OBJECT_EXTS.has(extType) && open.length + 1 > MAX_DEPTH) return true
+        if ((extType === EXT.map || extType === EXT.set) && length > 0) {
+          // The Map's or Set's items follow as one array: read on as its items, one level in.
+          const header = bytes[at]!
+          if (header >= 0x90 && header <= 0x9f) {
+            open.push(header & 0x0f)
+            at += 1
+          } else if (header === 0xdc) {
+            open.push((bytes[at + 1]! << 8) | bytes[at + 2]!)
+            at += 3
+          } else if (header === 0xdd) {
+            open.push(readU32(bytes, at + 1))
+            at += 5
+          } else {
+            at += length
+          }
+        } else {
+          at += length
+        }
+      }
+    } else {
+      at += fixedSize(type)
+    }
+    if (items >= 0) {
+      if (open.length + 1 > MAX_DEPTH) return true
+      open.push(items)
+    }
+  }
+  return false
+}
+
+function readU32(bytes: Uint8Array, at: number): number {
+  return ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0
+}
+
 /**
  * Decodes bytes made by `encodeValue` into a fresh value the caller may mutate. Bytes that do
  * not decode can only come from a file (they authenticated, so a writer with the key made
- * them): that is a CorruptFileError naming `source`.
+ * them): that is a CorruptFileError naming `source`. So is a value nested deeper than
+ * encodeValue ever writes: refused here, before the decoder builds it.
  */
 export function decodeValue(bytes: Uint8Array, source = 'the store'): unknown {
+  if (nestedTooDeep(bytes)) {
+    throw new CorruptFileError(
+      source,
+      `a value is nested deeper than ${MAX_DEPTH} levels, which anystore never writes`,
+    )
+  }
   try {
     return decoder.decode(bytes)
   } catch (cause) {

@@ -9,9 +9,11 @@ import {
   randomFillSync,
   timingSafeEqual,
 } from 'node:crypto'
+import { constants as bufferConstants } from 'node:buffer'
 import { deflateRawSync, inflateRawSync } from 'node:zlib'
 import {
   CorruptFileError,
+  FileTooLargeError,
   InvalidKeyError,
   NotAnyStoreFileError,
   UnsupportedFormatError,
@@ -458,13 +460,14 @@ export function parseHeader(
  * Authenticates and decrypts a whole store file; returns the header and the plaintext payload.
  * With `inPlace`, the plaintext overwrites the ciphertext in `bytes` as it is decrypted (a
  * 1 MiB slice at a time), so opening a large file needs no second buffer of its size; `bytes`
- * is then garbage if authentication fails.
+ * is then garbage if authentication fails. A compressed payload that inflates to more than
+ * `maxPayloadSize` bytes is refused with FileTooLargeError as soon as inflating passes it.
  */
 export function open(
   file: string,
   keys: DerivedKeys,
   bytes: Uint8Array,
-  options: { inPlace?: boolean } = {},
+  options: { inPlace?: boolean; maxPayloadSize?: number } = {},
 ): { header: FileHeader; payload: Buffer } {
   const header = parseHeader(file, bytes)
   const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
@@ -486,7 +489,7 @@ export function open(
       cause,
     })
   }
-  return { header, payload: inflated(file, header, body) }
+  return { header, payload: inflated(file, header, body, options.maxPayloadSize ?? Infinity) }
 }
 
 /** Checks that `keys` opened the file with this header; the decipher for its body. */
@@ -511,11 +514,22 @@ function decipherFor(
   return decipher
 }
 
-function inflated(file: string, header: FileHeader, body: Buffer): Buffer {
+/**
+ * The payload of a file whose (decrypted) body is `body`. `maxFileSize` bounds the bytes read,
+ * not what they inflate to: deflate reaches about 1000:1, so a 1 MiB file of zeros would inflate
+ * to 1 GiB. Inflating stops once the output passes `limit` (zlib throws ERR_BUFFER_TOO_LARGE
+ * from its output loop), so memory stays bounded by the limit.
+ */
+function inflated(file: string, header: FileHeader, body: Buffer, limit: number): Buffer {
   if ((header.flags & FLAG_DEFLATE) === 0) return body
+  // zlib wants an integer from 1 to the largest Buffer; any larger limit is no limit.
+  const maxOutputLength = Math.max(1, Math.min(Math.floor(limit), bufferConstants.MAX_LENGTH))
   try {
-    return inflateRawSync(body)
+    return inflateRawSync(body, { maxOutputLength })
   } catch (cause) {
+    if ((cause as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new FileTooLargeError(file, body.length, limit, { inflated: true })
+    }
     throw new CorruptFileError(file, 'the compressed payload does not inflate', { cause })
   }
 }
@@ -534,6 +548,7 @@ export function openSlices(
   keys: DerivedKeys,
   readAt: ReadAt,
   fileSize: number,
+  maxPayloadSize = Infinity,
 ): { header: FileHeader; payload: Segments } {
   const readExactly = (length: number, position: number, into = Buffer.allocUnsafe(length)) => {
     if (readAt(into, length, position) !== length) {
@@ -567,5 +582,5 @@ export function openSlices(
   const evenParts = parts.every((part, i) => i === parts.length - 1 || part.length === CHUNK)
   const body = evenParts ? new Segments(parts) : Segments.of(Buffer.concat(parts))
   if ((header.flags & FLAG_DEFLATE) === 0) return { header, payload: body }
-  return { header, payload: Segments.of(inflated(file, header, body.join())) }
+  return { header, payload: Segments.of(inflated(file, header, body.join(), maxPayloadSize)) }
 }

@@ -220,20 +220,29 @@ export class InvalidPathError extends AnyStoreError {
   }
 }
 
-/** The file is larger than `maxFileSize`. */
+/**
+ * The file is larger than `maxFileSize`, or (`inflated`) its compressed payload of `size` bytes
+ * inflates to more than that.
+ */
 export class FileTooLargeError extends AnyStoreError {
   readonly file: string
   readonly size: number
   readonly limit: number
+  /** The payload inflates past the limit: `size` is then the compressed size. */
+  readonly inflated: boolean
 
-  constructor(file: string, size: number, limit: number) {
+  constructor(file: string, size: number, limit: number, options?: { inflated?: boolean }) {
+    const what = options?.inflated
+      ? `holds ${size} compressed bytes that inflate to more than ${limit} bytes`
+      : `is ${size} bytes`
     super(
       'ERR_ANYSTORE_FILE_TOO_LARGE',
-      `${file} is ${size} bytes, over the \`maxFileSize\` limit of ${limit} bytes: raise the limit if the file is trusted`,
+      `${file} ${what}, over the \`maxFileSize\` limit of ${limit} bytes: raise the limit if the file is trusted`,
     )
     this.file = file
     this.size = size
     this.limit = limit
+    this.inflated = options?.inflated === true
   }
 }
 

@@ -270,7 +270,7 @@ export class FileBackend implements Persistence {
     if (fresh !== undefined || adoptable === undefined || !mayAdopt) return fresh
     this.#adoptable = undefined
     // Still our own commit on disk: the same state, now indexed over its payload.
-    return new PayloadMap(adoptable, this.file)
+    return new PayloadMap(adoptable)
   }
 
   #refresh(): EntryMap | undefined {
@@ -352,7 +352,7 @@ export class FileBackend implements Persistence {
       this.#checkLineage(header)
       let map: PayloadMap
       try {
-        map = new PayloadMap(payload, this.file)
+        map = new PayloadMap(payload)
       } catch (cause) {
         if (!(cause instanceof PayloadError)) throw cause
         throw new CorruptFileError(this.file, cause.message, { cause })
@@ -420,11 +420,14 @@ export class FileBackend implements Persistence {
     if (size > SLICE_SIZE) {
       const readAt = (buffer: Buffer, length: number, position: number) =>
         readFully(io, fd, buffer, length, position)
-      return openSlices(this.file, this.#options.keys, readAt, size)
+      return openSlices(this.file, this.#options.keys, readAt, size, this.#options.maxFileSize)
     }
     const bytes = Buffer.allocUnsafe(size)
     const read = readFully(io, fd, bytes, size, 0)
-    return open(this.file, this.#options.keys, bytes.subarray(0, read), { inPlace: true })
+    return open(this.file, this.#options.keys, bytes.subarray(0, read), {
+      inPlace: true,
+      maxPayloadSize: this.#options.maxFileSize,
+    })
   }
 
   #pin(fd: number, stats: Stats, version: number, writable: boolean): void {

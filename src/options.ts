@@ -58,8 +58,9 @@ export interface AnyStoreOptions {
    */
   lock?: LockMode
   /**
-   * Refuse to read a store file larger than this many bytes (`FileTooLargeError`): a guard
-   * against reading a huge foreign file into memory.
+   * Refuse to read a store file larger than this many bytes, or one whose compressed payload
+   * inflates to more than this (`FileTooLargeError`): a guard against reading a huge foreign
+   * file, or a small crafted one that inflates to gigabytes, into memory.
    * @default 1073741824 (1 GiB)
    */
   maxFileSize?: number
@@ -105,7 +106,7 @@ const OPTION_NAMES = {
   sync: LOCKING,
   lockTimeoutMs: LOCKING,
   lock: LOCKING,
-  maxFileSize: LOCKING,
+  maxFileSize: [...LOCKING, 'unstash', 'editThing'],
   staleMs: LOCKING,
   name: CONFIG_MODE,
   key: CONFIG_MODE,
@@ -247,7 +248,7 @@ function oneOf<T extends string>(name: string, value: unknown, allowed: readonly
   )
 }
 
-function positiveNumber(name: string, value: unknown): number {
+export function positiveNumber(name: string, value: unknown): number {
   if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value
   throw new InvalidOptionError(
     `Expected \`${name}\` to be a non-negative number, got ${received(value)}`,

@@ -1,10 +1,8 @@
-import { CorruptFileError } from './errors.js'
 import type { Overlay } from './overlay.js'
 import {
   type Entry,
   type EntryMap,
   encodePayload,
-  PayloadError,
   recordSize,
   writeEntry,
 } from './payload.js'
@@ -41,12 +39,11 @@ export class PayloadMap implements EntryMap {
   /** The keys in order, kept from the last keyArray() until a key is added or removed. */
   #liveKeys: StoreKey[] | undefined
 
-  /** Names the file in a CorruptFileError found after loading (a key that repeats). */
-  readonly #source: string
-
-  /** Indexes `payload` (which must never be mutated); throws PayloadError if it does not parse. */
-  constructor(payload: Buffer | Segments, source = 'the payload') {
-    this.#source = source
+  /**
+   * Indexes `payload` (which must never be mutated); throws PayloadError if it does not parse
+   * or a key repeats, so every later lookup is on a payload known to be sound.
+   */
+  constructor(payload: Buffer | Segments) {
     this.#reset(new PayloadIndex(payload))
   }
 
@@ -122,13 +119,7 @@ export class PayloadMap implements EntryMap {
 
   /** The record holding `key` if it still counts, else -1 (also for keys added since loading). */
   #liveRecord(key: StoreKey): number {
-    let record: number
-    try {
-      record = this.#index.find(key)
-    } catch (cause) {
-      if (!(cause instanceof PayloadError)) throw cause
-      throw new CorruptFileError(this.#source, cause.message, { cause })
-    }
+    const record = this.#index.find(key)
     return record >= 0 && this.#dead[record] === 0 ? record : -1
   }
 

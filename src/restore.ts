@@ -68,10 +68,11 @@ function readBackup(
     }
     const { header, payload } = open(from, deriveKeys(key), bytes.subarray(0, read), {
       inPlace: true,
+      maxPayloadSize: maxFileSize,
     })
     try {
       return {
-        entries: new PayloadMap(payload, from),
+        entries: new PayloadMap(payload),
         compressed: (header.flags & FLAG_DEFLATE) !== 0,
       }
     } catch (cause) {

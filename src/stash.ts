@@ -14,7 +14,7 @@ import {
   InvalidOptionError,
   ThingNotFoundError,
 } from './errors.js'
-import { checkOptionNames, DEFAULT_OPTIONS, expandPath, keyOption } from './options.js'
+import { checkOptionNames, DEFAULT_OPTIONS, expandPath, keyOption, positiveNumber } from './options.js'
 import { checkKey, encodePayload, PayloadError } from './payload.js'
 import { PayloadMap } from './payload-map.js'
 import { type StandardSchemaV1, validateWithSchema } from './schema.js'
@@ -61,6 +61,12 @@ export interface UnstashOptions<T> extends ThingLocation {
   key: StoreKey
   /** Returned (after the schema, if any) when the file or the key is missing. */
   defaults?: T
+  /**
+   * Refuse a stash (stream or file) larger than this many bytes, or whose compressed payload
+   * inflates to more than this (`FileTooLargeError`), as the store option of the same name.
+   * @default 1073741824 (1 GiB)
+   */
+  maxFileSize?: number
   /** Any Standard Schema validator; its output is what unstash() returns. */
   schema?: StandardSchemaV1<unknown, T>
 }
@@ -159,13 +165,16 @@ async function readFromStream(
   reader: Readable,
   key: StoreKey,
   encryptionKey: Uint8Array,
+  maxFileSize: number,
 ): Promise<unknown> {
   const label = 'the stash stream'
-  const bytes = await readAll(reader, DEFAULT_OPTIONS.maxFileSize)
-  const { payload } = open(label, deriveKeys(encryptionKey), bytes)
+  const bytes = await readAll(reader, maxFileSize)
+  const { payload } = open(label, deriveKeys(encryptionKey), bytes, {
+    maxPayloadSize: maxFileSize,
+  })
   let entries: PayloadMap
   try {
-    entries = new PayloadMap(payload, label)
+    entries = new PayloadMap(payload)
   } catch (cause) {
     if (!(cause instanceof PayloadError)) throw cause
     throw new CorruptFileError(label, cause.message, { cause })
@@ -188,10 +197,11 @@ async function readFromFile(
   file: string,
   key: StoreKey,
   encryptionKey: Uint8Array,
+  maxFileSize: number,
 ): Promise<unknown> {
   // Checked first so that reading a missing config creates no directory and no lockfile.
   if (!exists(file)) return MISSING
-  const store = await AnyStore.open({ file, encryptionKey })
+  const store = await AnyStore.open({ file, encryptionKey, maxFileSize })
   try {
     return (await store.has(key)) ? await store.get(key) : MISSING
   } finally {
@@ -207,11 +217,15 @@ export async function unstash<T>(options: UnstashOptions<T>): Promise<T> {
   checkOptionNames(options, 'unstash')
   const encryptionKey = keyOption(options, 'encryptionKey')
   const key = checkKey(options.key)
+  const maxFileSize = positiveNumber(
+    'maxFileSize',
+    options.maxFileSize ?? DEFAULT_OPTIONS.maxFileSize,
+  )
   let found: unknown
   let where: string
   if (options.reader !== undefined) {
     where = 'the stash stream'
-    found = await readFromStream(options.reader, key, encryptionKey)
+    found = await readFromStream(options.reader, key, encryptionKey, maxFileSize)
   } else {
     const file = thingFile(options)
     if (file === undefined) {
@@ -220,7 +234,7 @@ export async function unstash<T>(options: UnstashOptions<T>): Promise<T> {
       )
     }
     where = file
-    found = await readFromFile(file, key, encryptionKey)
+    found = await readFromFile(file, key, encryptionKey, maxFileSize)
   }
   if (found === MISSING) {
     if (options.defaults === undefined) throw new ThingNotFoundError(where, key)

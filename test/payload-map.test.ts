@@ -98,26 +98,17 @@ describe('PayloadIndex', () => {
     expect(index.find('0')).toBe(-1)
   })
 
-  it('refuses a payload whose key repeats once it builds its table', () => {
+  it('refuses a payload whose key repeats as it indexes it, before any lookup', () => {
     const payload = encodePayload([
       ['ab', entry(Uint8Array.of(1))],
       ['ac', entry(Uint8Array.of(2))],
     ])
     const second = payload.indexOf('ac')
     payload.write('ab', second)
-    const index = new PayloadIndex(payload)
-    // The first lookups scan the hashes; the table is built a few dozen lookups in.
-    expect(() => {
-      for (let i = 0; i < 100; i++) index.find('zz')
-    }).toThrow(PayloadError)
-    const map = new PayloadMap(payload, '/some/store')
-    let error: unknown
-    try {
-      for (let i = 0; i < 100; i++) map.get(`k${i}`)
-    } catch (caught) {
-      error = caught
-    }
-    expect((error as { code?: string }).code).toBe('ERR_ANYSTORE_CORRUPT_FILE')
+    expect(() => new PayloadIndex(payload)).toThrow(PayloadError)
+    expect(() => new PayloadMap(payload)).toThrow(PayloadError)
+    payload.write('ac', second)
+    expect(new PayloadIndex(payload).count).toBe(2)
   })
 
   it('refuses a count that cannot fit, a truncated payload and trailing bytes', () => {

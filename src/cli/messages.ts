@@ -53,7 +53,10 @@ export function cliMessage(error: AnyStoreError): string {
   }
   if (error instanceof FileTooLargeError) {
     // The CLI has no flag to raise the limit: larger files are refused, as hostile input may be.
-    return `${error.file} is ${error.size} bytes, over the limit of ${error.limit} bytes that the anystore command opens (a guard against hostile files)`
+    const what = error.inflated
+      ? `holds ${error.size} compressed bytes that inflate to more than ${error.limit} bytes`
+      : `is ${error.size} bytes`
+    return `${error.file} ${what}, over the limit of ${error.limit} bytes that the anystore command opens (a guard against hostile files)`
   }
   if (error instanceof NotATerminalError) {
     return 'Editing needs an interactive terminal, but stdin is not a TTY: run it from a terminal, or use `anystore set` or `anystore import` instead'

@@ -167,7 +167,8 @@ extensions.register({
   type: EXT.map,
   encode: () => null,
   decode: (data) => {
-    const flat = decoder.decode(data) as unknown[]
+    const flat = decoder.decode(data)
+    if (!Array.isArray(flat)) throw new TypeError('a Map holds something other than an array')
     const map = new Map<unknown, unknown>()
     for (let i = 0; i < flat.length; i += 2) map.set(flat[i], flat[i + 1])
     return map
@@ -176,7 +177,11 @@ extensions.register({
 extensions.register({
   type: EXT.set,
   encode: () => null,
-  decode: (data) => new Set(decoder.decode(data) as unknown[]),
+  decode: (data) => {
+    const items = decoder.decode(data)
+    if (!Array.isArray(items)) throw new TypeError('a Set holds something other than an array')
+    return new Set(items)
+  },
 })
 // Copies: decoded slices would otherwise be views into the store's own bytes.
 extensions.register({
@@ -227,11 +232,13 @@ function fixedSize(type: number): number {
  * inner array is not a level of its own. The decoder keeps its own stack, so it would rebuild
  * a value a million levels deep (seconds, and a stack overflow in whoever walks it next); this
  * walks the bytes first, without building anything, and stops at the first level too many.
- * It only counts: bytes that are not well-formed are left for the decoder to refuse.
+ * It only counts: bytes that are not well-formed are left for the decoder to refuse, except a
+ * Map or Set whose items are not one array. That is refused here, as the decoder would build
+ * whatever the ext holds before it could look at it, however deep.
  */
-function nestedTooDeep(bytes: Uint8Array): boolean {
+function unreadableDepth(bytes: Uint8Array): string | undefined {
   // Every level takes at least one byte.
-  if (bytes.length <= MAX_DEPTH) return false
+  if (bytes.length <= MAX_DEPTH) return undefined
   // Items still to read in each open container, innermost last.
   const open: number[] = []
   let at = 0
@@ -239,7 +246,7 @@ function nestedTooDeep(bytes: Uint8Array): boolean {
     // Close the containers whose items are all read; the item at `at` belongs to the innermost left.
     while (open.length > 0 && open[open.length - 1] === 0) open.pop()
     if (open.length > 0) open[open.length - 1]!--
-    else if (at > 0) return false
+    else if (at > 0) return undefined
     const type = bytes[at++]!
     let items = -1
     if ((type >= 0x80 && type <= 0x8f) || (type >= 0x90 && type <= 0x9f)) {
@@ -264,7 +271,7 @@ function nestedTooDeep(bytes: Uint8Array): boolean {
         at += length
       } else {
         const extType = bytes[at++]!
-        if (OBJECT_EXTS.has(extType) && open.length + 1 > MAX_DEPTH) return true
+        if (OBJECT_EXTS.has(extType) && open.length + 1 > MAX_DEPTH) return TOO_DEEP
         if ((extType === EXT.map || extType === EXT.set) && length > 0) {
           // The Map's or Set's items follow as one array: read on as its items, one level in.
           const header = bytes[at]!
@@ -278,7 +285,7 @@ function nestedTooDeep(bytes: Uint8Array): boolean {
             open.push(readU32(bytes, at + 1))
             at += 5
           } else {
-            at += length
+            return 'a Map or Set holds something other than one array'
           }
         } else {
           at += length
@@ -288,12 +295,14 @@ function nestedTooDeep(bytes: Uint8Array): boolean {
       at += fixedSize(type)
     }
     if (items >= 0) {
-      if (open.length + 1 > MAX_DEPTH) return true
+      if (open.length + 1 > MAX_DEPTH) return TOO_DEEP
       open.push(items)
     }
   }
-  return false
+  return undefined
 }
+
+const TOO_DEEP = `a value is nested deeper than ${MAX_DEPTH} levels, which anystore never writes`
 
 function readU32(bytes: Uint8Array, at: number): number {
   return ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0
@@ -306,12 +315,8 @@ function readU32(bytes: Uint8Array, at: number): number {
  * encodeValue ever writes: refused here, before the decoder builds it.
  */
 export function decodeValue(bytes: Uint8Array, source = 'the store'): unknown {
-  if (nestedTooDeep(bytes)) {
-    throw new CorruptFileError(
-      source,
-      `a value is nested deeper than ${MAX_DEPTH} levels, which anystore never writes`,
-    )
-  }
+  const unreadable = unreadableDepth(bytes)
+  if (unreadable !== undefined) throw new CorruptFileError(source, unreadable)
   try {
     return decoder.decode(bytes)
   } catch (cause) {

@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_ENCRYPTION_KEY, deriveKeys, parseKey, seal } from '../src/crypto.js'
-import { encodeValue, MAX_DEPTH } from '../src/codec.js'
+import { EXT, encodeValue, MAX_DEPTH } from '../src/codec.js'
 import { EXIT_CODES } from '../src/exit-codes.js'
 import { AnyStore, unstash } from '../src/index.js'
 import { encodePayload } from '../src/payload.js'
@@ -157,6 +157,39 @@ describe('a value nested deeper than the store ever writes', () => {
     }
     expect((await rejection(store.entries())).code).toBe('ERR_ANYSTORE_CORRUPT_FILE')
     await store.close()
+  })
+
+  it('is refused when a Map or Set holds something other than an array, however deep it is', async () => {
+    // A Map ext whose data is the object { length: 1, 0: <a million arrays deep> }: decoded as
+    // if it were an array, the deep value would come back as a key of the Map.
+    const inner = Buffer.concat([
+      Buffer.from([0x82, 0xa6, ...Buffer.from('length'), 0x01, 0xa1, ...Buffer.from('0')]),
+      nestedArrays(1_000_000),
+    ])
+    const asExt = (type: number) => {
+      const header = Buffer.alloc(6)
+      header[0] = 0xc9 // ext 32
+      header.writeUInt32BE(inner.length, 1)
+      header[5] = type
+      return Buffer.concat([header, inner])
+    }
+    const file = craftedStore([
+      ['ok', encodeValue('fine')],
+      ['map', asExt(EXT.map)],
+      ['set', asExt(EXT.set)],
+      // Short enough to skip the depth walk: the decoder itself refuses it.
+      ['small', Buffer.from([0xd6, EXT.map, 0x81, 0xa1, 0x61, 0x01])],
+    ])
+    const store = await AnyStore.open({ file })
+    expect(await store.get('ok')).toBe('fine')
+    for (const key of ['map', 'set', 'small']) {
+      const error = await rejection(store.get(key))
+      expect(error.code, key).toBe('ERR_ANYSTORE_CORRUPT_FILE')
+      expect(error.message, key).toMatch(/holds something other than (one array|an array)/)
+    }
+    await store.close()
+    const verify = await runCli(['verify', file])
+    expect(verify.code, verify.stderr).toBe(EXIT_CODES.ERR_ANYSTORE_CORRUPT_FILE)
   })
 
   it('is refused by unstash() from a stream', async () => {

@@ -450,7 +450,29 @@ export class FileBackend implements Persistence {
     if (!known || known.statusAt === undefined || this.#pinnedFd === undefined) return
     const io = this.#io
     let fd = this.#pinnedFd
-    if (!this.#pinnedWritable) fd = io.openSync(this.file, 'r+')
+    if (!this.#pinnedWritable) {
+      // Loaded read-only: open the path again for writing, which fails (and the commit with it)
+      // where the file may not be written. Never through a link, and only if the path still
+      // holds the version loaded under this lock: the byte must not land in another file.
+      try {
+        fd = io.openSync(this.file, constants.O_RDWR | (constants.O_NOFOLLOW ?? 0))
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ELOOP') throw error
+        throw new InvalidPathError(
+          this.file,
+          'a symbolic link was put at its path while this commit held the lock; nothing was written',
+          { cause: error },
+        )
+      }
+      const now = io.fstatSync(fd)
+      if (now.dev !== known.dev || now.ino !== known.ino) {
+        closeQuietly(io, fd)
+        throw new InvalidPathError(
+          this.file,
+          'another file was put at its path while this commit held the lock; nothing was written',
+        )
+      }
+    }
     try {
       writeFully(io, fd, Buffer.of(SUPERSEDED), known.statusAt)
     } finally {

@@ -236,8 +236,9 @@ export class FileBackend implements Persistence {
   /** Whether refresh() may use one fstat on the pinned descriptor instead of stat on the path. */
   readonly #linkCountCheck: boolean
   /**
-   * Undefined until a version 3 file was loaded or written, and again once the file was seen
-   * missing: then whatever store appears next is accepted, as by a fresh open.
+   * Undefined until a version 3 file was loaded or written. Kept while the file is missing:
+   * a copy put back after a delete is as old as it was before, and another store is as
+   * foreign; a commit made meanwhile continues this store.
    */
   #lineage: Lineage | undefined
   /**
@@ -368,11 +369,13 @@ export class FileBackend implements Persistence {
     }
   }
 
-  /** The file is gone: a reset. The next store to appear there is accepted, whatever its id. */
+  /**
+   * The file is gone: it reads as empty. The lineage stays: otherwise deleting the file, then
+   * putting an old copy back once readers had seen it missing, would be an undetected rollback.
+   */
   #missing(): void {
     this.#unpin()
     this.#loaded = null
-    this.#lineage = undefined
   }
 
   /**
@@ -565,8 +568,9 @@ export class FileBackend implements Persistence {
     // top of a loaded map copies the loaded payload around the changed records.
     const payload = entries instanceof Overlay ? encodeOverlay(entries) : encodePayload(entries)
     const reindex = worthReindexing(entries, payload)
-    // The refresh under the lock made #lineage describe the file at the path: the new commit
-    // continues that store (a new one when the file is missing or in version 1 or 2).
+    // The refresh under the lock made #lineage describe the file at the path, or the last one
+    // seen there when it is missing: the new commit continues that store (a new one when none
+    // was seen, or the file is in version 1 or 2).
     const seen = this.#lineage
     const formatVersion = seen !== undefined ? 3 : this.#options.formatVersion
     const lineage =

@@ -141,8 +141,23 @@ describe('an open store refuses another store put in the file', () => {
   })
 })
 
-describe('a deleted store file is a reset', () => {
-  it('reads as empty, and the store that appears next is accepted, whatever its id', async () => {
+describe('a deleted store file reads as empty, and the store is still remembered', () => {
+  it('an old copy put back after a delete is still a rollback', async () => {
+    setElsewhere(file, 'n', 1)
+    const old = fs.readFileSync(file)
+    setElsewhere(file, 'n', 2)
+    const store = await openStore()
+    expect(await store.get('n')).toBe(2)
+    fs.unlinkSync(file)
+    await afterFullCheckInterval()
+    expect(await store.size()).toBe(0)
+    fs.writeFileSync(file, old)
+    await afterFullCheckInterval()
+    expect((await rejection(store.get('n'))).code).toBe(ROLLBACK)
+    await expectStuck(store, ROLLBACK)
+  })
+
+  it('another store that appears after a delete is a replacement', async () => {
     setElsewhere(file, 'n', 1)
     const store = await openStore()
     expect(await store.get('n')).toBe(1)
@@ -151,26 +166,25 @@ describe('a deleted store file is a reset', () => {
     expect(await store.size()).toBe(0)
     const other = join(dir, 'other.anystore')
     setElsewhere(other, 'n', 7)
-    const otherId = readFileHeader(other).header.storeId
     fs.renameSync(other, file)
     await afterFullCheckInterval()
-    expect(await store.get('n')).toBe(7)
-    // And continues it.
-    await store.set('n', 8)
-    const { header } = readFileHeader(file)
-    expect(header.storeId?.equals(otherId!)).toBe(true)
-    expect(header.counter).toBe(2n)
+    expect((await rejection(store.get('n'))).code).toBe(REPLACED)
+    await expectStuck(store, REPLACED)
+    // A fresh open has seen neither: it accepts the file as it is.
+    expect(await (await openStore()).get('n')).toBe(7)
   })
 
-  it('a commit after the delete starts a new store', async () => {
+  it('a commit after the delete continues the store: same id, next counter', async () => {
     setElsewhere(file, 'n', 1)
-    const before = readFileHeader(file).header.storeId
+    const before = readFileHeader(file).header
     const store = await openStore()
+    expect(await store.get('n')).toBe(1)
     fs.unlinkSync(file)
     await store.set('n', 2)
     const { header } = readFileHeader(file)
-    expect(header.storeId?.equals(before!)).toBe(false)
-    expect(header.counter).toBe(1n)
+    expect(header.storeId?.equals(before.storeId!)).toBe(true)
+    expect(header.counter).toBe(before.counter + 1n)
+    expect(await store.entries()).toEqual([['n', 2]])
   })
 })
 

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer'
 import { randomBytes } from 'node:crypto'
 import {
   ENTRY_FLAG_EXPIRES,
@@ -52,10 +53,19 @@ function mixUnderKey(hash: number): number {
   return h ^ (h >>> 16)
 }
 
+/** Set by fastHash: the bits of every byte it hashed last, OR-ed (bit 7: not all ASCII). */
+let hashedBits = 0
+
 /** The fast hash of bytes [start, end): FNV-1a, mixed under the key. */
 function fastHash(bytes: Uint8Array, start: number, end: number): number {
   let h = FNV_OFFSET
-  for (let i = start; i < end; i++) h = Math.imul(h ^ (bytes[i] as number), FNV_PRIME)
+  let bits = 0
+  for (let i = start; i < end; i++) {
+    const byte = bytes[i] as number
+    bits |= byte
+    h = Math.imul(h ^ byte, FNV_PRIME)
+  }
+  hashedBits = bits
   return mixUnderKey(h)
 }
 
@@ -178,6 +188,12 @@ function parseRecord(bytes: Buffer, start: number, end: number): number {
     at += 4
     if (at + length > end) return -1
     parsedHash = fastHash(bytes, at, at + length)
+    // Keys are compared by their bytes, but read as strings: two invalid byte sequences would
+    // read as one string (U+FFFD), a key that repeats unseen. No writer makes them (set()
+    // refuses lone surrogates); only an ASCII-only key, the usual one, skips the check.
+    if ((hashedBits & 0x80) !== 0 && !isUtf8(bytes.subarray(at, at + length))) {
+      throw new PayloadError('a key is not valid UTF-8')
+    }
     at += length
   } else if (keyType === KEY_NUMBER) {
     if (at + 8 > end) return -1

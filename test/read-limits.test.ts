@@ -7,7 +7,7 @@ import { DEFAULT_ENCRYPTION_KEY, deriveKeys, parseKey, seal } from '../src/crypt
 import { EXT, encodeValue, MAX_DEPTH } from '../src/codec.js'
 import { EXIT_CODES } from '../src/exit-codes.js'
 import { AnyStore, unstash } from '../src/index.js'
-import { encodePayload } from '../src/payload.js'
+import { encodePayload, KEY_STRING } from '../src/payload.js'
 import type { StoreKey } from '../src/types.js'
 import { fixture, requireBuild, runCli, tempDir } from './cli-support.js'
 import { rejection } from './helpers.js'
@@ -209,6 +209,36 @@ describe('a value nested deeper than the store ever writes', () => {
     expect(verify.stdout).toBe('')
     const get = await runCli(['get', file, 'deep'])
     expect(get.code, get.stderr).toBe(EXIT_CODES.ERR_ANYSTORE_CORRUPT_FILE)
+  })
+})
+
+describe('a key that is not valid UTF-8', () => {
+  it('is refused at open: invalid bytes would all read as U+FFFD, one key listed twice', async () => {
+    const value = encodeValue(1)
+    const payload = encodePayload(
+      ['A', 'B', 'ключ 🔑'].map((key) => [key, { value }] as [StoreKey, { value: Uint8Array }]),
+    )
+    // Valid UTF-8 beyond ASCII reads back as written.
+    const valid = join(tempDir(), 'valid.db')
+    writeFileSync(valid, Buffer.concat(seal(publicKeys, payload, { compress: false }).parts))
+    const store = await AnyStore.open({ file: valid })
+    expect(await store.keys()).toEqual(['A', 'B', 'ключ 🔑'])
+    expect(await store.get('ключ 🔑')).toBe(1)
+    await store.close()
+    // The one-byte keys A and B become the invalid bytes FF and FE.
+    for (const [from, to] of [
+      [0x41, 0xff],
+      [0x42, 0xfe],
+    ] as const) {
+      const at = payload.indexOf(Buffer.from([KEY_STRING, 0, 0, 0, 1, from]))
+      expect(at).toBeGreaterThan(0)
+      payload[at + 5] = to
+    }
+    const file = join(tempDir(), 'invalid.db')
+    writeFileSync(file, Buffer.concat(seal(publicKeys, payload, { compress: false }).parts))
+    const error = await rejection(AnyStore.open({ file }))
+    expect(error.code).toBe('ERR_ANYSTORE_CORRUPT_FILE')
+    expect(error.message).toContain('not valid UTF-8')
   })
 })
 

@@ -72,6 +72,14 @@ export class LockRecordFile {
         const code = (error as { code?: string }).code
         if (code === 'ELOOP') throw this.#unsafe('is a symbolic link', error)
         if (code === 'EISDIR') throw this.#unsafe('is a directory', error)
+        if (code === 'EACCES' || code === 'EPERM') {
+          // Another user's file at this name is refused as the check below refuses one we could
+          // open; a directory we may not write, or a lockfile of ours we may not, stays EACCES.
+          const owner = this.#io.lstatSync(this.path)?.uid
+          if (owner !== undefined && owner !== process.geteuid?.()) {
+            throw this.#unsafe(`is owned by uid ${owner}, not by this process's user`, error)
+          }
+        }
         throw error
       }
       try {
@@ -245,7 +253,13 @@ export class FlockLock implements CrossProcessLock {
     const deadline = performance.now() + timeoutMs
     for (let attempt = 0; ; attempt++) {
       if (this.#tryLock()) {
-        this.#refuseMixedModes()
+        try {
+          this.#refuseMixedModes()
+        } catch (error) {
+          // The caller gets no lock to release: never keep one it does not know it holds.
+          this.#unlock()
+          throw error
+        }
         return
       }
       if (performance.now() >= deadline) {
@@ -264,7 +278,14 @@ export class FlockLock implements CrossProcessLock {
     }
     // The lock belongs to the inode we opened. If the lockfile was deleted or replaced in the
     // meantime, others lock the new file: drop ours and start over on the current one.
-    if (!this.record.isCurrent()) {
+    let current: boolean
+    try {
+      current = this.record.isCurrent()
+    } catch (error) {
+      this.#flock(this.record.fd, 'un')
+      throw error
+    }
+    if (!current) {
       this.record.close()
       return false
     }

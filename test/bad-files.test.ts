@@ -361,6 +361,22 @@ describe('permissions (checked as an ordinary user: root ignores mode bits)', ()
     expect(readdirSync(join(file, '..')).filter((n) => n.endsWith('.tmp'))).toStrictEqual([])
   })
 
+  test.skipIf(!isRoot)(
+    "another user's lockfile it may not open: a write fails with InvalidPathError, not a raw EACCES",
+    () => {
+      const file = ownedStore()
+      // Left there by root, readable by all: the child can read the store but not the lockfile.
+      writeFileSync(`${file}.lock`, '', { mode: 0o644 })
+      const { uid, steps } = runUnprivileged('foreign-lockfile', file)
+      expect(uid).not.toBe(0)
+      expect(steps).toStrictEqual([
+        { name: 'get', ok: true, value: 'hello' },
+        { name: 'set', ok: false, code: 'ERR_ANYSTORE_INVALID_PATH' },
+      ])
+      expect(readFileSync(file).equals(good)).toBe(true)
+    },
+  )
+
   test('a read-only directory: reads work, writes fail with EACCES, and work once it is writable', async () => {
     const file = ownedStore()
     chmodSync(join(file, '..'), 0o500)

@@ -465,7 +465,7 @@ export function parseHeader(
  */
 export function open(
   file: string,
-  keys: DerivedKeys,
+  keys: DerivedKeys | KeySource,
   bytes: Uint8Array,
   options: { inPlace?: boolean; maxPayloadSize?: number } = {},
 ): { header: FileHeader; payload: Buffer } {
@@ -492,18 +492,45 @@ export function open(
   return { header, payload: inflated(file, header, body, options.maxPayloadSize ?? Infinity) }
 }
 
-/** Checks that `keys` opened the file with this header; the decipher for its body. */
+/**
+ * What picks the keys that open a file: the keys of one key, or a keyring (src/keyring.ts),
+ * which tries each key it holds. `keysFor` throws WrongKeyError when none opens the file.
+ */
+export interface KeySource {
+  keysFor(file: string, headerBytes: Buffer, header: FileHeader): DerivedKeys
+}
+
+/**
+ * Whether `keys` is the key the file with this header was written under: the key length and
+ * the key check (one HMAC) match. Tells a wrong key from a damaged file before decrypting.
+ */
+export function keyCheckMatches(keys: DerivedKeys, headerBytes: Buffer, header: FileHeader): boolean {
+  const layout = layoutOf(header.version)
+  if (header.keyLength !== keys.keyLength) return false
+  const expectedCheck = keyCheckValue(keys, headerBytes, layout)
+  return timingSafeEqual(expectedCheck, headerBytes.subarray(layout.keyCheck, layout.keyCheck + 16))
+}
+
+function keysOpening(
+  source: DerivedKeys | KeySource,
+  file: string,
+  headerBytes: Buffer,
+  header: FileHeader,
+): DerivedKeys {
+  if ('keysFor' in source) return source.keysFor(file, headerBytes, header)
+  if (!keyCheckMatches(source, headerBytes, header)) throw new WrongKeyError(file)
+  return source
+}
+
+/** Finds the keys that open the file with this header; the decipher for its body. */
 function decipherFor(
   file: string,
-  keys: DerivedKeys,
+  source: DerivedKeys | KeySource,
   headerBytes: Buffer,
   header: FileHeader,
 ): DecipherGCM {
   const layout = layoutOf(header.version)
-  if (header.keyLength !== keys.keyLength) throw new WrongKeyError(file)
-  const expectedCheck = keyCheckValue(keys, headerBytes, layout)
-  const check = headerBytes.subarray(layout.keyCheck, layout.keyCheck + 16)
-  if (!timingSafeEqual(expectedCheck, check)) throw new WrongKeyError(file)
+  const keys = keysOpening(source, file, headerBytes, header)
   const key =
     header.version >= 3
       ? commitEncryptionKey(keys, headerBytes.subarray(V3.salt, V3.salt + SALT_SIZE))
@@ -545,7 +572,7 @@ export type ReadAt = (buffer: Buffer, length: number, position: number) => numbe
  */
 export function openSlices(
   file: string,
-  keys: DerivedKeys,
+  keys: DerivedKeys | KeySource,
   readAt: ReadAt,
   fileSize: number,
   maxPayloadSize = Infinity,

@@ -1,7 +1,6 @@
 import { constants, type Stats } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import {
-  type DerivedKeys,
   type FileHeader,
   fillRandom,
   MAX_COUNTER,
@@ -25,6 +24,7 @@ import {
 } from './errors.js'
 import { closeQuietly, type FileSystem, readFully, unlinkQuietly, writeFully } from './fsio.js'
 import { linkCountRevealsReplacement } from './link-count.js'
+import type { KeyRing } from './keyring.js'
 import { type CrossProcessLock, createLock } from './lock.js'
 import { withPathMutex } from './mutex.js'
 import type { LockMode, SyncMode } from './options.js'
@@ -52,7 +52,8 @@ export interface Persistence {
 }
 
 export interface FileBackendOptions {
-  keys: DerivedKeys
+  /** Seals commits under its current key; opens files written under any of its keys. */
+  keyring: KeyRing
   compress: boolean
   sync: SyncMode
   lock: LockMode
@@ -420,11 +421,11 @@ export class FileBackend implements Persistence {
     if (size > SLICE_SIZE) {
       const readAt = (buffer: Buffer, length: number, position: number) =>
         readFully(io, fd, buffer, length, position)
-      return openSlices(this.file, this.#options.keys, readAt, size, this.#options.maxFileSize)
+      return openSlices(this.file, this.#options.keyring, readAt, size, this.#options.maxFileSize)
     }
     const bytes = Buffer.allocUnsafe(size)
     const read = readFully(io, fd, bytes, size, 0)
-    return open(this.file, this.#options.keys, bytes.subarray(0, read), {
+    return open(this.file, this.#options.keyring, bytes.subarray(0, read), {
       inPlace: true,
       maxPayloadSize: this.#options.maxFileSize,
     })
@@ -528,10 +529,13 @@ export class FileBackend implements Persistence {
     return `${this.file}.${token}.tmp`
   }
 
-  /** `sealWith` re-encrypts under other keys (rekey); this instance cannot read the result. */
+  /**
+   * `sealWith` re-encrypts under another keyring's current key (rekey); this instance can read
+   * the result only if its own keyring accepts that key.
+   */
   commit(
     entries: Iterable<[StoreKey, Entry]>,
-    sealWith?: { keys: DerivedKeys; compress: boolean },
+    sealWith?: { keyring: KeyRing; compress: boolean },
   ): void {
     if (this.#failure !== undefined) throw this.#failure
     const token = this.#tempToken
@@ -554,7 +558,8 @@ export class FileBackend implements Persistence {
     if (lineage !== undefined && lineage.counter > MAX_COUNTER) {
       throw new CorruptFileError(this.file, 'its commit counter is at its maximum, 2^64 - 1')
     }
-    const sealed = seal(sealWith?.keys ?? this.#options.keys, payload, {
+    const { keys } = (sealWith?.keyring ?? this.#options.keyring).sealing()
+    const sealed = seal(keys, payload, {
       compress: sealWith?.compress ?? this.#options.compress,
       formatVersion,
       storeId: lineage?.storeId,

@@ -4,6 +4,7 @@ import { inspect } from 'node:util'
 import { DEFAULT_ENCRYPTION_KEY, parseKey } from './crypto.js'
 import { InvalidKeyError, InvalidOptionError } from './errors.js'
 import { type FileSystem, nodeFileSystem } from './fsio.js'
+import { KeyRing } from './keyring.js'
 
 export type SyncMode = 'always' | 'never'
 export type LockMode = 'flock' | 'proper-lockfile' | 'auto'
@@ -32,6 +33,15 @@ export interface AnyStoreOptions {
    * @default DEFAULT_ENCRYPTION_KEY
    */
   encryptionKey?: string | Uint8Array
+  /**
+   * Keys also accepted for reading, never used to write: a file written under any of them
+   * opens, and the next commit re-encrypts it under `encryptionKey`. For rotating keys with no
+   * downtime (README, "Rotating the key"). Each is given like `encryptionKey`; an `undefined`
+   * or empty one is an InvalidKeyError. Each key tried costs one HMAC when a new version of
+   * the file is loaded, nothing on reads of an unchanged store.
+   * @default []
+   */
+  acceptedKeys?: readonly (string | Uint8Array)[]
   /**
    * Deflate the payload before encrypting. Smaller files for repetitive data, slower commits.
    * @default false
@@ -102,6 +112,7 @@ const OPTION_NAMES = {
   file: ALL,
   persist: ['open'],
   encryptionKey: ALL,
+  acceptedKeys: ALL,
   compress: ALL,
   sync: LOCKING,
   lockTimeoutMs: LOCKING,
@@ -203,7 +214,8 @@ export function checkOptionNames(options: unknown, entryPoint: EntryPoint): void
 export interface ResolvedOptions {
   file: string | undefined
   persist: boolean
-  key: Uint8Array
+  /** The current key (seals commits) and the accepted ones (also open files). */
+  keyring: KeyRing
   compress: boolean
   sync: SyncMode
   lockTimeoutMs: number
@@ -218,6 +230,7 @@ export interface ResolvedOptions {
 export const DEFAULT_OPTIONS = Object.freeze({
   persist: false,
   encryptionKey: DEFAULT_ENCRYPTION_KEY,
+  acceptedKeys: Object.freeze([]) as readonly (string | Uint8Array)[],
   compress: false,
   sync: 'always' as SyncMode,
   lockTimeoutMs: 10_000,
@@ -271,14 +284,15 @@ type WhenAbsent = 'default key' | 'required'
  */
 export function keyOption(
   options: object,
-  option: 'encryptionKey' | 'newEncryptionKey' | 'fromEncryptionKey',
+  property: 'encryptionKey' | 'newEncryptionKey' | 'fromEncryptionKey' | 'key',
   whenAbsent: WhenAbsent = 'default key',
+  option: string = property,
 ): Uint8Array {
-  if (!(option in options)) {
+  if (!(property in options)) {
     if (whenAbsent === 'default key') return parseKey(DEFAULT_ENCRYPTION_KEY)
     throw new InvalidKeyError('got nothing: the option is missing', { option })
   }
-  const value: unknown = (options as Record<string, unknown>)[option]
+  const value: unknown = (options as Record<string, unknown>)[property]
   const empty =
     value === undefined ||
     (typeof value === 'string' && value.trim() === '') ||
@@ -290,6 +304,32 @@ export function keyOption(
       ? `pass a key (newKey() makes one), or omit \`${option}\` altogether to use the public default key, which only obfuscates`
       : 'pass a key (newKey() makes one)'
   throw new InvalidKeyError(`but it is present and ${what}`, { option, hint })
+}
+
+/**
+ * The `acceptedKeys` option, parsed: none when absent or undefined (accepting fewer keys only
+ * makes more files fail to open, never weakens one). Each key present but undefined or empty
+ * is an InvalidKeyError, as for `encryptionKey`: an unset environment variable in the list is
+ * a mistake to report, not a key to skip.
+ */
+export function acceptedKeysOption(options: object): Uint8Array[] {
+  const value: unknown = (options as { acceptedKeys?: unknown }).acceptedKeys
+  if (value === undefined) return []
+  if (!Array.isArray(value)) {
+    throw new InvalidOptionError(
+      `Expected \`acceptedKeys\` to be an array of keys, got ${value === null ? 'null' : `a value of type ${typeof value}`}`,
+      'acceptedKeys',
+    )
+  }
+  return value.map((key: unknown, i) => keyOption({ key }, 'key', 'required', `acceptedKeys[${i}]`))
+}
+
+/**
+ * The keyring of an entry point: `encryptionKey` (or the public default key when absent)
+ * seals, `acceptedKeys` also open files.
+ */
+export function keyringOption(options: object): KeyRing {
+  return new KeyRing(keyOption(options, 'encryptionKey'), acceptedKeysOption(options))
 }
 
 function formatVersion(value: unknown): 2 | 3 {
@@ -314,7 +354,7 @@ export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
   return {
     file: o.file === undefined ? undefined : expandPath(o.file),
     persist,
-    key: keyOption(options, 'encryptionKey'),
+    keyring: keyringOption(options),
     compress: boolean('compress', o.compress),
     sync: oneOf('sync', o.sync, ['always', 'never']),
     lockTimeoutMs: positiveNumber('lockTimeoutMs', o.lockTimeoutMs),

@@ -1,15 +1,23 @@
 import { decodeValue } from './codec.js'
-import { deriveKeys, FLAG_DEFLATE } from './crypto.js'
+import { FLAG_DEFLATE } from './crypto.js'
 import { CorruptFileError, InvalidOptionError, StoreFileNotFoundError } from './errors.js'
 import { warnIfDefaultKey } from './default-key-warning.js'
 import { FileBackend } from './file-backend.js'
 import { readFileHeader } from './file-info.js'
-import { type AnyStoreOptions, checkOptionNames, keyOption, resolveOptions } from './options.js'
+import { KeyRing } from './keyring.js'
+import {
+  acceptedKeysOption,
+  type AnyStoreOptions,
+  checkOptionNames,
+  keyOption,
+  resolveOptions,
+} from './options.js'
 
 export interface RekeyOptions
   extends Pick<
     AnyStoreOptions,
     | 'encryptionKey'
+    | 'acceptedKeys'
     | 'lock'
     | 'lockTimeoutMs'
     | 'maxFileSize'
@@ -30,15 +38,18 @@ export interface RekeyOptions
 /**
  * Re-encrypts a store file under a new key in one atomic commit, holding the cross-process
  * lock throughout, so no writer slips a commit under the old key in between. Every value is
- * decoded first: a file that does not fully decode is left untouched. Processes that still
- * have the store open with the old key get WrongKeyError on their next read.
+ * decoded first: a file that does not fully decode is left untouched. The file may be under
+ * `encryptionKey`, any of `acceptedKeys`, or already under the new key (when processes that
+ * write with it run, or a rekey is run again). Processes that have the store open without the
+ * new key among their keys get WrongKeyError on their next read (README, "Rotating the key").
  */
 export async function rekey(options: RekeyOptions): Promise<{ entries: number }> {
   checkOptionNames(options, 'rekey')
   if (typeof options.file !== 'string') throw new InvalidOptionError('rekey() needs `file`')
+  const oldKey = keyOption(options, 'encryptionKey')
+  const acceptedKeys = acceptedKeysOption(options)
   const resolved = resolveOptions({
     file: options.file,
-    encryptionKey: keyOption(options, 'encryptionKey'),
     lock: options.lock,
     lockTimeoutMs: options.lockTimeoutMs,
     maxFileSize: options.maxFileSize,
@@ -47,11 +58,14 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
     formatVersion: options.formatVersion,
   })
   const newKey = keyOption(options, 'newEncryptionKey', 'required')
-  const newKeys = deriveKeys(newKey)
+  // Reads with every key given, the new one included: a file some process already committed
+  // under the new key is re-encrypted all the same, so a rekey can always be run again.
+  const reading = new KeyRing(oldKey, [...acceptedKeys, newKey])
+  const sealing = new KeyRing(newKey)
   const file = resolved.file as string
   readFileHeader(file)
   const backend = new FileBackend(file, {
-    keys: deriveKeys(resolved.key),
+    keyring: reading,
     compress: resolved.compress,
     sync: resolved.sync,
     lock: resolved.lock,
@@ -81,7 +95,7 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
         options.onProgress?.(++done, total)
       }
       const compress = options.compress ?? (header.flags & FLAG_DEFLATE) !== 0
-      backend.commit(entries, { keys: newKeys, compress })
+      backend.commit(entries, { keyring: sealing, compress })
       warnIfDefaultKey(newKey, file)
       return { entries: total }
     })

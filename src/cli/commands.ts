@@ -35,7 +35,7 @@ export class UsageError extends Error {
   readonly code = 'USAGE'
 }
 
-export type OptionValues = Record<string, string | boolean | undefined>
+export type OptionValues = Record<string, string | string[] | boolean | undefined>
 
 export interface CommandContext {
   args: string[]
@@ -108,6 +108,17 @@ function chooseKey(ctx: CommandContext, warn: boolean): KeyChoice {
     )
   }
   return { key: DEFAULT_ENCRYPTION_KEY, explicit: false, source: 'the default key' }
+}
+
+/**
+ * The keys of `--accepted-key-file` (repeatable), each checked where it was read so that an
+ * invalid one is named by its file.
+ */
+function acceptedKeys(ctx: CommandContext): string[] {
+  const files = ctx.options['accepted-key-file']
+  if (files === undefined) return []
+  const list = Array.isArray(files) ? files : [String(files)]
+  return list.map((file) => validKey(readKeyFile(ctx, file, '--accepted-key-file')))
 }
 
 function lockTimeout(ctx: CommandContext): number | undefined {
@@ -210,6 +221,7 @@ async function withStore<T>(
   const store = await AnyStore.open({
     file,
     encryptionKey: key,
+    acceptedKeys: acceptedKeys(ctx),
     compress,
     lockTimeoutMs: lockTimeout(ctx),
     lock: lockMode(ctx),
@@ -341,6 +353,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
         file,
         key: storeKey(ctx, ctx.args[1]),
         encryptionKey: key,
+        acceptedKeys: acceptedKeys(ctx),
         compress: ctx.options.compress === true || fileCompresses(file),
         defaults: null,
         editor: ctx.options.editor as string | undefined,
@@ -387,6 +400,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
     const { entries } = await rekey({
       file,
       encryptionKey: key,
+      acceptedKeys: acceptedKeys(ctx),
       newEncryptionKey,
       compress: ctx.options.compress === true ? true : undefined,
       lockTimeoutMs: lockTimeout(ctx),
@@ -415,6 +429,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
       file,
       from: backup,
       encryptionKey: key,
+      acceptedKeys: acceptedKeys(ctx),
       ...backupKey,
       compress: ctx.options.compress === true ? true : undefined,
       lock: lockMode(ctx),
@@ -454,6 +469,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
       const store = await AnyStore.open({
         file,
         encryptionKey: validKey(choice),
+        acceptedKeys: acceptedKeys(ctx),
         lockTimeoutMs: lockTimeout(ctx),
         lock: lockMode(ctx),
       })

@@ -18,12 +18,14 @@ export interface CommandSpec {
 
 const KEY_OPTIONS: OptionSpec = {
   'key-file': { type: 'string' },
+  'accepted-key-file': { type: 'string', multiple: true },
   'lock-timeout': { type: 'string' },
   lock: { type: 'string' },
 }
 
 const KEY_HELP = [
   '--key-file FILE      read the encryption key (base64) from FILE; else $ANYSTORE_KEY; else the public default key',
+  '--accepted-key-file F  also open a store written under the key in F (repeatable; key rotation)',
   '--lock-timeout MS    how long to wait for the store lock (default 10000)',
   '--lock MODE          flock, proper-lockfile or auto (default auto); every process sharing FILE must use the same',
 ]

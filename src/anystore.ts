@@ -243,7 +243,7 @@ export class AnyStore<V = unknown> {
       throw error
     }
     this.#queue = { persistence, pending: [], flushScheduled: false }
-    warnIfDefaultKey(o.keyring.current, path)
+    if (o.keyring.current !== undefined) warnIfDefaultKey(o.keyring.current, path)
   }
 
   /**

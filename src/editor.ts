@@ -271,6 +271,7 @@ export async function editThing<T>(options: EditThingOptions<T>): Promise<T> {
     if (!process.stdin.isTTY) throw new NotATerminalError()
     delete location.encryptionKey
     delete location.acceptedKeys
+    delete location.passphrase
     const current = await unstashWithKeyRing<T>({ ...location, key: options.key }, keyring)
     const text = `${stringifyTagged(current, 2)}\n`
     const { value, changed } = await editText(

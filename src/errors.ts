@@ -21,14 +21,24 @@ export class AnyStoreError extends Error {
  * when the file was written with the other kind of secret than the one given.
  */
 export class WrongKeyError extends AnyStoreError {
+  readonly file: string
   /** How many keys were tried: the encryption key and the accepted keys. */
   readonly keysTried: number
   /** `'passphrase'`: the file needs a passphrase, a key was given; `'key'`: the reverse. */
   readonly needs: 'passphrase' | 'key' | undefined
 
-  constructor(file: string, detail: { keysTried?: number; needs?: 'passphrase' | 'key' } = {}) {
+  constructor(
+    file: string,
+    detail: { keysTried?: number; needs?: 'passphrase' | 'key'; passphrase?: boolean } = {},
+  ) {
     const keysTried = detail.keysTried ?? 1
-    super('ERR_ANYSTORE_WRONG_KEY', wrongKeyMessage(file, keysTried, detail.needs))
+    super(
+      'ERR_ANYSTORE_WRONG_KEY',
+      detail.passphrase
+        ? `${file} was written with a different passphrase: pass the passphrase it was written with (the file is left untouched)`
+        : wrongKeyMessage(file, keysTried, detail.needs),
+    )
+    this.file = file
     this.keysTried = keysTried
     this.needs = detail.needs
   }
@@ -142,10 +152,13 @@ export class InvalidKeyError extends AnyStoreError {
   /** What was wrong with the key, e.g. `got 7 bytes` (never the key itself). */
   readonly detail: string
 
-  constructor(detail: string, where: { option?: string; hint?: string } = {}) {
+  constructor(
+    detail: string,
+    where: { option?: string; hint?: string; expected?: string } = {},
+  ) {
     super(
       'ERR_ANYSTORE_INVALID_KEY',
-      `Expected \`${where.option ?? 'encryptionKey'}\` to be base64 (or bytes) of 16, 24 or 32 bytes, ${detail}; ${where.hint ?? 'newKey() makes one'}`,
+      `Expected \`${where.option ?? 'encryptionKey'}\` to be ${where.expected ?? 'base64 (or bytes) of 16, 24 or 32 bytes'}, ${detail}; ${where.hint ?? 'newKey() makes one'}`,
     )
     this.detail = detail
   }

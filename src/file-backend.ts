@@ -549,8 +549,10 @@ export class FileBackend implements Persistence {
     const reindex = worthReindexing(entries, payload)
     // The refresh under the lock made #lineage describe the file at the path: the new commit
     // continues that store (a new one when the file is missing or in version 1 or 2).
+    const { keys, kdf } = (sealWith?.keyring ?? this.#options.keyring).sealing()
     const seen = this.#lineage
-    const formatVersion = seen !== undefined ? 3 : this.#options.formatVersion
+    // A passphrase's parameters live in the version 3 header: such a store is always version 3.
+    const formatVersion = seen !== undefined || kdf !== undefined ? 3 : this.#options.formatVersion
     const lineage =
       formatVersion === 3
         ? { storeId: seen?.storeId ?? newStoreId(), counter: (seen?.counter ?? 0n) + 1n }
@@ -558,12 +560,12 @@ export class FileBackend implements Persistence {
     if (lineage !== undefined && lineage.counter > MAX_COUNTER) {
       throw new CorruptFileError(this.file, 'its commit counter is at its maximum, 2^64 - 1')
     }
-    const { keys } = (sealWith?.keyring ?? this.#options.keyring).sealing()
     const sealed = seal(keys, payload, {
       compress: sealWith?.compress ?? this.#options.compress,
       formatVersion,
       storeId: lineage?.storeId,
       counter: lineage?.counter,
+      kdf,
     })
     const temp = this.#tempPath(token)
     const io = this.#io

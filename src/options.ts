@@ -43,6 +43,16 @@ export interface AnyStoreOptions {
    */
   acceptedKeys?: readonly (string | Uint8Array)[]
   /**
+   * Derive the key from this passphrase instead of passing `encryptionKey` (not both: an
+   * InvalidOptionError). scrypt with a random salt kept in the file, N = 2^17, r = 8, p = 1:
+   * about 128 MiB and half a second, once per open (the event loop waits), and each guess at
+   * the passphrase costs an attacker the same. A random key (`newKey()`) needs none of that and
+   * cannot be guessed: prefer it where a program, not a person, holds the secret. A string is
+   * normalized (NFC) and taken as UTF-8; bytes are taken as they are; at least 8 bytes.
+   * Present but `undefined` or empty is an InvalidKeyError.
+   */
+  passphrase?: string | Uint8Array
+  /**
    * Deflate the payload before encrypting. Smaller files for repetitive data, slower commits.
    * @default false
    */
@@ -113,6 +123,7 @@ const OPTION_NAMES = {
   persist: ['open'],
   encryptionKey: ALL,
   acceptedKeys: ALL,
+  passphrase: ALL,
   compress: ALL,
   sync: LOCKING,
   lockTimeoutMs: LOCKING,
@@ -128,6 +139,7 @@ const OPTION_NAMES = {
   schema: CONFIG_MODE,
   editor: ['editThing'],
   newEncryptionKey: ['rekey'],
+  newPassphrase: ['rekey'],
   onProgress: ['rekey', 'restore'],
   formatVersion: LOCKING,
   from: ['restore'],
@@ -324,12 +336,63 @@ export function acceptedKeysOption(options: object): Uint8Array[] {
   return value.map((key: unknown, i) => keyOption({ key }, 'key', 'required', `acceptedKeys[${i}]`))
 }
 
+/** The shortest passphrase accepted, in bytes: shorter ones are guessed in no time, scrypt or not. */
+export const MIN_PASSPHRASE_BYTES = 8
+
 /**
- * The keyring of an entry point: `encryptionKey` (or the public default key when absent)
- * seals, `acceptedKeys` also open files.
+ * The passphrase under `option`, as the bytes scrypt is given: a string normalized to NFC (the
+ * same characters typed on two systems may arrive composed or decomposed) as UTF-8, bytes as
+ * they are. Present but undefined, empty or blank is an InvalidKeyError, as for keys.
+ */
+export function passphraseOption(options: object, option: 'passphrase' | 'newPassphrase'): Uint8Array {
+  const value: unknown = (options as Record<string, unknown>)[option]
+  const where = {
+    option,
+    expected: `a passphrase (a string or bytes) of at least ${MIN_PASSPHRASE_BYTES} bytes`,
+    hint: 'pass the passphrase, or `encryptionKey` instead (newKey() makes one)',
+  }
+  let bytes: Uint8Array
+  if (typeof value === 'string') {
+    if (value.trim() === '') throw new InvalidKeyError('but it is present and empty', where)
+    bytes = Buffer.from(value.normalize('NFC'), 'utf8')
+  } else if (value instanceof Uint8Array) {
+    bytes = Uint8Array.from(value)
+  } else if (value === undefined) {
+    throw new InvalidKeyError('but it is present and undefined (an unset environment variable?)', where)
+  } else {
+    throw new InvalidKeyError(`got a value of type ${typeof value}`, where)
+  }
+  if (bytes.length === 0) throw new InvalidKeyError('but it is present and empty', where)
+  if (bytes.length < MIN_PASSPHRASE_BYTES) throw new InvalidKeyError(`got ${bytes.length} bytes`, where)
+  return bytes
+}
+
+/** Throws InvalidOptionError when both a key option and its passphrase option are present. */
+function eitherKeyOrPassphrase(options: object, key: string, passphrase: string): void {
+  if (key in options && passphrase in options) {
+    throw new InvalidOptionError(
+      `Pass either \`${key}\` or \`${passphrase}\`, not both: a store has one key, given directly or derived from a passphrase`,
+      passphrase,
+    )
+  }
+}
+
+/**
+ * The keyring of an entry point: `passphrase`, or else `encryptionKey` (the public default key
+ * when absent), seals; `acceptedKeys` also open files.
  */
 export function keyringOption(options: object): KeyRing {
-  return new KeyRing(keyOption(options, 'encryptionKey'), acceptedKeysOption(options))
+  eitherKeyOrPassphrase(options, 'encryptionKey', 'passphrase')
+  const accepted = acceptedKeysOption(options)
+  if ('passphrase' in options) return KeyRing.ofPassphrase(passphraseOption(options, 'passphrase'), accepted)
+  return KeyRing.ofKey(keyOption(options, 'encryptionKey'), accepted)
+}
+
+/** rekey's new secret: `newPassphrase` or `newEncryptionKey` (one is required). */
+export function newKeyringOption(options: object): KeyRing {
+  eitherKeyOrPassphrase(options, 'newEncryptionKey', 'newPassphrase')
+  if ('newPassphrase' in options) return KeyRing.ofPassphrase(passphraseOption(options, 'newPassphrase'))
+  return KeyRing.ofKey(keyOption(options, 'newEncryptionKey', 'required'))
 }
 
 function formatVersion(value: unknown): 2 | 3 {

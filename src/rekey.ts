@@ -4,12 +4,11 @@ import { CorruptFileError, InvalidOptionError, StoreFileNotFoundError } from './
 import { warnIfDefaultKey } from './default-key-warning.js'
 import { FileBackend } from './file-backend.js'
 import { readFileHeader } from './file-info.js'
-import { KeyRing } from './keyring.js'
 import {
-  acceptedKeysOption,
   type AnyStoreOptions,
   checkOptionNames,
-  keyOption,
+  keyringOption,
+  newKeyringOption,
   resolveOptions,
 } from './options.js'
 
@@ -18,6 +17,7 @@ export interface RekeyOptions
     AnyStoreOptions,
     | 'encryptionKey'
     | 'acceptedKeys'
+    | 'passphrase'
     | 'lock'
     | 'lockTimeoutMs'
     | 'maxFileSize'
@@ -27,8 +27,16 @@ export interface RekeyOptions
   > {
   /** The store file to re-encrypt; it must exist. */
   file: string
-  /** The key to re-encrypt under (base64 of 16, 24 or 32 bytes, or the bytes). */
-  newEncryptionKey: string | Uint8Array
+  /**
+   * The key to re-encrypt under (base64 of 16, 24 or 32 bytes, or the bytes). Required unless
+   * `newPassphrase` is given; not both.
+   */
+  newEncryptionKey?: string | Uint8Array
+  /**
+   * Re-encrypt under a key derived from this passphrase (a new salt is drawn), as the
+   * `passphrase` option describes.
+   */
+  newPassphrase?: string | Uint8Array
   /** Deflate the re-encrypted payload. @default what the file uses now */
   compress?: boolean
   /** Called while the values are checked before re-encrypting, with `(done, total)`. */
@@ -46,8 +54,7 @@ export interface RekeyOptions
 export async function rekey(options: RekeyOptions): Promise<{ entries: number }> {
   checkOptionNames(options, 'rekey')
   if (typeof options.file !== 'string') throw new InvalidOptionError('rekey() needs `file`')
-  const oldKey = keyOption(options, 'encryptionKey')
-  const acceptedKeys = acceptedKeysOption(options)
+  const current = keyringOption(options)
   const resolved = resolveOptions({
     file: options.file,
     lock: options.lock,
@@ -57,11 +64,10 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
     sync: options.sync,
     formatVersion: options.formatVersion,
   })
-  const newKey = keyOption(options, 'newEncryptionKey', 'required')
-  // Reads with every key given, the new one included: a file some process already committed
+  const sealing = newKeyringOption(options)
+  // Reads with every secret given, the new one included: a file some process already committed
   // under the new key is re-encrypted all the same, so a rekey can always be run again.
-  const reading = new KeyRing(oldKey, [...acceptedKeys, newKey])
-  const sealing = new KeyRing(newKey)
+  const reading = current.alsoReading(sealing)
   const file = resolved.file as string
   readFileHeader(file)
   const backend = new FileBackend(file, {
@@ -96,7 +102,7 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
       }
       const compress = options.compress ?? (header.flags & FLAG_DEFLATE) !== 0
       backend.commit(entries, { keyring: sealing, compress })
-      warnIfDefaultKey(newKey, file)
+      if (sealing.current !== undefined) warnIfDefaultKey(sealing.current, file)
       return { entries: total }
     })
   } finally {

@@ -26,6 +26,7 @@ export interface RestoreOptions
     AnyStoreOptions,
     | 'encryptionKey'
     | 'acceptedKeys'
+    | 'passphrase'
     | 'lock'
     | 'lockTimeoutMs'
     | 'maxFileSize'
@@ -133,7 +134,7 @@ export async function restore(options: RestoreOptions): Promise<{ entries: numbe
     }
     options.onProgress?.(++done, total)
   }
-  warnIfDefaultKey(keyring.current, file)
+  if (keyring.current !== undefined) warnIfDefaultKey(keyring.current, file)
   const backend = new FileBackend(file, {
     keyring,
     compress: resolved.compress,

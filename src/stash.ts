@@ -51,6 +51,11 @@ export interface ThingLocation {
    * @default []
    */
   acceptedKeys?: readonly (string | Uint8Array)[]
+  /**
+   * Derive the key from a passphrase instead (not with `encryptionKey`), as the store option
+   * of the same name: scrypt, about half a second per call.
+   */
+  passphrase?: string | Uint8Array
   /** Deflate before encrypting. @default false */
   compress?: boolean
 }
@@ -153,9 +158,10 @@ export async function stashWithKeyRing<T>(options: StashOptions<T>, keyring: Key
       }
     }
     if (writer !== undefined) {
-      const { keys } = keyring.sealing()
+      const { keys, kdf } = keyring.sealing()
       const sealed = seal(keys, encodePayload([[key, { value }]]), {
         compress: options.compress ?? DEFAULT_OPTIONS.compress,
+        kdf,
       })
       for (const part of sealed.parts) {
         if (!writer.write(part)) await once(writer, 'drain')
@@ -163,7 +169,9 @@ export async function stashWithKeyRing<T>(options: StashOptions<T>, keyring: Key
       writer.end()
       await finished(writer)
       written = true
-      warnIfDefaultKey(keyring.current, 'The stash written to `writer`')
+      if (keyring.current !== undefined) {
+        warnIfDefaultKey(keyring.current, 'The stash written to `writer`')
+      }
     }
   } finally {
     if (writer !== undefined && !written) writer.destroy()

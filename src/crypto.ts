@@ -137,8 +137,8 @@ export interface KdfParams {
 
 /**
  * What new passphrase stores are written with: about 128 MiB and half a second per derivation
- * on the machines this was measured on (docs/PERFORMANCE.md). Every guess at the passphrase
- * costs an attacker the same.
+ * where this was measured (docs/DESIGN.md, "Passphrases"). Every guess at the passphrase costs
+ * an attacker the same.
  */
 export const SCRYPT_DEFAULTS = { log2N: 17, r: 8, p: 1 } as const
 

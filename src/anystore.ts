@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { decodeValue, encodeValue } from './codec.js'
-import { type DerivedKeys, deriveKeys } from './crypto.js'
 import { warnIfDefaultKey } from './default-key-warning.js'
+import type { KeyRing } from './keyring.js'
 import { InvalidOptionError, ReentrantCallError, StoreClosedError } from './errors.js'
 import { FileBackend, type Persistence } from './file-backend.js'
 import type { FileSystem } from './fsio.js'
@@ -80,7 +80,6 @@ let openResolved: <V>(options: ResolvedOptions) => Promise<AnyStore<V>>
  */
 export class AnyStore<V = unknown> {
   readonly #options: ResolvedOptions
-  readonly #keys: DerivedKeys
   /** The latest state this instance loaded or committed: never holds uncommitted writes. */
   #map: EntryMap = new Map()
   #queue: CommitQueue | undefined
@@ -90,7 +89,6 @@ export class AnyStore<V = unknown> {
 
   private constructor(options: ResolvedOptions) {
     this.#options = options
-    this.#keys = deriveKeys(options.key)
   }
 
   /** Opens a store; with a `file`, loads it (throwing WrongKeyError, CorruptFileError, ... right away). */
@@ -215,7 +213,7 @@ export class AnyStore<V = unknown> {
     }
     const o = this.#options
     const persistence = new FileBackend(path, {
-      keys: this.#keys,
+      keyring: o.keyring,
       compress: o.compress,
       sync: o.sync,
       lock: o.lock,
@@ -245,7 +243,7 @@ export class AnyStore<V = unknown> {
       throw error
     }
     this.#queue = { persistence, pending: [], flushScheduled: false }
-    warnIfDefaultKey(o.key, path)
+    if (o.keyring.current !== undefined) warnIfDefaultKey(o.keyring.current, path)
   }
 
   /**
@@ -377,6 +375,19 @@ export function openWithFileSystem<V = unknown>(
 ): Promise<AnyStore<V>> {
   checkOptionNames(options, 'open')
   return openResolved<V>({ ...resolveOptions(options), fs })
+}
+
+/**
+ * AnyStore.open() with a keyring built by the caller, for config mode: editThing() reads and
+ * writes through one keyring, so a passphrase's key is derived once, not once per open.
+ * Key options in `options` are ignored.
+ */
+export function openWithKeyRing<V = unknown>(
+  options: AnyStoreOptions,
+  keyring: KeyRing,
+): Promise<AnyStore<V>> {
+  checkOptionNames(options, 'open')
+  return openResolved<V>({ ...resolveOptions(options), keyring })
 }
 
 function withHeld(lockId: unknown): ReadonlySet<unknown> {

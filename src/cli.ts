@@ -82,6 +82,7 @@ async function main(argv: string[]): Promise<number> {
     stdin: process.stdin,
     stdout: process.stdout,
     stderr: process.stderr,
+    stdinIsTTY: process.stdin.isTTY === true,
   }
   await run(ctx)
   return EXIT_CODES.OK

@@ -7,6 +7,7 @@ import {
   hkdfSync,
   randomBytes,
   randomFillSync,
+  scryptSync,
   timingSafeEqual,
 } from 'node:crypto'
 import { constants as bufferConstants } from 'node:buffer'
@@ -103,14 +104,102 @@ export const STATUS_CURRENT = 0
 export const SUPERSEDED = 1
 export const FLAG_DEFLATE = 0x0001
 /**
- * Reserved, version 3: the key is derived from a passphrase with the parameters in the KDF
- * block. Not written by this release; a file with it set is refused as a newer format.
+ * Version 3: the key is derived from a passphrase, with the KDF, its parameters and its salt
+ * in the KDF parameter block (bytes 108..139).
  */
 export const FLAG_PASSPHRASE = 0x0002
-const KNOWN_FLAGS = FLAG_DEFLATE
+const KNOWN_FLAGS_V2 = FLAG_DEFLATE
+const KNOWN_FLAGS_V3 = FLAG_DEFLATE | FLAG_PASSPHRASE
 export const STORE_ID_SIZE = 16
 const SALT_SIZE = 32
-const KDF_BLOCK_SIZE = 32
+export const KDF_BLOCK_SIZE = 32
+
+/**
+ * The KDF parameter block (docs/FORMAT.md, "Passphrases"): the KDF's id, its cost parameters,
+ * reserved bytes and the KDF salt, at these offsets within the block.
+ */
+const KDF = { id: 0, log2N: 1, r: 2, p: 3, reserved: 4, salt: 16 } as const
+const KDF_SALT_SIZE = 16
+const KDF_SCRYPT = 1
+
+/** scrypt (RFC 7914) parameters of a passphrase store, as its header holds them. */
+export interface KdfParams {
+  algorithm: 'scrypt'
+  /** N = 2^log2N: the CPU and memory cost. */
+  log2N: number
+  /** The block size factor. */
+  r: number
+  /** The parallelization factor. */
+  p: number
+  /** 16 random bytes drawn when the passphrase was set; every commit copies them. */
+  salt: Buffer
+}
+
+/**
+ * What new passphrase stores are written with: about 128 MiB and half a second per derivation
+ * where this was measured (docs/DESIGN.md, "Passphrases"). Every guess at the passphrase costs
+ * an attacker the same.
+ */
+export const SCRYPT_DEFAULTS = { log2N: 17, r: 8, p: 1 } as const
+
+/**
+ * What a reader accepts, so that a hostile file cannot make open() take minutes or gigabytes:
+ * scrypt needs 128·N·r bytes and time in proportion to N·r·p. The defaults sit at half the
+ * memory bound and a quarter of the work bound, leaving room for a later release to raise
+ * them. The floor refuses files that no writer of ours makes (cheap to guess at).
+ */
+export const SCRYPT_BOUNDS = {
+  minLog2N: 14,
+  maxLog2N: 20,
+  maxR: 32,
+  maxP: 16,
+  maxMemory: 256 * 1024 * 1024,
+  maxWork: 2 ** 22,
+} as const
+
+/** Why scrypt parameters are refused, or undefined when they are within SCRYPT_BOUNDS. */
+function scryptOutOfBounds(log2N: number, r: number, p: number): string | undefined {
+  const b = SCRYPT_BOUNDS
+  if (log2N < b.minLog2N || log2N > b.maxLog2N) return `N = 2^${log2N}`
+  if (r < 1 || r > b.maxR) return `r = ${r}`
+  if (p < 1 || p > b.maxP) return `p = ${p}`
+  const N = 2 ** log2N
+  if (128 * N * r > b.maxMemory) return `N = 2^${log2N} and r = ${r} (${(128 * N * r) / 2 ** 20} MiB)`
+  if (N * r * p > b.maxWork) return `N = 2^${log2N}, r = ${r} and p = ${p} (work ${N * r * p})`
+  return undefined
+}
+
+/** A new KDF parameter block: the default costs and a fresh random salt. */
+export function newKdfBlock(): Buffer {
+  const block = Buffer.alloc(KDF_BLOCK_SIZE)
+  block[KDF.id] = KDF_SCRYPT
+  block[KDF.log2N] = SCRYPT_DEFAULTS.log2N
+  block[KDF.r] = SCRYPT_DEFAULTS.r
+  block[KDF.p] = SCRYPT_DEFAULTS.p
+  randomFillSync(block, KDF.salt, KDF_SALT_SIZE)
+  return block
+}
+
+/**
+ * The key a passphrase yields under the parameters of a KDF block that parseHeader accepted:
+ * scrypt, `keyLength` bytes. Synchronous, as every load is: it runs once per open (and again
+ * only when a loaded version carries another block), never per read or commit.
+ */
+export function passphraseKey(passphrase: Uint8Array, block: Buffer, keyLength: number): Uint8Array {
+  const N = 2 ** block[KDF.log2N]!
+  const r = block[KDF.r]!
+  const p = block[KDF.p]!
+  // Node refuses scrypt above 32 MiB unless maxmem allows it: what OpenSSL allocates, 128·r·(N + p + 2) bytes, and some room.
+  const maxmem = 128 * r * (N + p + 2) + 1024 * 1024
+  const salt = block.subarray(KDF.salt, KDF.salt + KDF_SALT_SIZE)
+  return new Uint8Array(scryptSync(passphrase, salt, keyLength, { N, r, p, maxmem }))
+}
+
+/** The KDF block of a version 3 header, or undefined when it has none (no passphrase). */
+export function kdfBlockOf(headerBytes: Buffer, header: FileHeader): Buffer | undefined {
+  if (header.kdf === undefined) return undefined
+  return headerBytes.subarray(V3.kdf, V3.kdf + KDF_BLOCK_SIZE)
+}
 /** The largest commit counter (uint64). */
 export const MAX_COUNTER = 2n ** 64n - 1n
 
@@ -173,6 +262,8 @@ export interface FileHeader {
   storeId: Buffer | undefined
   /** Version 3: the commit's number, the previous commit's plus one (1 for the first). 0 for versions 1 and 2. */
   counter: bigint
+  /** Version 3 with flag bit 1: how the key is derived from the passphrase. Else undefined. */
+  kdf: KdfParams | undefined
 }
 
 type OneShotHash = (algorithm: string, data: Uint8Array, encoding: 'buffer') => Buffer
@@ -315,6 +406,11 @@ export interface SealOptions {
   storeId?: Buffer
   /** Version 3: this commit's number. @default 1n (a new store's first commit) */
   counter?: bigint
+  /**
+   * Version 3: the KDF parameter block of a passphrase store (`keys` then come from the
+   * passphrase under it); sets flag bit 1. @default none: all zeros, a raw key
+   */
+  kdf?: Buffer
 }
 
 /** A sealed file up to this size is one buffer: one allocation, written with one system call. */
@@ -347,9 +443,11 @@ function writeHeader(
     storeId.copy(header, V3.storeId)
     header.writeBigUInt64BE(counter, V3.counter)
     fillRandom(header, V3.salt, SALT_SIZE + 12)
-    header.fill(0, V3.kdf, V3.kdf + KDF_BLOCK_SIZE)
+    if (options.kdf === undefined) header.fill(0, V3.kdf, V3.kdf + KDF_BLOCK_SIZE)
+    else options.kdf.copy(header, V3.kdf, 0, KDF_BLOCK_SIZE)
     key = commitEncryptionKey(keys, header.subarray(V3.salt, V3.salt + SALT_SIZE))
   } else {
+    if (options.kdf !== undefined) throw new RangeError('a passphrase store is version 3')
     fillRandom(header, COMMON.commitId, 16 + 12)
   }
   keyCheckValue(keys, header, layout).copy(header, layout.keyCheck)
@@ -360,7 +458,7 @@ function writeHeader(
 /** Encrypts a payload into the parts of a complete store file (header, ciphertext, tag, status). */
 export function seal(keys: DerivedKeys, payload: Uint8Array, options: SealOptions): SealedFile {
   const layout = layoutOf(options.formatVersion ?? FORMAT_VERSION)
-  const flags = options.compress ? FLAG_DEFLATE : 0
+  const flags = (options.compress ? FLAG_DEFLATE : 0) | (options.kdf ? FLAG_PASSPHRASE : 0)
   const body = options.compress ? deflateRawSync(payload) : payload
   const size = layout.size + body.length + TAG_SIZE + STATUS_SIZE
   // Every header byte is written, so the buffer need not be zeroed first.
@@ -428,14 +526,19 @@ export function parseHeader(
   }
   if (version < 1) throw new CorruptFileError(file, `format version ${version}`)
   const flags = data.readUInt16BE(COMMON.flags)
-  if ((flags & ~KNOWN_FLAGS) !== 0) {
+  if ((flags & ~(version >= 3 ? KNOWN_FLAGS_V3 : KNOWN_FLAGS_V2)) !== 0) {
     throw new UnsupportedFormatError(file, `flags 0x${flags.toString(16)}`)
   }
   if (data.readUIntBE(COMMON.reserved, 3) !== 0) {
     throw new UnsupportedFormatError(file, 'reserved header bytes')
   }
-  if (version >= 3 && header.subarray(V3.kdf, V3.kdf + KDF_BLOCK_SIZE).some((byte) => byte !== 0)) {
-    throw new UnsupportedFormatError(file, 'a key-derivation parameter block')
+  const kdfBlock = version >= 3 ? header.subarray(V3.kdf, V3.kdf + KDF_BLOCK_SIZE) : undefined
+  const kdf =
+    kdfBlock !== undefined && (flags & FLAG_PASSPHRASE) !== 0
+      ? parseKdfBlock(file, kdfBlock)
+      : undefined
+  if (kdf === undefined && kdfBlock?.some((byte) => byte !== 0)) {
+    throw new UnsupportedFormatError(file, 'a key-derivation parameter block without the passphrase flag')
   }
   const keyLength = data.readUInt8(COMMON.keyLength)
   if (!KEY_LENGTHS.has(keyLength)) throw new CorruptFileError(file, `key length ${keyLength}`)
@@ -453,6 +556,37 @@ export function parseHeader(
     commitId: Buffer.from(data.subarray(COMMON.commitId, COMMON.commitId + 16)),
     storeId: v3 ? Buffer.from(data.subarray(V3.storeId, V3.storeId + STORE_ID_SIZE)) : undefined,
     counter,
+    kdf,
+  }
+}
+
+/**
+ * The parameters of a passphrase store's KDF block, checked against SCRYPT_BOUNDS before
+ * anything is derived: a block this release does not know, or costs past the bounds, is
+ * UnsupportedFormatError.
+ */
+function parseKdfBlock(file: string, block: Buffer): KdfParams {
+  const id = block[KDF.id]!
+  if (id !== KDF_SCRYPT) throw new UnsupportedFormatError(file, `key-derivation function ${id}`)
+  if (block.subarray(KDF.reserved, KDF.salt).some((byte) => byte !== 0)) {
+    throw new UnsupportedFormatError(file, 'reserved bytes in the key-derivation parameter block')
+  }
+  const log2N = block[KDF.log2N]!
+  const r = block[KDF.r]!
+  const p = block[KDF.p]!
+  const outOfBounds = scryptOutOfBounds(log2N, r, p)
+  if (outOfBounds !== undefined) {
+    throw new UnsupportedFormatError(
+      file,
+      `scrypt parameters (${outOfBounds}) beyond the bounds this version accepts (docs/FORMAT.md, "Passphrases")`,
+    )
+  }
+  return {
+    algorithm: 'scrypt',
+    log2N,
+    r,
+    p,
+    salt: Buffer.from(block.subarray(KDF.salt, KDF.salt + KDF_SALT_SIZE)),
   }
 }
 
@@ -465,7 +599,7 @@ export function parseHeader(
  */
 export function open(
   file: string,
-  keys: DerivedKeys,
+  keys: DerivedKeys | KeySource,
   bytes: Uint8Array,
   options: { inPlace?: boolean; maxPayloadSize?: number } = {},
 ): { header: FileHeader; payload: Buffer } {
@@ -492,18 +626,45 @@ export function open(
   return { header, payload: inflated(file, header, body, options.maxPayloadSize ?? Infinity) }
 }
 
-/** Checks that `keys` opened the file with this header; the decipher for its body. */
+/**
+ * What picks the keys that open a file: the keys of one key, or a keyring (src/keyring.ts),
+ * which tries each key it holds. `keysFor` throws WrongKeyError when none opens the file.
+ */
+export interface KeySource {
+  keysFor(file: string, headerBytes: Buffer, header: FileHeader): DerivedKeys
+}
+
+/**
+ * Whether `keys` is the key the file with this header was written under: the key length and
+ * the key check (one HMAC) match. Tells a wrong key from a damaged file before decrypting.
+ */
+export function keyCheckMatches(keys: DerivedKeys, headerBytes: Buffer, header: FileHeader): boolean {
+  const layout = layoutOf(header.version)
+  if (header.keyLength !== keys.keyLength) return false
+  const expectedCheck = keyCheckValue(keys, headerBytes, layout)
+  return timingSafeEqual(expectedCheck, headerBytes.subarray(layout.keyCheck, layout.keyCheck + 16))
+}
+
+function keysOpening(
+  source: DerivedKeys | KeySource,
+  file: string,
+  headerBytes: Buffer,
+  header: FileHeader,
+): DerivedKeys {
+  if ('keysFor' in source) return source.keysFor(file, headerBytes, header)
+  if (!keyCheckMatches(source, headerBytes, header)) throw new WrongKeyError(file)
+  return source
+}
+
+/** Finds the keys that open the file with this header; the decipher for its body. */
 function decipherFor(
   file: string,
-  keys: DerivedKeys,
+  source: DerivedKeys | KeySource,
   headerBytes: Buffer,
   header: FileHeader,
 ): DecipherGCM {
   const layout = layoutOf(header.version)
-  if (header.keyLength !== keys.keyLength) throw new WrongKeyError(file)
-  const expectedCheck = keyCheckValue(keys, headerBytes, layout)
-  const check = headerBytes.subarray(layout.keyCheck, layout.keyCheck + 16)
-  if (!timingSafeEqual(expectedCheck, check)) throw new WrongKeyError(file)
+  const keys = keysOpening(source, file, headerBytes, header)
   const key =
     header.version >= 3
       ? commitEncryptionKey(keys, headerBytes.subarray(V3.salt, V3.salt + SALT_SIZE))
@@ -545,7 +706,7 @@ export type ReadAt = (buffer: Buffer, length: number, position: number) => numbe
  */
 export function openSlices(
   file: string,
-  keys: DerivedKeys,
+  keys: DerivedKeys | KeySource,
   readAt: ReadAt,
   fileSize: number,
   maxPayloadSize = Infinity,

@@ -23,9 +23,14 @@ import {
   SchemaValidationError,
   UnsupportedValueError,
 } from './errors.js'
-import { checkOptionNames, keyOption } from './options.js'
+import { checkOptionNames, keyringOption } from './options.js'
 import { validateWithSchema } from './schema.js'
-import { type StashOptions, stash, type UnstashOptions, unstash } from './stash.js'
+import {
+  type StashOptions,
+  stashWithKeyRing,
+  type UnstashOptions,
+  unstashWithKeyRing,
+} from './stash.js'
 import { parseTagged, stringifyTagged } from './tagged-json.js'
 
 const FALLBACK_EDITORS = ['vim', 'vi', 'nano']
@@ -253,9 +258,9 @@ export async function editThing<T>(options: EditThingOptions<T>): Promise<T> {
   let handedOver = false
   try {
     checkOptionNames(options, 'editThing')
-    // Resolved once and handed on as bytes, so that unstash() and stash() below see the key
-    // the caller gave, and an omitted key stays the public default rather than `undefined`.
-    const encryptionKey = keyOption(options, 'encryptionKey')
+    // Resolved once, and the one keyring used for the read and the write below: they see the
+    // keys the caller gave (an omitted key stays the public default rather than `undefined`).
+    const keyring = keyringOption(options)
     const { schema } = options
     // Only what unstash() takes: the writer, the schema and the editor are editThing's own.
     // Copied and deleted rather than listed, so an option the caller left out stays absent.
@@ -264,7 +269,10 @@ export async function editThing<T>(options: EditThingOptions<T>): Promise<T> {
     delete location.schema
     delete location.editor
     if (!process.stdin.isTTY) throw new NotATerminalError()
-    const current = await unstash<T>({ ...location, key: options.key, encryptionKey })
+    delete location.encryptionKey
+    delete location.acceptedKeys
+    delete location.passphrase
+    const current = await unstashWithKeyRing<T>({ ...location, key: options.key }, keyring)
     const text = `${stringifyTagged(current, 2)}\n`
     const { value, changed } = await editText(
       text,
@@ -281,15 +289,17 @@ export async function editThing<T>(options: EditThingOptions<T>): Promise<T> {
     const saveToFile = changed || options.reader !== undefined
     if (!saveToFile && writer === undefined) return value
     handedOver = true
-    await stash({
-      file: saveToFile ? options.file : undefined,
-      name: saveToFile ? options.name : undefined,
-      writer,
-      key: options.key,
-      thing: value,
-      encryptionKey,
-      compress: options.compress,
-    })
+    await stashWithKeyRing(
+      {
+        file: saveToFile ? options.file : undefined,
+        name: saveToFile ? options.name : undefined,
+        writer,
+        key: options.key,
+        thing: value,
+        compress: options.compress,
+      },
+      keyring,
+    )
     return value
   } finally {
     if (!handedOver) writer?.destroy()

@@ -16,14 +16,46 @@ export class AnyStoreError extends Error {
   }
 }
 
-/** The file authenticates with a different key than the one given. */
+/**
+ * No key given opens the file: it was written under another key (or passphrase). `needs` says
+ * when the file was written with the other kind of secret than the one given.
+ */
 export class WrongKeyError extends AnyStoreError {
-  constructor(file: string) {
+  readonly file: string
+  /** How many keys were tried: the encryption key and the accepted keys. */
+  readonly keysTried: number
+  /** `'passphrase'`: the file needs a passphrase, a key was given; `'key'`: the reverse. */
+  readonly needs: 'passphrase' | 'key' | undefined
+
+  constructor(
+    file: string,
+    detail: { keysTried?: number; needs?: 'passphrase' | 'key'; passphrase?: boolean } = {},
+  ) {
+    const keysTried = detail.keysTried ?? 1
     super(
       'ERR_ANYSTORE_WRONG_KEY',
-      `${file} was written with a different encryption key: pass the key it was created with (the file is left untouched)`,
+      detail.passphrase
+        ? `${file} was written with a different passphrase: pass the passphrase it was written with (the file is left untouched)`
+        : wrongKeyMessage(file, keysTried, detail.needs),
     )
+    this.file = file
+    this.keysTried = keysTried
+    this.needs = detail.needs
   }
+}
+
+function wrongKeyMessage(file: string, keysTried: number, needs: 'passphrase' | 'key' | undefined) {
+  const untouched = '(the file is left untouched)'
+  if (needs === 'passphrase') {
+    return `${file} was written with a passphrase, not with an encryption key: pass \`passphrase\` instead of \`encryptionKey\` ${untouched}`
+  }
+  if (needs === 'key') {
+    return `${file} was written with an encryption key, not with a passphrase: pass \`encryptionKey\` (or the key in \`acceptedKeys\`) ${untouched}`
+  }
+  if (keysTried > 1) {
+    return `${file} was written with none of the ${keysTried} keys given (\`encryptionKey\` and \`acceptedKeys\`): pass the key it was written with ${untouched}`
+  }
+  return `${file} was written with a different encryption key: pass the key it was created with ${untouched}`
 }
 
 /** The file has our header but its bytes are damaged: truncated, tampered or bit-rotted. */
@@ -120,10 +152,13 @@ export class InvalidKeyError extends AnyStoreError {
   /** What was wrong with the key, e.g. `got 7 bytes` (never the key itself). */
   readonly detail: string
 
-  constructor(detail: string, where: { option?: string; hint?: string } = {}) {
+  constructor(
+    detail: string,
+    where: { option?: string; hint?: string; expected?: string } = {},
+  ) {
     super(
       'ERR_ANYSTORE_INVALID_KEY',
-      `Expected \`${where.option ?? 'encryptionKey'}\` to be base64 (or bytes) of 16, 24 or 32 bytes, ${detail}; ${where.hint ?? 'newKey() makes one'}`,
+      `Expected \`${where.option ?? 'encryptionKey'}\` to be ${where.expected ?? 'base64 (or bytes) of 16, 24 or 32 bytes'}, ${detail}; ${where.hint ?? 'newKey() makes one'}`,
     )
     this.detail = detail
   }

@@ -1,7 +1,6 @@
 import { constants, type Stats } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import {
-  type DerivedKeys,
   type FileHeader,
   fillRandom,
   MAX_COUNTER,
@@ -25,6 +24,7 @@ import {
 } from './errors.js'
 import { closeQuietly, type FileSystem, readFully, unlinkQuietly, writeFully } from './fsio.js'
 import { linkCountRevealsReplacement } from './link-count.js'
+import type { KeyRing } from './keyring.js'
 import { type CrossProcessLock, createLock } from './lock.js'
 import { withPathMutex } from './mutex.js'
 import type { LockMode, SyncMode } from './options.js'
@@ -52,7 +52,8 @@ export interface Persistence {
 }
 
 export interface FileBackendOptions {
-  keys: DerivedKeys
+  /** Seals commits under its current key; opens files written under any of its keys. */
+  keyring: KeyRing
   compress: boolean
   sync: SyncMode
   lock: LockMode
@@ -423,11 +424,11 @@ export class FileBackend implements Persistence {
     if (size > SLICE_SIZE) {
       const readAt = (buffer: Buffer, length: number, position: number) =>
         readFully(io, fd, buffer, length, position)
-      return openSlices(this.file, this.#options.keys, readAt, size, this.#options.maxFileSize)
+      return openSlices(this.file, this.#options.keyring, readAt, size, this.#options.maxFileSize)
     }
     const bytes = Buffer.allocUnsafe(size)
     const read = readFully(io, fd, bytes, size, 0)
-    return open(this.file, this.#options.keys, bytes.subarray(0, read), {
+    return open(this.file, this.#options.keyring, bytes.subarray(0, read), {
       inPlace: true,
       maxPayloadSize: this.#options.maxFileSize,
     })
@@ -553,10 +554,13 @@ export class FileBackend implements Persistence {
     return `${this.file}.${token}.tmp`
   }
 
-  /** `sealWith` re-encrypts under other keys (rekey); this instance cannot read the result. */
+  /**
+   * `sealWith` re-encrypts under another keyring's current key (rekey); this instance can read
+   * the result only if its own keyring accepts that key.
+   */
   commit(
     entries: Iterable<[StoreKey, Entry]>,
-    sealWith?: { keys: DerivedKeys; compress: boolean },
+    sealWith?: { keyring: KeyRing; compress: boolean },
   ): void {
     if (this.#failure !== undefined) throw this.#failure
     const token = this.#tempToken
@@ -571,8 +575,10 @@ export class FileBackend implements Persistence {
     // The refresh under the lock made #lineage describe the file at the path, or the last one
     // seen there when it is missing: the new commit continues that store (a new one when none
     // was seen, or the file is in version 1 or 2).
+    const { keys, kdf } = (sealWith?.keyring ?? this.#options.keyring).sealing()
     const seen = this.#lineage
-    const formatVersion = seen !== undefined ? 3 : this.#options.formatVersion
+    // A passphrase's parameters live in the version 3 header: such a store is always version 3.
+    const formatVersion = seen !== undefined || kdf !== undefined ? 3 : this.#options.formatVersion
     const lineage =
       formatVersion === 3
         ? { storeId: seen?.storeId ?? newStoreId(), counter: (seen?.counter ?? 0n) + 1n }
@@ -580,11 +586,12 @@ export class FileBackend implements Persistence {
     if (lineage !== undefined && lineage.counter > MAX_COUNTER) {
       throw new CorruptFileError(this.file, 'its commit counter is at its maximum, 2^64 - 1')
     }
-    const sealed = seal(sealWith?.keys ?? this.#options.keys, payload, {
+    const sealed = seal(keys, payload, {
       compress: sealWith?.compress ?? this.#options.compress,
       formatVersion,
       storeId: lineage?.storeId,
       counter: lineage?.counter,
+      kdf,
     })
     const temp = this.#tempPath(token)
     const io = this.#io

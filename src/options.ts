@@ -4,6 +4,7 @@ import { inspect } from 'node:util'
 import { DEFAULT_ENCRYPTION_KEY, parseKey } from './crypto.js'
 import { InvalidKeyError, InvalidOptionError } from './errors.js'
 import { type FileSystem, nodeFileSystem } from './fsio.js'
+import { KeyRing } from './keyring.js'
 
 export type SyncMode = 'always' | 'never'
 export type LockMode = 'flock' | 'proper-lockfile' | 'auto'
@@ -32,6 +33,25 @@ export interface AnyStoreOptions {
    * @default DEFAULT_ENCRYPTION_KEY
    */
   encryptionKey?: string | Uint8Array
+  /**
+   * Keys also accepted for reading, never used to write: a file written under any of them
+   * opens, and the next commit re-encrypts it under `encryptionKey`. For rotating keys with no
+   * downtime (README, "Rotating the key"). Each is given like `encryptionKey`; an `undefined`
+   * or empty one is an InvalidKeyError. Each key tried costs one HMAC when a new version of
+   * the file is loaded, nothing on reads of an unchanged store.
+   * @default []
+   */
+  acceptedKeys?: readonly (string | Uint8Array)[]
+  /**
+   * Derive the key from this passphrase instead of passing `encryptionKey` (not both: an
+   * InvalidOptionError). scrypt with a random salt kept in the file, N = 2^17, r = 8, p = 1:
+   * about 128 MiB and half a second, once per open (the event loop waits), and each guess at
+   * the passphrase costs an attacker the same. A random key (`newKey()`) needs none of that and
+   * cannot be guessed: prefer it where a program, not a person, holds the secret. A string is
+   * normalized (NFC) and taken as UTF-8; bytes are taken as they are; at least 8 bytes.
+   * Present but `undefined` or empty is an InvalidKeyError.
+   */
+  passphrase?: string | Uint8Array
   /**
    * Deflate the payload before encrypting. Smaller files for repetitive data, slower commits.
    * @default false
@@ -102,6 +122,8 @@ const OPTION_NAMES = {
   file: ALL,
   persist: ['open'],
   encryptionKey: ALL,
+  acceptedKeys: ALL,
+  passphrase: ALL,
   compress: ALL,
   sync: LOCKING,
   lockTimeoutMs: LOCKING,
@@ -117,6 +139,7 @@ const OPTION_NAMES = {
   schema: CONFIG_MODE,
   editor: ['editThing'],
   newEncryptionKey: ['rekey'],
+  newPassphrase: ['rekey'],
   onProgress: ['rekey', 'restore'],
   formatVersion: LOCKING,
   from: ['restore'],
@@ -203,7 +226,8 @@ export function checkOptionNames(options: unknown, entryPoint: EntryPoint): void
 export interface ResolvedOptions {
   file: string | undefined
   persist: boolean
-  key: Uint8Array
+  /** The current key (seals commits) and the accepted ones (also open files). */
+  keyring: KeyRing
   compress: boolean
   sync: SyncMode
   lockTimeoutMs: number
@@ -218,6 +242,7 @@ export interface ResolvedOptions {
 export const DEFAULT_OPTIONS = Object.freeze({
   persist: false,
   encryptionKey: DEFAULT_ENCRYPTION_KEY,
+  acceptedKeys: Object.freeze([]) as readonly (string | Uint8Array)[],
   compress: false,
   sync: 'always' as SyncMode,
   lockTimeoutMs: 10_000,
@@ -271,14 +296,15 @@ type WhenAbsent = 'default key' | 'required'
  */
 export function keyOption(
   options: object,
-  option: 'encryptionKey' | 'newEncryptionKey' | 'fromEncryptionKey',
+  property: 'encryptionKey' | 'newEncryptionKey' | 'fromEncryptionKey' | 'key',
   whenAbsent: WhenAbsent = 'default key',
+  option: string = property,
 ): Uint8Array {
-  if (!(option in options)) {
+  if (!(property in options)) {
     if (whenAbsent === 'default key') return parseKey(DEFAULT_ENCRYPTION_KEY)
     throw new InvalidKeyError('got nothing: the option is missing', { option })
   }
-  const value: unknown = (options as Record<string, unknown>)[option]
+  const value: unknown = (options as Record<string, unknown>)[property]
   const empty =
     value === undefined ||
     (typeof value === 'string' && value.trim() === '') ||
@@ -290,6 +316,83 @@ export function keyOption(
       ? `pass a key (newKey() makes one), or omit \`${option}\` altogether to use the public default key, which only obfuscates`
       : 'pass a key (newKey() makes one)'
   throw new InvalidKeyError(`but it is present and ${what}`, { option, hint })
+}
+
+/**
+ * The `acceptedKeys` option, parsed: none when absent or undefined (accepting fewer keys only
+ * makes more files fail to open, never weakens one). Each key present but undefined or empty
+ * is an InvalidKeyError, as for `encryptionKey`: an unset environment variable in the list is
+ * a mistake to report, not a key to skip.
+ */
+export function acceptedKeysOption(options: object): Uint8Array[] {
+  const value: unknown = (options as { acceptedKeys?: unknown }).acceptedKeys
+  if (value === undefined) return []
+  if (!Array.isArray(value)) {
+    throw new InvalidOptionError(
+      `Expected \`acceptedKeys\` to be an array of keys, got ${value === null ? 'null' : `a value of type ${typeof value}`}`,
+      'acceptedKeys',
+    )
+  }
+  return value.map((key: unknown, i) => keyOption({ key }, 'key', 'required', `acceptedKeys[${i}]`))
+}
+
+/** The shortest passphrase accepted, in bytes: shorter ones are guessed in no time, scrypt or not. */
+export const MIN_PASSPHRASE_BYTES = 8
+
+/**
+ * The passphrase under `option`, as the bytes scrypt is given: a string normalized to NFC (the
+ * same characters typed on two systems may arrive composed or decomposed) as UTF-8, bytes as
+ * they are. Present but undefined, empty or blank is an InvalidKeyError, as for keys.
+ */
+export function passphraseOption(options: object, option: 'passphrase' | 'newPassphrase'): Uint8Array {
+  const value: unknown = (options as Record<string, unknown>)[option]
+  const where = {
+    option,
+    expected: `a passphrase (a string or bytes) of at least ${MIN_PASSPHRASE_BYTES} bytes`,
+    hint: 'pass the passphrase, or `encryptionKey` instead (newKey() makes one)',
+  }
+  let bytes: Uint8Array
+  if (typeof value === 'string') {
+    if (value.trim() === '') throw new InvalidKeyError('but it is present and empty', where)
+    bytes = Buffer.from(value.normalize('NFC'), 'utf8')
+  } else if (value instanceof Uint8Array) {
+    bytes = Uint8Array.from(value)
+  } else if (value === undefined) {
+    throw new InvalidKeyError('but it is present and undefined (an unset environment variable?)', where)
+  } else {
+    throw new InvalidKeyError(`got a value of type ${typeof value}`, where)
+  }
+  if (bytes.length === 0) throw new InvalidKeyError('but it is present and empty', where)
+  if (bytes.length < MIN_PASSPHRASE_BYTES) throw new InvalidKeyError(`got ${bytes.length} bytes`, where)
+  return bytes
+}
+
+/** Throws InvalidOptionError when both a key option and its passphrase option are present. */
+function eitherKeyOrPassphrase(options: object, key: string, passphrase: string): void {
+  if (key in options && passphrase in options) {
+    throw new InvalidOptionError(
+      `Pass either \`${key}\` or \`${passphrase}\`, not both: a store has one key, given directly or derived from a passphrase`,
+      passphrase,
+    )
+  }
+}
+
+/**
+ * The keyring of an entry point: `passphrase`, or else `encryptionKey` (the public default key
+ * when absent), seals; `acceptedKeys` also open files.
+ */
+export function keyringOption(options: object): KeyRing {
+  eitherKeyOrPassphrase(options, 'encryptionKey', 'passphrase')
+  const accepted = acceptedKeysOption(options)
+  if ('passphrase' in options) return KeyRing.ofPassphrase(passphraseOption(options, 'passphrase'), accepted)
+  return KeyRing.ofKey(keyOption(options, 'encryptionKey'), accepted)
+}
+
+/** rekey's new secret: `newPassphrase` or `newEncryptionKey` (one is required). */
+export function newKeyringOption(options: object): KeyRing {
+  eitherKeyOrPassphrase(options, 'newEncryptionKey', 'newPassphrase')
+  if ('newPassphrase' in options) return KeyRing.ofPassphrase(passphraseOption(options, 'newPassphrase'))
+  return KeyRing.ofKey(keyOption(options, 'newEncryptionKey', 'required'))
 }
 
 function formatVersion(value: unknown): 2 | 3 {
@@ -314,7 +417,7 @@ export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
   return {
     file: o.file === undefined ? undefined : expandPath(o.file),
     persist,
-    key: keyOption(options, 'encryptionKey'),
+    keyring: keyringOption(options),
     compress: boolean('compress', o.compress),
     sync: oneOf('sync', o.sync, ['always', 'never']),
     lockTimeoutMs: positiveNumber('lockTimeoutMs', o.lockTimeoutMs),

@@ -1,15 +1,23 @@
 import { decodeValue } from './codec.js'
-import { deriveKeys, FLAG_DEFLATE } from './crypto.js'
+import { FLAG_DEFLATE } from './crypto.js'
 import { CorruptFileError, InvalidOptionError, StoreFileNotFoundError } from './errors.js'
 import { warnIfDefaultKey } from './default-key-warning.js'
 import { FileBackend } from './file-backend.js'
 import { readFileHeader } from './file-info.js'
-import { type AnyStoreOptions, checkOptionNames, keyOption, resolveOptions } from './options.js'
+import {
+  type AnyStoreOptions,
+  checkOptionNames,
+  keyringOption,
+  newKeyringOption,
+  resolveOptions,
+} from './options.js'
 
 export interface RekeyOptions
   extends Pick<
     AnyStoreOptions,
     | 'encryptionKey'
+    | 'acceptedKeys'
+    | 'passphrase'
     | 'lock'
     | 'lockTimeoutMs'
     | 'maxFileSize'
@@ -19,8 +27,16 @@ export interface RekeyOptions
   > {
   /** The store file to re-encrypt; it must exist. */
   file: string
-  /** The key to re-encrypt under (base64 of 16, 24 or 32 bytes, or the bytes). */
-  newEncryptionKey: string | Uint8Array
+  /**
+   * The key to re-encrypt under (base64 of 16, 24 or 32 bytes, or the bytes). Required unless
+   * `newPassphrase` is given; not both.
+   */
+  newEncryptionKey?: string | Uint8Array
+  /**
+   * Re-encrypt under a key derived from this passphrase (a new salt is drawn), as the
+   * `passphrase` option describes.
+   */
+  newPassphrase?: string | Uint8Array
   /** Deflate the re-encrypted payload. @default what the file uses now */
   compress?: boolean
   /** Called while the values are checked before re-encrypting, with `(done, total)`. */
@@ -30,15 +46,17 @@ export interface RekeyOptions
 /**
  * Re-encrypts a store file under a new key in one atomic commit, holding the cross-process
  * lock throughout, so no writer slips a commit under the old key in between. Every value is
- * decoded first: a file that does not fully decode is left untouched. Processes that still
- * have the store open with the old key get WrongKeyError on their next read.
+ * decoded first: a file that does not fully decode is left untouched. The file may be under
+ * `encryptionKey`, any of `acceptedKeys`, or already under the new key (when processes that
+ * write with it run, or a rekey is run again). Processes that have the store open without the
+ * new key among their keys get WrongKeyError on their next read (README, "Rotating the key").
  */
 export async function rekey(options: RekeyOptions): Promise<{ entries: number }> {
   checkOptionNames(options, 'rekey')
   if (typeof options.file !== 'string') throw new InvalidOptionError('rekey() needs `file`')
+  const current = keyringOption(options)
   const resolved = resolveOptions({
     file: options.file,
-    encryptionKey: keyOption(options, 'encryptionKey'),
     lock: options.lock,
     lockTimeoutMs: options.lockTimeoutMs,
     maxFileSize: options.maxFileSize,
@@ -46,12 +64,14 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
     sync: options.sync,
     formatVersion: options.formatVersion,
   })
-  const newKey = keyOption(options, 'newEncryptionKey', 'required')
-  const newKeys = deriveKeys(newKey)
+  const sealing = newKeyringOption(options)
+  // Reads with every secret given, the new one included: a file some process already committed
+  // under the new key is re-encrypted all the same, so a rekey can always be run again.
+  const reading = current.alsoReading(sealing)
   const file = resolved.file as string
   readFileHeader(file)
   const backend = new FileBackend(file, {
-    keys: deriveKeys(resolved.key),
+    keyring: reading,
     compress: resolved.compress,
     sync: resolved.sync,
     lock: resolved.lock,
@@ -81,8 +101,8 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
         options.onProgress?.(++done, total)
       }
       const compress = options.compress ?? (header.flags & FLAG_DEFLATE) !== 0
-      backend.commit(entries, { keys: newKeys, compress })
-      warnIfDefaultKey(newKey, file)
+      backend.commit(entries, { keyring: sealing, compress })
+      if (sealing.current !== undefined) warnIfDefaultKey(sealing.current, file)
       return { entries: total }
     })
   } finally {

@@ -1,6 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
 import { decodeValue } from './codec.js'
-import { deriveKeys, FLAG_DEFLATE, open } from './crypto.js'
+import { type DerivedKeys, deriveKeys, FLAG_DEFLATE, type KeySource, open } from './crypto.js'
 import {
   CorruptFileError,
   FileTooLargeError,
@@ -15,6 +15,7 @@ import {
   checkOptionNames,
   expandPath,
   keyOption,
+  keyringOption,
   resolveOptions,
 } from './options.js'
 import { PayloadError } from './payload.js'
@@ -24,6 +25,8 @@ export interface RestoreOptions
   extends Pick<
     AnyStoreOptions,
     | 'encryptionKey'
+    | 'acceptedKeys'
+    | 'passphrase'
     | 'lock'
     | 'lockTimeoutMs'
     | 'maxFileSize'
@@ -35,7 +38,10 @@ export interface RestoreOptions
   file: string
   /** The backup: a store file (any format version anystore reads), for example a copy of `file`. */
   from: string
-  /** The backup's key, when it differs from `encryptionKey`. @default encryptionKey */
+  /**
+   * The backup's key, when it is neither `encryptionKey` nor one of `acceptedKeys`.
+   * @default encryptionKey and acceptedKeys
+   */
   fromEncryptionKey?: string | Uint8Array
   /** Deflate the restored payload. @default what `file` uses now (the backup's, if `file` is missing) */
   compress?: boolean
@@ -46,7 +52,7 @@ export interface RestoreOptions
 /** Reads and authenticates a whole store file that is not the store: no lock, nothing written. */
 function readBackup(
   from: string,
-  key: Uint8Array,
+  keys: DerivedKeys | KeySource,
   maxFileSize: number,
 ): { entries: PayloadMap; compressed: boolean } {
   let fd: number
@@ -66,7 +72,7 @@ function readBackup(
       if (got === 0) break
       read += got
     }
-    const { header, payload } = open(from, deriveKeys(key), bytes.subarray(0, read), {
+    const { header, payload } = open(from, keys, bytes.subarray(0, read), {
       inPlace: true,
       maxPayloadSize: maxFileSize,
     })
@@ -98,9 +104,9 @@ export async function restore(options: RestoreOptions): Promise<{ entries: numbe
   if (typeof options.file !== 'string' || typeof options.from !== 'string') {
     throw new InvalidOptionError('restore() needs `file` and `from`')
   }
+  const keyring = keyringOption(options)
   const resolved = resolveOptions({
     file: options.file,
-    encryptionKey: keyOption(options, 'encryptionKey'),
     lock: options.lock,
     lockTimeoutMs: options.lockTimeoutMs,
     maxFileSize: options.maxFileSize,
@@ -109,11 +115,11 @@ export async function restore(options: RestoreOptions): Promise<{ entries: numbe
     formatVersion: options.formatVersion,
   })
   const file = resolved.file as string
-  const fromKey =
+  const fromKeys =
     'fromEncryptionKey' in options
-      ? keyOption(options, 'fromEncryptionKey', 'required')
-      : resolved.key
-  const backup = readBackup(expandPath(options.from), fromKey, resolved.maxFileSize)
+      ? deriveKeys(keyOption(options, 'fromEncryptionKey', 'required'))
+      : keyring
+  const backup = readBackup(expandPath(options.from), fromKeys, resolved.maxFileSize)
   const total = backup.entries.size
   let done = 0
   for (const [key, entry] of backup.entries) {
@@ -128,10 +134,9 @@ export async function restore(options: RestoreOptions): Promise<{ entries: numbe
     }
     options.onProgress?.(++done, total)
   }
-  warnIfDefaultKey(resolved.key, file)
-  const keys = deriveKeys(resolved.key)
+  if (keyring.current !== undefined) warnIfDefaultKey(keyring.current, file)
   const backend = new FileBackend(file, {
-    keys,
+    keyring,
     compress: resolved.compress,
     sync: resolved.sync,
     lock: resolved.lock,
@@ -152,7 +157,7 @@ export async function restore(options: RestoreOptions): Promise<{ entries: numbe
       } catch (error) {
         if (!(error instanceof StoreFileNotFoundError)) throw error
       }
-      backend.commit(backup.entries, { keys, compress: options.compress ?? compress })
+      backend.commit(backup.entries, { keyring, compress: options.compress ?? compress })
     })
   } finally {
     backend.close()

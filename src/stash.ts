@@ -4,9 +4,9 @@ import { join } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import envPaths from 'env-paths'
-import { AnyStore } from './anystore.js'
+import { openWithKeyRing } from './anystore.js'
 import { decodeValue, encodeValue } from './codec.js'
-import { deriveKeys, open, seal } from './crypto.js'
+import { open, seal } from './crypto.js'
 import { warnIfDefaultKey } from './default-key-warning.js'
 import {
   CorruptFileError,
@@ -14,7 +14,14 @@ import {
   InvalidOptionError,
   ThingNotFoundError,
 } from './errors.js'
-import { checkOptionNames, DEFAULT_OPTIONS, expandPath, keyOption, positiveNumber } from './options.js'
+import type { KeyRing } from './keyring.js'
+import {
+  checkOptionNames,
+  DEFAULT_OPTIONS,
+  expandPath,
+  keyringOption,
+  positiveNumber,
+} from './options.js'
 import { checkKey, encodePayload, PayloadError } from './payload.js'
 import { PayloadMap } from './payload-map.js'
 import { type StandardSchemaV1, validateWithSchema } from './schema.js'
@@ -38,6 +45,17 @@ export interface ThingLocation {
    * @default DEFAULT_ENCRYPTION_KEY
    */
   encryptionKey?: string | Uint8Array
+  /**
+   * Keys also accepted for reading, as the store option of the same name: a store or stash
+   * written under one of them is read, and what is written goes under `encryptionKey`.
+   * @default []
+   */
+  acceptedKeys?: readonly (string | Uint8Array)[]
+  /**
+   * Derive the key from a passphrase instead (not with `encryptionKey`), as the store option
+   * of the same name: scrypt, about half a second per call.
+   */
+  passphrase?: string | Uint8Array
   /** Deflate before encrypting. @default false */
   compress?: boolean
 }
@@ -101,10 +119,22 @@ export function thingFile(location: ThingLocation): string | undefined {
  */
 export async function stash<T>(options: StashOptions<T>): Promise<void> {
   const writer = (options as Partial<StashOptions<T>> | undefined)?.writer
-  let written = false
+  let keyring: KeyRing
   try {
     checkOptionNames(options, 'stash')
-    const encryptionKey = keyOption(options, 'encryptionKey')
+    keyring = keyringOption(options)
+  } catch (error) {
+    writer?.destroy()
+    throw error
+  }
+  return stashWithKeyRing(options, keyring)
+}
+
+/** stash() with the keyring already built (editThing() builds one for its read and its write). */
+export async function stashWithKeyRing<T>(options: StashOptions<T>, keyring: KeyRing): Promise<void> {
+  const writer = options.writer
+  let written = false
+  try {
     const key = checkKey(options.key)
     const file = thingFile(options)
     if (file === undefined && writer === undefined) {
@@ -120,7 +150,7 @@ export async function stash<T>(options: StashOptions<T>): Promise<void> {
         : await validateWithSchema(options.schema, options.thing)
     const value = encodeValue(thing)
     if (file !== undefined) {
-      const store = await AnyStore.open<T>({ file, encryptionKey, compress: options.compress })
+      const store = await openWithKeyRing<T>({ file, compress: options.compress }, keyring)
       try {
         await store.set(key, thing)
       } finally {
@@ -128,8 +158,10 @@ export async function stash<T>(options: StashOptions<T>): Promise<void> {
       }
     }
     if (writer !== undefined) {
-      const sealed = seal(deriveKeys(encryptionKey), encodePayload([[key, { value }]]), {
+      const { keys, kdf } = keyring.sealing()
+      const sealed = seal(keys, encodePayload([[key, { value }]]), {
         compress: options.compress ?? DEFAULT_OPTIONS.compress,
+        kdf,
       })
       for (const part of sealed.parts) {
         if (!writer.write(part)) await once(writer, 'drain')
@@ -137,7 +169,9 @@ export async function stash<T>(options: StashOptions<T>): Promise<void> {
       writer.end()
       await finished(writer)
       written = true
-      warnIfDefaultKey(encryptionKey, 'The stash written to `writer`')
+      if (keyring.current !== undefined) {
+        warnIfDefaultKey(keyring.current, 'The stash written to `writer`')
+      }
     }
   } finally {
     if (writer !== undefined && !written) writer.destroy()
@@ -164,12 +198,12 @@ const MISSING = Symbol('missing')
 async function readFromStream(
   reader: Readable,
   key: StoreKey,
-  encryptionKey: Uint8Array,
+  keyring: KeyRing,
   maxFileSize: number,
 ): Promise<unknown> {
   const label = 'the stash stream'
   const bytes = await readAll(reader, maxFileSize)
-  const { payload } = open(label, deriveKeys(encryptionKey), bytes, {
+  const { payload } = open(label, keyring, bytes, {
     maxPayloadSize: maxFileSize,
   })
   let entries: PayloadMap
@@ -196,12 +230,12 @@ function exists(file: string): boolean {
 async function readFromFile(
   file: string,
   key: StoreKey,
-  encryptionKey: Uint8Array,
+  keyring: KeyRing,
   maxFileSize: number,
 ): Promise<unknown> {
   // Checked first so that reading a missing config creates no directory and no lockfile.
   if (!exists(file)) return MISSING
-  const store = await AnyStore.open({ file, encryptionKey, maxFileSize })
+  const store = await openWithKeyRing({ file, maxFileSize }, keyring)
   try {
     return (await store.has(key)) ? await store.get(key) : MISSING
   } finally {
@@ -215,7 +249,14 @@ async function readFromFile(
  */
 export async function unstash<T>(options: UnstashOptions<T>): Promise<T> {
   checkOptionNames(options, 'unstash')
-  const encryptionKey = keyOption(options, 'encryptionKey')
+  return unstashWithKeyRing(options, keyringOption(options))
+}
+
+/** unstash() with the keyring already built. */
+export async function unstashWithKeyRing<T>(
+  options: UnstashOptions<T>,
+  keyring: KeyRing,
+): Promise<T> {
   const key = checkKey(options.key)
   const maxFileSize = positiveNumber(
     'maxFileSize',
@@ -225,7 +266,7 @@ export async function unstash<T>(options: UnstashOptions<T>): Promise<T> {
   let where: string
   if (options.reader !== undefined) {
     where = 'the stash stream'
-    found = await readFromStream(options.reader, key, encryptionKey, maxFileSize)
+    found = await readFromStream(options.reader, key, keyring, maxFileSize)
   } else {
     const file = thingFile(options)
     if (file === undefined) {
@@ -234,7 +275,7 @@ export async function unstash<T>(options: UnstashOptions<T>): Promise<T> {
       )
     }
     where = file
-    found = await readFromFile(file, key, encryptionKey, maxFileSize)
+    found = await readFromFile(file, key, keyring, maxFileSize)
   }
   if (found === MISSING) {
     if (options.defaults === undefined) throw new ThingNotFoundError(where, key)

@@ -103,7 +103,7 @@ describe('format version 3, byte by byte as docs/FORMAT.md says', () => {
     })
   })
 
-  it('refuses a newer version, the reserved passphrase flag and a KDF parameter block, and never writes over them', async () => {
+  it('refuses a newer version, the passphrase flag with an empty KDF block and a KDF block without the flag, and never writes over them', async () => {
     const dir = tempDir()
     const good = join(dir, 'good')
     const store = await AnyStore.open({ file: good })

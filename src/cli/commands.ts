@@ -21,21 +21,22 @@ import {
   WrongKeyError,
 } from '../errors.js'
 import { assertFileExists, readFileHeader } from '../file-info.js'
-import { expandPath, type LockMode } from '../options.js'
+import { expandPath, type LockMode, passphraseOption } from '../options.js'
 import { ProgressBar } from '../progress.js'
 import { rekey } from '../rekey.js'
 import { restore } from '../restore.js'
 import { needsEntriesForm, storeFromJson, storeJsonChunks } from '../store-json.js'
 import { parseJson, parseTagged, stringifyTagged } from '../tagged-json.js'
 import type { StoreKey } from '../types.js'
-import { CliKeyError } from './messages.js'
+import { CliKeyError, CliPassphraseError } from './messages.js'
+import { promptHidden } from './prompt.js'
 
 /** Wrong arguments: exit status 2. */
 export class UsageError extends Error {
   readonly code = 'USAGE'
 }
 
-export type OptionValues = Record<string, string | boolean | undefined>
+export type OptionValues = Record<string, string | string[] | boolean | undefined>
 
 export interface CommandContext {
   args: string[]
@@ -44,6 +45,8 @@ export interface CommandContext {
   stdin: NodeJS.ReadableStream
   stdout: Writable
   stderr: Writable & { isTTY?: boolean; columns?: number }
+  /** Whether stdin is a terminal, where --passphrase can prompt. */
+  stdinIsTTY: boolean
 }
 
 interface KeyChoice {
@@ -55,6 +58,11 @@ interface KeyChoice {
 }
 
 function readKeyFile(ctx: CommandContext, path: string, option: string): KeyChoice {
+  return { key: readSecretFile(ctx, path, option).trim(), explicit: true, source: `${option} ${path}` }
+}
+
+/** The whole content of a key or passphrase file, warning when other users can read it. */
+function readSecretFile(ctx: CommandContext, path: string, option: string): string {
   let text: string
   let mode: number
   try {
@@ -75,7 +83,74 @@ function readKeyFile(ctx: CommandContext, path: string, option: string): KeyChoi
       `anystore: warning: ${option} ${path} is accessible by other users (mode ${octal}): run \`chmod 600 ${path}\`\n`,
     )
   }
-  return { key: text.trim(), explicit: true, source: `${option} ${path}` }
+  return text
+}
+
+/**
+ * The passphrase from `fileOption` (the file's content without its final line break: spaces
+ * are part of a passphrase) or, with `promptOption`, typed at a prompt without echo.
+ * Undefined when neither is given. Checked here, so that the message names where it came from.
+ */
+async function choosePassphrase(
+  ctx: CommandContext,
+  fileOption: 'passphrase-file' | 'new-passphrase-file',
+  promptOption: 'passphrase' | 'new-passphrase',
+  question: string,
+): Promise<string | undefined> {
+  const file = ctx.options[fileOption]
+  let passphrase: string
+  let source: string
+  if (typeof file === 'string') {
+    if (ctx.options[promptOption] === true) {
+      throw new UsageError(`Pass either --${fileOption} or --${promptOption}, not both`)
+    }
+    passphrase = readSecretFile(ctx, file, `--${fileOption}`).replace(/\r?\n$/, '')
+    source = `--${fileOption} ${file}`
+  } else if (ctx.options[promptOption] === true) {
+    if (!ctx.stdinIsTTY) {
+      throw new UsageError(
+        `--${promptOption} asks on a terminal, but stdin is not one: use --${fileOption} FILE`,
+      )
+    }
+    passphrase = await promptHidden(`${question}: `)
+    if (promptOption === 'new-passphrase') {
+      const again = await promptHidden(`${question} (again): `)
+      if (again !== passphrase) throw new UsageError('The two passphrases typed differ: nothing was changed')
+    }
+    source = `--${promptOption}`
+  } else {
+    return undefined
+  }
+  try {
+    passphraseOption({ passphrase }, 'passphrase')
+  } catch (error) {
+    if (error instanceof InvalidKeyError) throw new CliPassphraseError(source, error)
+    throw error
+  }
+  return passphrase
+}
+
+/** What the library is given: the key, or the passphrase. */
+type SecretOption = { encryptionKey: string } | { passphrase: string }
+
+/**
+ * The store's secret: a passphrase (--passphrase-file, --passphrase), else the key
+ * (--key-file, $ANYSTORE_KEY, the default key). --key-file with a passphrase is a usage error;
+ * $ANYSTORE_KEY is ignored when a passphrase is given, as flags win over the environment.
+ */
+async function chooseSecret(
+  ctx: CommandContext,
+  warn: boolean,
+): Promise<{ secret: SecretOption; explicit: boolean }> {
+  const file = expandPath(ctx.args[0]!)
+  const asked = ctx.options['passphrase-file'] !== undefined || ctx.options.passphrase === true
+  if (asked && ctx.options['key-file'] !== undefined) {
+    throw new UsageError('Pass either --key-file or a passphrase (--passphrase-file, --passphrase), not both')
+  }
+  const passphrase = await choosePassphrase(ctx, 'passphrase-file', 'passphrase', `Passphrase for ${file}`)
+  if (passphrase !== undefined) return { secret: { passphrase }, explicit: true }
+  const choice = chooseKey(ctx, warn)
+  return { secret: { encryptionKey: validKey(choice) }, explicit: choice.explicit }
 }
 
 /**
@@ -108,6 +183,17 @@ function chooseKey(ctx: CommandContext, warn: boolean): KeyChoice {
     )
   }
   return { key: DEFAULT_ENCRYPTION_KEY, explicit: false, source: 'the default key' }
+}
+
+/**
+ * The keys of `--accepted-key-file` (repeatable), each checked where it was read so that an
+ * invalid one is named by its file.
+ */
+function acceptedKeys(ctx: CommandContext): string[] {
+  const files = ctx.options['accepted-key-file']
+  if (files === undefined) return []
+  const list = Array.isArray(files) ? files : [String(files)]
+  return list.map((file) => validKey(readKeyFile(ctx, file, '--accepted-key-file')))
 }
 
 function lockTimeout(ctx: CommandContext): number | undefined {
@@ -205,11 +291,12 @@ async function withStore<T>(
 ): Promise<T> {
   const file = expandPath(ctx.args[0]!)
   if (open.mustExist) assertFileExists(file)
-  const key = validKey(chooseKey(ctx, true))
+  const { secret } = await chooseSecret(ctx, true)
   const compress = open.write ? ctx.options.compress === true || fileCompresses(file) : false
   const store = await AnyStore.open({
     file,
-    encryptionKey: key,
+    ...secret,
+    acceptedKeys: acceptedKeys(ctx),
     compress,
     lockTimeoutMs: lockTimeout(ctx),
     lock: lockMode(ctx),
@@ -336,11 +423,12 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   async edit(ctx) {
     const file = expandPath(ctx.args[0]!)
     if (ctx.args[1] !== undefined) {
-      const key = validKey(chooseKey(ctx, true))
+      const { secret } = await chooseSecret(ctx, true)
       await editThing<unknown>({
         file,
         key: storeKey(ctx, ctx.args[1]),
-        encryptionKey: key,
+        ...secret,
+        acceptedKeys: acceptedKeys(ctx),
         compress: ctx.options.compress === true || fileCompresses(file),
         defaults: null,
         editor: ctx.options.editor as string | undefined,
@@ -378,16 +466,34 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   },
 
   async rekey(ctx) {
-    const newKeyFile = ctx.options['new-key-file']
-    if (typeof newKeyFile !== 'string') throw new UsageError('rekey needs --new-key-file FILE')
-    const newEncryptionKey = validKey(readKeyFile(ctx, newKeyFile, '--new-key-file'))
     const file = expandPath(ctx.args[0]!)
-    const key = validKey(chooseKey(ctx, true))
+    const newKeyFile = ctx.options['new-key-file']
+    const newPassphraseGiven =
+      ctx.options['new-passphrase-file'] !== undefined || ctx.options['new-passphrase'] === true
+    if (typeof newKeyFile === 'string' && newPassphraseGiven) {
+      throw new UsageError('Pass either --new-key-file or a new passphrase, not both')
+    }
+    if (typeof newKeyFile !== 'string' && !newPassphraseGiven) {
+      throw new UsageError('rekey needs --new-key-file FILE, --new-passphrase-file FILE or --new-passphrase')
+    }
+    const { secret } = await chooseSecret(ctx, true)
+    const newSecret =
+      typeof newKeyFile === 'string'
+        ? { newEncryptionKey: validKey(readKeyFile(ctx, newKeyFile, '--new-key-file')) }
+        : {
+            newPassphrase: (await choosePassphrase(
+              ctx,
+              'new-passphrase-file',
+              'new-passphrase',
+              `New passphrase for ${file}`,
+            ))!,
+          }
     let progress: ProgressBar | undefined
     const { entries } = await rekey({
       file,
-      encryptionKey: key,
-      newEncryptionKey,
+      ...secret,
+      acceptedKeys: acceptedKeys(ctx),
+      ...newSecret,
       compress: ctx.options.compress === true ? true : undefined,
       lockTimeoutMs: lockTimeout(ctx),
       lock: lockMode(ctx),
@@ -403,7 +509,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   async restore(ctx) {
     const file = expandPath(ctx.args[0]!)
     const backup = expandPath(ctx.args[1]!)
-    const key = validKey(chooseKey(ctx, true))
+    const { secret } = await chooseSecret(ctx, true)
     const backupKeyFile = ctx.options['backup-key-file']
     // Absent, not undefined, when not given: restore() then reads the backup with the store's key.
     const backupKey =
@@ -414,7 +520,8 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
     const { entries } = await restore({
       file,
       from: backup,
-      encryptionKey: key,
+      ...secret,
+      acceptedKeys: acceptedKeys(ctx),
       ...backupKey,
       compress: ctx.options.compress === true ? true : undefined,
       lock: lockMode(ctx),
@@ -444,16 +551,22 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
       // Format version 3 only: versions 1 and 2 carry neither.
       storeId: header.storeId === undefined ? null : header.storeId.toString('hex'),
       commitCounter: header.storeId === undefined ? null : Number(header.counter),
+      // Only a passphrase store has these: how its key is derived (the salt is not shown).
+      passphrase:
+        header.kdf === undefined
+          ? null
+          : { kdf: header.kdf.algorithm, log2N: header.kdf.log2N, r: header.kdf.r, p: header.kdf.p },
       entries: null as number | null,
     }
     // The count needs the key. Without one given, the default key is tried quietly: a file
     // written with another key then shows "unknown" rather than an error.
-    const choice = chooseKey(ctx, false)
+    const choice = await chooseSecret(ctx, false)
     let failure: unknown
     try {
       const store = await AnyStore.open({
         file,
-        encryptionKey: validKey(choice),
+        ...choice.secret,
+        acceptedKeys: acceptedKeys(ctx),
         lockTimeoutMs: lockTimeout(ctx),
         lock: lockMode(ctx),
       })
@@ -483,6 +596,11 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
           ...(header.storeId === undefined
             ? []
             : [`store id:        ${info.storeId}`, `commit number:   ${header.counter}`]),
+          ...(header.kdf === undefined
+            ? []
+            : [
+                `passphrase:      scrypt, N = 2^${header.kdf.log2N}, r = ${header.kdf.r}, p = ${header.kdf.p}`,
+              ]),
           `entries:         ${entriesText}`,
           '',
         ].join('\n')

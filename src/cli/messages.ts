@@ -6,6 +6,7 @@ import {
   LockTimeoutError,
   NotATerminalError,
   ThingNotFoundError,
+  WrongKeyError,
 } from '../errors.js'
 
 /**
@@ -16,6 +17,17 @@ import {
 export class CliKeyError extends AnyStoreError {
   constructor(source: string, cause: InvalidKeyError) {
     super(cause.code, keyMessage(source, cause.detail), { cause })
+  }
+}
+
+/** A passphrase given to the CLI that is too short or empty; named by where it came from. */
+export class CliPassphraseError extends AnyStoreError {
+  constructor(source: string, cause: InvalidKeyError) {
+    super(
+      cause.code,
+      `The passphrase from ${source} must be at least 8 bytes, ${cause.detail}: a passphrase is only as strong as it is long`,
+      { cause },
+    )
   }
 }
 
@@ -43,6 +55,19 @@ export function cliMessage(error: AnyStoreError): string {
   if (error instanceof InvalidKeyError) {
     // The CLI checks keys where it reads them (CliKeyError); this is the fallback.
     return keyMessage('--key-file FILE or $ANYSTORE_KEY', error.detail)
+  }
+  if (error instanceof WrongKeyError) {
+    // The library's message names its options; here the flags that give the same secrets.
+    if (error.needs === 'passphrase') {
+      return `${error.file} was written with a passphrase, not with a key: pass --passphrase-file FILE or --passphrase (the file is left untouched)`
+    }
+    if (error.needs === 'key') {
+      return `${error.file} was written with a key, not with a passphrase: pass --key-file FILE or $ANYSTORE_KEY (or the key with --accepted-key-file) (the file is left untouched)`
+    }
+    if (error.keysTried > 1) {
+      return `${error.file} was written with none of the ${error.keysTried} keys given (--key-file or $ANYSTORE_KEY, --accepted-key-file): pass the key it was written with (the file is left untouched)`
+    }
+    return error.message
   }
   if (error instanceof LockTimeoutError) {
     const holder = error.holderPid === undefined ? '' : ` (last taken by pid ${error.holderPid})`

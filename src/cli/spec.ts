@@ -18,12 +18,18 @@ export interface CommandSpec {
 
 const KEY_OPTIONS: OptionSpec = {
   'key-file': { type: 'string' },
+  'accepted-key-file': { type: 'string', multiple: true },
+  'passphrase-file': { type: 'string' },
+  passphrase: { type: 'boolean' },
   'lock-timeout': { type: 'string' },
   lock: { type: 'string' },
 }
 
 const KEY_HELP = [
   '--key-file FILE      read the encryption key (base64) from FILE; else $ANYSTORE_KEY; else the public default key',
+  '--accepted-key-file F  also open a store written under the key in F (repeatable; key rotation)',
+  '--passphrase-file F  derive the key from the passphrase in F (its last line break dropped), not --key-file',
+  '--passphrase         ask for the passphrase on the terminal, without echo',
   '--lock-timeout MS    how long to wait for the store lock (default 10000)',
   '--lock MODE          flock, proper-lockfile or auto (default auto); every process sharing FILE must use the same',
 ]
@@ -166,10 +172,14 @@ export const COMMANDS: Record<string, CommandSpec> = {
     options: {
       ...KEY_OPTIONS,
       'new-key-file': { type: 'string' },
+      'new-passphrase-file': { type: 'string' },
+      'new-passphrase': { type: 'boolean' },
       compress: { type: 'boolean' },
     },
     optionHelp: [
-      '--new-key-file FILE  the new key (base64); required',
+      '--new-key-file FILE  the new key (base64); this or a new passphrase is required',
+      '--new-passphrase-file F  re-encrypt under a key derived from the passphrase in F',
+      '--new-passphrase     ask for the new passphrase on the terminal (twice), without echo',
       '--compress           deflate the file (default: keep what the file uses)',
       ...KEY_HELP,
     ],
@@ -241,7 +251,8 @@ export function generalHelp(exitCodes: Readonly<Record<string, number>>): string
     ...Object.values(COMMANDS).map((spec) => `  ${spec.usage.padEnd(width)}  ${spec.summary}`),
     '',
     'The key comes from --key-file FILE, else $ANYSTORE_KEY, else the public default key',
-    '(a warning is printed: the default key only obfuscates).',
+    '(a warning is printed: the default key only obfuscates). A store under a passphrase takes',
+    '--passphrase-file FILE or --passphrase (asked on the terminal) instead.',
     '`anystore COMMAND --help` shows the options of one command.',
     '',
     'Exit status:',

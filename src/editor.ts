@@ -242,7 +242,7 @@ export async function editText<T>(
 
 export interface EditThingOptions<T>
   extends Omit<UnstashOptions<T>, 'key'>,
-    Pick<StashOptions<T>, 'writer'> {
+    Pick<StashOptions<T>, 'writer' | 'lock' | 'lockTimeoutMs'> {
   key: StashOptions<T>['key']
   /** The editor command; `$VISUAL` and `$EDITOR` take precedence. @default vim, vi or nano */
   editor?: string
@@ -268,6 +268,8 @@ export async function editThing<T>(options: EditThingOptions<T>): Promise<T> {
     delete location.writer
     delete location.schema
     delete location.editor
+    delete location.lock
+    delete location.lockTimeoutMs
     if (!process.stdin.isTTY) throw new NotATerminalError()
     delete location.encryptionKey
     delete location.acceptedKeys
@@ -297,6 +299,8 @@ export async function editThing<T>(options: EditThingOptions<T>): Promise<T> {
         key: options.key,
         thing: value,
         compress: options.compress,
+        lock: options.lock,
+        lockTimeoutMs: options.lockTimeoutMs,
       },
       keyring,
     )

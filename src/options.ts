@@ -111,6 +111,8 @@ export type EntryPoint = 'open' | 'stash' | 'unstash' | 'editThing' | 'rekey' | 
 const ALL = ['open', 'stash', 'unstash', 'editThing', 'rekey', 'restore'] as const
 const CONFIG_MODE = ['stash', 'unstash', 'editThing'] as const
 const LOCKING = ['open', 'rekey', 'restore'] as const
+/** What takes the cross-process lock to write: config mode writes through a store too. */
+const WRITING = [...LOCKING, 'stash', 'editThing'] as const
 
 /**
  * Every option name, with the entry points that accept it: the one list unknown names are
@@ -126,8 +128,8 @@ const OPTION_NAMES = {
   passphrase: ALL,
   compress: ALL,
   sync: LOCKING,
-  lockTimeoutMs: LOCKING,
-  lock: LOCKING,
+  lockTimeoutMs: WRITING,
+  lock: WRITING,
   maxFileSize: [...LOCKING, 'unstash', 'editThing'],
   staleMs: LOCKING,
   name: CONFIG_MODE,

@@ -16,6 +16,7 @@ import {
 } from './errors.js'
 import type { KeyRing } from './keyring.js'
 import {
+  type AnyStoreOptions,
   checkOptionNames,
   DEFAULT_OPTIONS,
   expandPath,
@@ -60,7 +61,9 @@ export interface ThingLocation {
   compress?: boolean
 }
 
-export interface StashOptions<T> extends ThingLocation {
+export interface StashOptions<T>
+  extends ThingLocation,
+    Pick<AnyStoreOptions, 'lock' | 'lockTimeoutMs'> {
   /** Also (or only) write a stand-alone encrypted stash here. It is closed on success and failure. */
   writer?: Writable
   /** The key the thing is stored under. */
@@ -150,7 +153,15 @@ export async function stashWithKeyRing<T>(options: StashOptions<T>, keyring: Key
         : await validateWithSchema(options.schema, options.thing)
     const value = encodeValue(thing)
     if (file !== undefined) {
-      const store = await openWithKeyRing<T>({ file, compress: options.compress }, keyring)
+      const store = await openWithKeyRing<T>(
+        {
+          file,
+          compress: options.compress,
+          lock: options.lock,
+          lockTimeoutMs: options.lockTimeoutMs,
+        },
+        keyring,
+      )
       try {
         await store.set(key, thing)
       } finally {

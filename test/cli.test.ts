@@ -837,6 +837,20 @@ describe('anystore CLI in a terminal', () => {
     )
   })
 
+  it('edit of one key checks --lock and --lock-timeout like every command that writes', async () => {
+    const f = setup()
+    await fill(f, [['a', 1]])
+    for (const flags of [
+      ['--lock', 'bogus'],
+      ['--lock-timeout', 'soon'],
+    ]) {
+      const result = await runCli(['edit', f.file, 'a', '--key-file', f.keyFile, ...flags], {
+        env: { EDITOR: 'true' },
+      })
+      expect(result.code, flags.join(' ')).toBe(EXIT_CODES.USAGE)
+    }
+  })
+
   it('draws a progress bar on a terminal for large dump, import and rekey, and none when piped', async () => {
     const f = setup()
     const count = 3000

@@ -12,7 +12,7 @@ import {
   unstash,
 } from '../src/index.js'
 import { fixture, requireBuild, tempDir } from './cli-support.js'
-import { codeOf, rejection } from './helpers.js'
+import { codeOf, nextMessage, rejection, spawnFixture } from './helpers.js'
 
 requireBuild()
 
@@ -299,6 +299,29 @@ describe('default location', () => {
         code = (error as { code?: unknown }).code
       }
       expect(code).toBe('ERR_ANYSTORE_INVALID_OPTION')
+    }
+  })
+})
+
+describe('stash() to a file takes the store lock as a store would', () => {
+  it('waits at most lockTimeoutMs, in the lock mode given, and writes nothing on timeout', async () => {
+    for (const lock of ['flock', 'proper-lockfile'] as const) {
+      const file = join(tempDir(), `held-${lock}.db`)
+      const holder = spawnFixture('hold-lock.mjs', [file, lock])
+      try {
+        expect(await nextMessage(holder)).toBe('locked')
+        const started = performance.now()
+        const error = await rejection(
+          stash({ file, key: 'k', thing: 1, lock, lockTimeoutMs: 200 }),
+        )
+        expect(error.code, lock).toBe('ERR_ANYSTORE_LOCK_TIMEOUT')
+        // Far below the 10 s default: the option reached the lock.
+        expect(performance.now() - started).toBeLessThan(5000)
+      } finally {
+        holder.kill('SIGKILL')
+        await new Promise((resolve) => holder.once('exit', resolve))
+      }
+      expect(await unstash({ file, key: 'k', defaults: 'none' })).toBe('none')
     }
   })
 })

@@ -432,6 +432,8 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
         compress: ctx.options.compress === true || fileCompresses(file),
         defaults: null,
         editor: ctx.options.editor as string | undefined,
+        lock: lockMode(ctx),
+        lockTimeoutMs: lockTimeout(ctx),
       })
       return
     }

@@ -1,30 +1,16 @@
-import { decodeValue } from './codec.js'
 import { FLAG_DEFLATE } from './crypto.js'
-import { CorruptFileError, InvalidOptionError, StoreFileNotFoundError } from './errors.js'
 import { warnIfDefaultKey } from './default-key-warning.js'
-import { FileBackend } from './file-backend.js'
+import { InvalidOptionError, StoreFileNotFoundError } from './errors.js'
 import { readFileHeader } from './file-info.js'
+import { checkOptionNames, keyringOption, newKeyringOption } from './options.js'
 import {
-  type AnyStoreOptions,
-  checkOptionNames,
-  keyringOption,
-  newKeyringOption,
-  resolveOptions,
-} from './options.js'
+  checkEveryValueDecodes,
+  resolveWholeStoreOptions,
+  type WholeStoreOptions,
+  wholeStoreBackend,
+} from './whole-store.js'
 
-export interface RekeyOptions
-  extends Pick<
-    AnyStoreOptions,
-    | 'encryptionKey'
-    | 'acceptedKeys'
-    | 'passphrase'
-    | 'lock'
-    | 'lockTimeoutMs'
-    | 'maxFileSize'
-    | 'staleMs'
-    | 'sync'
-    | 'formatVersion'
-  > {
+export interface RekeyOptions extends WholeStoreOptions {
   /** The store file to re-encrypt; it must exist. */
   file: string
   /**
@@ -55,32 +41,14 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
   checkOptionNames(options, 'rekey')
   if (typeof options.file !== 'string') throw new InvalidOptionError('rekey() needs `file`')
   const current = keyringOption(options)
-  const resolved = resolveOptions({
-    file: options.file,
-    lock: options.lock,
-    lockTimeoutMs: options.lockTimeoutMs,
-    maxFileSize: options.maxFileSize,
-    staleMs: options.staleMs,
-    sync: options.sync,
-    formatVersion: options.formatVersion,
-  })
   const sealing = newKeyringOption(options)
   // Reads with every secret given, the new one included: a file some process already committed
   // under the new key is re-encrypted all the same, so a rekey can always be run again.
   const reading = current.alsoReading(sealing)
+  const resolved = resolveWholeStoreOptions(options.file, options)
   const file = resolved.file as string
   readFileHeader(file)
-  const backend = new FileBackend(file, {
-    keyring: reading,
-    compress: resolved.compress,
-    sync: resolved.sync,
-    lock: resolved.lock,
-    lockTimeoutMs: resolved.lockTimeoutMs,
-    maxFileSize: resolved.maxFileSize,
-    staleMs: resolved.staleMs,
-    io: resolved.fs,
-    formatVersion: resolved.formatVersion,
-  })
+  const backend = wholeStoreBackend(resolved, reading)
   try {
     return await backend.exclusive(async () => {
       // A fresh backend has loaded nothing yet, so refresh() always returns the locked state;
@@ -88,18 +56,7 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
       const { header } = readFileHeader(file)
       const entries = backend.refresh()
       if (entries === undefined) throw new StoreFileNotFoundError(file)
-      const total = entries.size
-      let done = 0
-      for (const [key, entry] of entries) {
-        try {
-          decodeValue(entry.value)
-        } catch (cause) {
-          throw new CorruptFileError(file, `the value of ${JSON.stringify(key)} does not decode`, {
-            cause,
-          })
-        }
-        options.onProgress?.(++done, total)
-      }
+      const total = checkEveryValueDecodes(entries, file, options.onProgress)
       const compress = options.compress ?? (header.flags & FLAG_DEFLATE) !== 0
       backend.commit(entries, { keyring: sealing, compress })
       if (sealing.current !== undefined) warnIfDefaultKey(sealing.current, file)

@@ -1,5 +1,4 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
-import { decodeValue } from './codec.js'
 import { type DerivedKeys, deriveKeys, FLAG_DEFLATE, type KeySource, open } from './crypto.js'
 import {
   CorruptFileError,
@@ -8,32 +7,18 @@ import {
   StoreFileNotFoundError,
 } from './errors.js'
 import { warnIfDefaultKey } from './default-key-warning.js'
-import { FileBackend } from './file-backend.js'
 import { readFileHeader } from './file-info.js'
-import {
-  type AnyStoreOptions,
-  checkOptionNames,
-  expandPath,
-  keyOption,
-  keyringOption,
-  resolveOptions,
-} from './options.js'
+import { checkOptionNames, expandPath, keyOption, keyringOption } from './options.js'
 import { PayloadError } from './payload.js'
 import { PayloadMap } from './payload-map.js'
+import {
+  checkEveryValueDecodes,
+  resolveWholeStoreOptions,
+  type WholeStoreOptions,
+  wholeStoreBackend,
+} from './whole-store.js'
 
-export interface RestoreOptions
-  extends Pick<
-    AnyStoreOptions,
-    | 'encryptionKey'
-    | 'acceptedKeys'
-    | 'passphrase'
-    | 'lock'
-    | 'lockTimeoutMs'
-    | 'maxFileSize'
-    | 'staleMs'
-    | 'sync'
-    | 'formatVersion'
-  > {
+export interface RestoreOptions extends WholeStoreOptions {
   /** The store to restore into. Created if it does not exist (as a new store). */
   file: string
   /** The backup: a store file (any format version anystore reads), for example a copy of `file`. */
@@ -105,47 +90,16 @@ export async function restore(options: RestoreOptions): Promise<{ entries: numbe
     throw new InvalidOptionError('restore() needs `file` and `from`')
   }
   const keyring = keyringOption(options)
-  const resolved = resolveOptions({
-    file: options.file,
-    lock: options.lock,
-    lockTimeoutMs: options.lockTimeoutMs,
-    maxFileSize: options.maxFileSize,
-    staleMs: options.staleMs,
-    sync: options.sync,
-    formatVersion: options.formatVersion,
-  })
+  const resolved = resolveWholeStoreOptions(options.file, options)
   const file = resolved.file as string
   const fromKeys =
     'fromEncryptionKey' in options
       ? deriveKeys(keyOption(options, 'fromEncryptionKey', 'required'))
       : keyring
   const backup = readBackup(expandPath(options.from), fromKeys, resolved.maxFileSize)
-  const total = backup.entries.size
-  let done = 0
-  for (const [key, entry] of backup.entries) {
-    try {
-      decodeValue(entry.value)
-    } catch (cause) {
-      throw new CorruptFileError(
-        options.from,
-        `the value of ${JSON.stringify(key)} does not decode`,
-        { cause },
-      )
-    }
-    options.onProgress?.(++done, total)
-  }
+  const total = checkEveryValueDecodes(backup.entries, options.from, options.onProgress)
   if (keyring.current !== undefined) warnIfDefaultKey(keyring.current, file)
-  const backend = new FileBackend(file, {
-    keyring,
-    compress: resolved.compress,
-    sync: resolved.sync,
-    lock: resolved.lock,
-    lockTimeoutMs: resolved.lockTimeoutMs,
-    maxFileSize: resolved.maxFileSize,
-    staleMs: resolved.staleMs,
-    io: resolved.fs,
-    formatVersion: resolved.formatVersion,
-  })
+  const backend = wholeStoreBackend(resolved, keyring)
   try {
     await backend.exclusive(async () => {
       // Loads the store as it is under the lock: the restored commit continues it, and a store

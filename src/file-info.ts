@@ -7,13 +7,7 @@ import { StoreFileNotFoundError } from './errors.js'
  * NotAnyStoreFileError, CorruptFileError or UnsupportedFormatError.
  */
 export function readFileHeader(file: string): { header: FileHeader; size: number } {
-  let fd: number
-  try {
-    fd = openSync(file, 'r')
-  } catch (error) {
-    if ((error as { code?: string }).code === 'ENOENT') throw new StoreFileNotFoundError(file)
-    throw error
-  }
+  const fd = openExistingFile(file)
   try {
     const { size } = fstatSync(fd)
     const bytes = Buffer.alloc(HEADER_SIZE)
@@ -22,6 +16,16 @@ export function readFileHeader(file: string): { header: FileHeader; size: number
     return { header: parseHeader(file, bytes.subarray(0, read), size), size }
   } finally {
     closeSync(fd)
+  }
+}
+
+/** Opens `file` for reading; a missing file is StoreFileNotFoundError. */
+export function openExistingFile(file: string): number {
+  try {
+    return openSync(file, 'r')
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ENOENT') throw new StoreFileNotFoundError(file)
+    throw error
   }
 }
 

@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
+import { closeSync, fstatSync, readSync } from 'node:fs'
 import { type DerivedKeys, deriveKeys, FLAG_DEFLATE, type KeySource, open } from './crypto.js'
 import {
   CorruptFileError,
@@ -7,7 +7,7 @@ import {
   StoreFileNotFoundError,
 } from './errors.js'
 import { warnIfDefaultKey } from './default-key-warning.js'
-import { readFileHeader } from './file-info.js'
+import { openExistingFile, readFileHeader } from './file-info.js'
 import { checkOptionNames, expandPath, keyOption, keyringOption } from './options.js'
 import { PayloadError } from './payload.js'
 import { PayloadMap } from './payload-map.js'
@@ -40,13 +40,7 @@ function readBackup(
   keys: DerivedKeys | KeySource,
   maxFileSize: number,
 ): { entries: PayloadMap; compressed: boolean } {
-  let fd: number
-  try {
-    fd = openSync(from, 'r')
-  } catch (error) {
-    if ((error as { code?: string }).code === 'ENOENT') throw new StoreFileNotFoundError(from)
-    throw error
-  }
+  const fd = openExistingFile(from)
   try {
     const { size } = fstatSync(fd)
     if (size > maxFileSize) throw new FileTooLargeError(from, size, maxFileSize)

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
 import { deriveKeys, parseKey, seal } from '../src/crypto.js'
 import { openWithFileSystem } from '../src/anystore.js'
-import { type FileSystem, nodeFileSystem } from '../src/fsio.js'
+import { type FileSystem, nodeFileSystem } from '../src/backends/file/fsio.js'
 import { newKey } from '../src/index.js'
 import { countBudget, report } from './budget.js'
 

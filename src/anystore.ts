@@ -1,22 +1,22 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { decodeValue, encodeValue } from './codec.js'
-import { warnIfDefaultKey } from './default-key-warning.js'
-import type { KeyRing } from './keyring.js'
-import { InvalidOptionError, ReentrantCallError, StoreClosedError } from './errors.js'
-import { FileBackend, type Persistence } from './file-backend.js'
-import type { FileSystem } from './fsio.js'
-import { Mutex } from './mutex.js'
+import { decodeValue, encodeValue } from './format/codec.js'
+import { warnIfDefaultKey } from './store/default-key-warning.js'
+import type { KeyRing } from './store/keyring.js'
+import { InvalidOptionError, ReentrantCallError, StoreClosedError } from './store/errors.js'
+import { FileBackend, type Persistence } from './backends/file/file-backend.js'
+import type { FileSystem } from './backends/file/fsio.js'
+import { Mutex } from './store/mutex.js'
 import {
   type AnyStoreOptions,
   checkOptionNames,
   expandPath,
   type ResolvedOptions,
   resolveOptions,
-} from './options.js'
-import { Overlay } from './overlay.js'
-import { checkKey, type Entry, type EntryMap } from './payload.js'
-import { PayloadMap } from './payload-map.js'
-import type { StoreKey, Transaction } from './types.js'
+} from './store/options.js'
+import { Overlay } from './store/overlay.js'
+import { checkKey, type Entry, type EntryMap } from './format/payload.js'
+import { PayloadMap } from './backends/file/payload-map.js'
+import type { StoreKey, Transaction } from './store/types.js'
 
 type Mutation =
   | { kind: 'set'; key: StoreKey; entry: Entry }

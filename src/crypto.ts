@@ -19,8 +19,8 @@ import {
   NotAnyStoreFileError,
   UnsupportedFormatError,
   WrongKeyError,
-} from './errors.js'
-import { Segments } from './segments.js'
+} from './store/errors.js'
+import { Segments } from './format/segments.js'
 
 /**
  * The key used when none is given. It is published here, so it only obfuscates the file;

@@ -1,6 +1,6 @@
 export { AnyStore } from './anystore.js'
 export { DEFAULT_ENCRYPTION_KEY, newKey } from './crypto.js'
-export { chooseEditor, type EditThingOptions, editThing } from './editor.js'
+export { chooseEditor, type EditThingOptions, editThing } from './config/editor.js'
 export {
   AnyStoreError,
   CorruptFileError,
@@ -27,13 +27,13 @@ export {
   UnsupportedKeyError,
   UnsupportedValueError,
   WrongKeyError,
-} from './errors.js'
-export { readFileHeader } from './file-info.js'
-export type { AnyStoreOptions, LockMode, SyncMode } from './options.js'
-export { DEFAULT_OPTIONS } from './options.js'
-export { type RekeyOptions, rekey } from './rekey.js'
-export { type RestoreOptions, restore } from './restore.js'
-export type { StandardSchemaV1 } from './schema.js'
+} from './store/errors.js'
+export { readFileHeader } from './format/file-info.js'
+export type { AnyStoreOptions, LockMode, SyncMode } from './store/options.js'
+export { DEFAULT_OPTIONS } from './store/options.js'
+export { type RekeyOptions, rekey } from './maintenance/rekey.js'
+export { type RestoreOptions, restore } from './maintenance/restore.js'
+export type { StandardSchemaV1 } from './config/schema.js'
 export {
   DEFAULT_STASH_FILE_NAME,
   defaultStashFile,
@@ -42,6 +42,6 @@ export {
   type ThingLocation,
   type UnstashOptions,
   unstash,
-} from './stash.js'
-export { fromTagged, parseTagged, stringifyTagged, toTagged } from './tagged-json.js'
-export type { StoreKey, Transaction } from './types.js'
+} from './config/stash.js'
+export { fromTagged, parseTagged, stringifyTagged, toTagged } from './format/tagged-json.js'
+export type { StoreKey, Transaction } from './store/types.js'

@@ -10,9 +10,9 @@ import {
   LockCompromisedError,
   LockModeMismatchError,
   LockTimeoutError,
-} from './errors.js'
-import { closeQuietly, type FileSystem, readFully, writeFully } from './fsio.js'
-import type { LockMode } from './options.js'
+} from './store/errors.js'
+import { closeQuietly, type FileSystem, readFully, writeFully } from './backends/file/fsio.js'
+import type { LockMode } from './store/options.js'
 
 /** What the last holder of the lock wrote into `<file>.lock`: who it is and which temp file it uses. */
 export interface LockHolder {

@@ -3,7 +3,7 @@ import { homedir } from 'node:os'
 import { join, relative } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { openWithFileSystem } from '../src/anystore.js'
-import { type FileSystem, nodeFileSystem } from '../src/fsio.js'
+import { type FileSystem, nodeFileSystem } from '../src/backends/file/fsio.js'
 import { AnyStore, newKey } from '../src/index.js'
 import { LockRecordFile } from '../src/lock.js'
 import { rejection, tempDir } from './helpers.js'
@@ -571,7 +571,7 @@ describe('temp files', () => {
 describe('values that authenticate but do not decode', () => {
   it('give CorruptFileError, not a raw decoder error', async () => {
     const { deriveKeys, parseKey, seal, DEFAULT_ENCRYPTION_KEY } = await import('../src/crypto.js')
-    const { encodePayload } = await import('../src/payload.js')
+    const { encodePayload } = await import('../src/format/payload.js')
     const file = join(tempDir(), 'bad-value.db')
     // 0xc1 is the one byte MessagePack never uses: only a buggy or foreign writer with the key makes this.
     const payload = encodePayload([['broken', { value: Uint8Array.of(0xc1) }]])

@@ -7,13 +7,13 @@ import { beforeAll } from 'vitest'
 export { tempDir } from './helpers.js'
 
 export const ROOT = new URL('..', import.meta.url).pathname
-export const CLI = join(ROOT, 'dist/cli.js')
+export const CLI = join(ROOT, 'dist/cli/main.js')
 export const fixture = (name: string) => join(ROOT, 'test/fixtures', name)
 
 /** Child-process tests run the built files: fail clearly when they are missing. */
 export function requireBuild(): void {
   beforeAll(() => {
-    if (!existsSync(CLI)) throw new Error('dist/cli.js is missing: run `npm run build` first')
+    if (!existsSync(CLI)) throw new Error('dist/cli/main.js is missing: run `npm run build` first')
   })
 }
 
@@ -35,7 +35,7 @@ export function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS
   return env
 }
 
-/** Runs `node dist/cli.js ...args` with piped stdio (so stdin is not a terminal). */
+/** Runs `node dist/cli/main.js ...args` with piped stdio (so stdin is not a terminal). */
 export function runCli(
   args: string[],
   options: { env?: Record<string, string | undefined>; input?: string | Buffer; cwd?: string } = {},

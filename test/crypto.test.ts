@@ -12,7 +12,7 @@ import {
   seal,
   TAG_SIZE,
 } from '../src/crypto.js'
-import { encodePayload } from '../src/payload.js'
+import { encodePayload } from '../src/format/payload.js'
 import { sealVersion1 } from './format-v1.js'
 
 const sealedBytes = (key: Uint8Array, payload: Uint8Array, compress = false) =>

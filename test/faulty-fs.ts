@@ -1,4 +1,4 @@
-import { type FileSystem, nodeFileSystem } from '../src/fsio.js'
+import { type FileSystem, nodeFileSystem } from '../src/backends/file/fsio.js'
 
 /** The steps a commit (and the lock around it) takes, as seen through the `fs` seam. */
 export const COMMIT_STEPS = [

@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach } from 'vitest'
-import type { Entry } from '../src/payload.js'
-import type { StoreKey } from '../src/types.js'
+import type { Entry } from '../src/format/payload.js'
+import type { StoreKey } from '../src/store/types.js'
 
 const created: string[] = []
 

@@ -1,7 +1,7 @@
 import { existsSync, statSync, utimesSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { nodeFileSystem } from '../src/fsio.js'
+import { nodeFileSystem } from '../src/backends/file/fsio.js'
 import { AnyStore, type LockMode, LockModeMismatchError } from '../src/index.js'
 import { createLock } from '../src/lock.js'
 import { nextMessage, rejection, spawnFixture, tempDir } from './helpers.js'

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { nodeFileSystem } from '../src/fsio.js'
+import { nodeFileSystem } from '../src/backends/file/fsio.js'
 import { AnyStore } from '../src/index.js'
 import {
   createLock,

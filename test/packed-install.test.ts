@@ -94,7 +94,7 @@ describe('the packed package', () => {
     for (const path of [
       'dist/index.js',
       'dist/index.d.ts',
-      'dist/cli.js',
+      'dist/cli/main.js',
       'LICENSE',
       'README.md',
       'CHANGELOG.md',

@@ -5,7 +5,7 @@ import { inspect } from 'node:util'
 import { afterAll, describe, expect, test, vi } from 'vitest'
 import { deriveKeys, parseKey } from '../src/crypto.js'
 import { openWithFileSystem } from '../src/anystore.js'
-import type { FileSystem } from '../src/fsio.js'
+import type { FileSystem } from '../src/backends/file/fsio.js'
 import { AnyStore, newKey } from '../src/index.js'
 import { FaultyFileSystem } from './faulty-fs.js'
 

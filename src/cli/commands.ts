@@ -9,25 +9,25 @@ import {
 } from 'node:fs'
 import type { Writable } from 'node:stream'
 import { AnyStore } from '../anystore.js'
-import { encodeValue } from '../codec.js'
+import { encodeValue } from '../format/codec.js'
 import { DEFAULT_ENCRYPTION_KEY, FLAG_DEFLATE, newKey, parseKey } from '../crypto.js'
-import { markDefaultKeyWarningGiven } from '../default-key-warning.js'
-import { editText, editThing } from '../editor.js'
+import { markDefaultKeyWarningGiven } from '../store/default-key-warning.js'
+import { editText, editThing } from '../config/editor.js'
 import {
   CorruptFileError,
   InvalidKeyError,
   StoreFileNotFoundError,
   ThingNotFoundError,
   WrongKeyError,
-} from '../errors.js'
-import { assertFileExists, readFileHeader } from '../file-info.js'
-import { expandPath, type LockMode, passphraseOption } from '../options.js'
-import { ProgressBar } from '../progress.js'
-import { rekey } from '../rekey.js'
-import { restore } from '../restore.js'
-import { needsEntriesForm, storeFromJson, storeJsonChunks } from '../store-json.js'
-import { parseJson, parseTagged, stringifyTagged } from '../tagged-json.js'
-import type { StoreKey } from '../types.js'
+} from '../store/errors.js'
+import { assertFileExists, readFileHeader } from '../format/file-info.js'
+import { expandPath, type LockMode, passphraseOption } from '../store/options.js'
+import { ProgressBar } from './progress.js'
+import { rekey } from '../maintenance/rekey.js'
+import { restore } from '../maintenance/restore.js'
+import { needsEntriesForm, storeFromJson, storeJsonChunks } from './store-json.js'
+import { parseJson, parseTagged, stringifyTagged } from '../format/tagged-json.js'
+import type { StoreKey } from '../store/types.js'
 import { CliKeyError, CliPassphraseError } from './messages.js'
 import { promptHidden } from './prompt.js'
 

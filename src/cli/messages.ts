@@ -7,7 +7,7 @@ import {
   NotATerminalError,
   ThingNotFoundError,
   WrongKeyError,
-} from '../errors.js'
+} from '../store/errors.js'
 
 /**
  * A key given to the CLI (in --key-file, --new-key-file or $ANYSTORE_KEY) that is not a valid

@@ -1,0 +1,237 @@
+import type { Overlay } from '../../store/overlay.js'
+import {
+  type Entry,
+  type EntryMap,
+  encodePayload,
+  recordSize,
+  writeEntry,
+} from '../../format/payload.js'
+import { PayloadIndex } from './payload-index.js'
+import type { Segments } from '../../format/segments.js'
+import type { StoreKey } from '../../store/types.js'
+
+const EMPTY_PAYLOAD = Buffer.from([0, 0, 0, 0])
+
+/** The changes an overlay holds, in the order Overlay.applyTo applies them. */
+type PendingChanges = ReturnType<Overlay['pendingChanges']>
+
+/**
+ * The entries of a loaded payload, answered from a hash index over its records instead of a
+ * `Map` of every key, with the changes made since on top. Iterates in `Map` order: the
+ * payload's records (an overwritten key keeps its place), then keys added since.
+ *
+ * A commit copies the payload around the few records that changed (`encodeWith`), so neither
+ * opening nor committing visits every entry in JavaScript.
+ */
+export class PayloadMap implements EntryMap {
+  #index!: PayloadIndex
+  /** 1 for a record whose key was deleted since the payload was loaded. */
+  #dead!: Uint8Array
+  /** Every key read or written since loading, with its entry: later reads skip the index. */
+  readonly #known = new Map<StoreKey, Entry>()
+  /** Records overwritten or deleted since loading, with their keys. */
+  readonly #edited = new Map<number, StoreKey>()
+  /** Keys after the payload's records, in the order they were added. */
+  readonly #tail = new Set<StoreKey>()
+  #size = 0
+  /** The records' keys, decoded on the first walk over the map. */
+  #recordKeys: StoreKey[] | undefined
+  /** The keys in order, kept from the last keyArray() until a key is added or removed. */
+  #liveKeys: StoreKey[] | undefined
+
+  /**
+   * Indexes `payload` (which must never be mutated); throws PayloadError if it does not parse
+   * or a key repeats, so every later lookup is on a payload known to be sound.
+   */
+  constructor(payload: Buffer | Segments) {
+    this.#reset(new PayloadIndex(payload))
+  }
+
+  #reset(index: PayloadIndex): void {
+    this.#index = index
+    this.#dead = new Uint8Array(index.count)
+    this.#known.clear()
+    this.#edited.clear()
+    this.#tail.clear()
+    this.#size = index.count
+    this.#recordKeys = undefined
+    this.#liveKeys = undefined
+  }
+
+  get size(): number {
+    return this.#size
+  }
+
+  /** How many keys changed since loading: past some share of the map, re-indexing the next payload pays. */
+  get drift(): number {
+    return this.#edited.size + this.#tail.size
+  }
+
+  get(key: StoreKey): Entry | undefined {
+    const known = this.#known.get(key)
+    if (known !== undefined) return known
+    const record = this.#liveRecord(key)
+    if (record < 0) return undefined
+    const entry = this.#index.entryAt(record)
+    this.#known.set(key, entry)
+    return entry
+  }
+
+  has(key: StoreKey): boolean {
+    return this.#known.has(key) || this.#liveRecord(key) >= 0
+  }
+
+  set(key: StoreKey, entry: Entry): this {
+    if (!this.#tail.has(key)) {
+      const record = this.#liveRecord(key)
+      if (record >= 0) {
+        this.#edited.set(record, key)
+      } else {
+        this.#tail.add(key)
+        this.#size++
+        this.#liveKeys = undefined
+      }
+    }
+    this.#known.set(key, entry)
+    return this
+  }
+
+  delete(key: StoreKey): boolean {
+    if (this.#tail.delete(key)) {
+      this.#known.delete(key)
+      this.#size--
+      this.#liveKeys = undefined
+      return true
+    }
+    const record = this.#liveRecord(key)
+    if (record < 0) return false
+    this.#dead[record] = 1
+    this.#edited.set(record, key)
+    this.#known.delete(key)
+    this.#size--
+    this.#liveKeys = undefined
+    return true
+  }
+
+  clear(): void {
+    this.#reset(new PayloadIndex(EMPTY_PAYLOAD))
+  }
+
+  /** The record holding `key` if it still counts, else -1 (also for keys added since loading). */
+  #liveRecord(key: StoreKey): number {
+    const record = this.#index.find(key)
+    return record >= 0 && this.#dead[record] === 0 ? record : -1
+  }
+
+  /** Every record's key, decoded in one pass on first use (pushed, so the array stays dense). */
+  #recordKey(record: number): StoreKey {
+    if (this.#recordKeys === undefined) {
+      const keys: StoreKey[] = []
+      for (let i = 0; i < this.#index.count; i++) keys.push(this.#index.keyAt(i))
+      this.#recordKeys = keys
+    }
+    return this.#recordKeys[record] as StoreKey
+  }
+
+  keys(): IterableIterator<StoreKey> {
+    return this.keyArray().values()
+  }
+
+  /**
+   * The keys in order, as a new array built by a plain loop: what `store.keys()` returns.
+   * A generator, or spreading an iterator, costs about 100 ns per key (10 ms at 100,000).
+   */
+  keyArray(): StoreKey[] {
+    if (this.#liveKeys === undefined) {
+      const keys: StoreKey[] = []
+      for (let record = 0; record < this.#index.count; record++) {
+        if (this.#dead[record] === 0) keys.push(this.#recordKey(record))
+      }
+      for (const key of this.#tail) keys.push(key)
+      this.#liveKeys = keys
+    }
+    return this.#liveKeys.slice()
+  }
+
+  *entries(): IterableIterator<[StoreKey, Entry]> {
+    for (let record = 0; record < this.#index.count; record++) {
+      if (this.#dead[record] !== 0) continue
+      const key = this.#recordKey(record)
+      yield [key, this.#known.get(key) ?? this.#index.entryAt(record)]
+    }
+    for (const key of this.#tail) yield [key, this.#known.get(key) as Entry]
+  }
+
+  [Symbol.iterator](): IterableIterator<[StoreKey, Entry]> {
+    return this.entries()
+  }
+
+  /**
+   * The payload of this map with `pending` applied as Overlay.applyTo applies it, byte for
+   * byte what encoding every entry in order produces: the loaded payload copied around the
+   * records that change, then the keys that follow them. Not for a cleared overlay.
+   */
+  encodeWith(pending: PendingChanges): Buffer {
+    const changes = new Map(pending.changes)
+    // Records whose bytes are not copied: the entry written instead, or undefined if dropped.
+    const rewrites = new Map<number, [StoreKey, Entry | undefined]>()
+    for (const [record, key] of this.#edited) {
+      rewrites.set(record, [key, this.#dead[record] ? undefined : this.#known.get(key)])
+    }
+    for (const [key, change] of changes) {
+      if (this.#tail.has(key)) continue
+      const record = this.#liveRecord(key)
+      if (record < 0) continue
+      // A base key that is deleted (maybe to be set again at the end) is always in `moved`.
+      rewrites.set(record, [key, pending.moved.has(key) ? undefined : change])
+    }
+    const kept: [StoreKey, Entry][] = []
+    for (const key of this.#tail) {
+      if (pending.moved.has(key)) continue
+      kept.push([key, changes.get(key) ?? (this.#known.get(key) as Entry)])
+    }
+    for (const [key, change] of changes) {
+      if (change === undefined) continue
+      if (pending.moved.has(key) || !this.has(key)) kept.push([key, change])
+    }
+
+    const index = this.#index
+    const payload = index.payload
+    const order = [...rewrites.keys()].sort((a, b) => a - b)
+    let size = payload.length
+    let count = index.count
+    for (const record of order) {
+      const [key, entry] = rewrites.get(record) as [StoreKey, Entry | undefined]
+      size -= index.recordEnd(record) - index.recordStart(record)
+      if (entry === undefined) count--
+      else size += recordSize(key, entry)
+    }
+    for (const [key, entry] of kept) size += recordSize(key, entry)
+    count += kept.length
+
+    const out = Buffer.allocUnsafe(size)
+    out.writeUInt32BE(count, 0)
+    let at = 4
+    let copied = 4
+    for (const record of order) {
+      const [key, entry] = rewrites.get(record) as [StoreKey, Entry | undefined]
+      at += payload.copy(out, at, copied, index.recordStart(record))
+      copied = index.recordEnd(record)
+      if (entry !== undefined) at = writeEntry(out, at, key, entry)
+    }
+    at += payload.copy(out, at, copied, payload.length)
+    for (const [key, entry] of kept) at = writeEntry(out, at, key, entry)
+    if (at !== size) throw new Error(`payload map miscounted: wrote ${at} of ${size} bytes`)
+    return out
+  }
+}
+
+/** The payload for what `overlay` makes of its base, copying loaded records where it can. */
+export function encodeOverlay(overlay: Overlay): Buffer {
+  const base = overlay.base
+  if (base instanceof PayloadMap) {
+    const pending = overlay.pendingChanges()
+    if (!pending.cleared) return base.encodeWith(pending)
+  }
+  return encodePayload(overlay.entries())
+}

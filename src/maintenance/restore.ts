@@ -1,0 +1,114 @@
+import { closeSync, fstatSync, readSync } from 'node:fs'
+import { type DerivedKeys, deriveKeys, FLAG_DEFLATE, type KeySource, open } from '../crypto.js'
+import {
+  CorruptFileError,
+  FileTooLargeError,
+  InvalidOptionError,
+  StoreFileNotFoundError,
+} from '../store/errors.js'
+import { warnIfDefaultKey } from '../store/default-key-warning.js'
+import { openExistingFile, readFileHeader } from '../format/file-info.js'
+import { checkOptionNames, expandPath, keyOption, keyringOption } from '../store/options.js'
+import { PayloadError } from '../format/payload.js'
+import { PayloadMap } from '../backends/file/payload-map.js'
+import {
+  checkEveryValueDecodes,
+  resolveWholeStoreOptions,
+  type WholeStoreOptions,
+  wholeStoreBackend,
+} from './whole-store.js'
+
+export interface RestoreOptions extends WholeStoreOptions {
+  /** The store to restore into. Created if it does not exist (as a new store). */
+  file: string
+  /** The backup: a store file (any format version anystore reads), for example a copy of `file`. */
+  from: string
+  /**
+   * The backup's key, when it is neither `encryptionKey` nor one of `acceptedKeys`.
+   * @default encryptionKey and acceptedKeys
+   */
+  fromEncryptionKey?: string | Uint8Array
+  /** Deflate the restored payload. @default what `file` uses now (the backup's, if `file` is missing) */
+  compress?: boolean
+  /** Called while the backup's values are checked, with `(done, total)`. */
+  onProgress?: (done: number, total: number) => void
+}
+
+/** Reads and authenticates a whole store file that is not the store: no lock, nothing written. */
+function readBackup(
+  from: string,
+  keys: DerivedKeys | KeySource,
+  maxFileSize: number,
+): { entries: PayloadMap; compressed: boolean } {
+  const fd = openExistingFile(from)
+  try {
+    const { size } = fstatSync(fd)
+    if (size > maxFileSize) throw new FileTooLargeError(from, size, maxFileSize)
+    const bytes = Buffer.allocUnsafe(size)
+    let read = 0
+    while (read < size) {
+      const got = readSync(fd, bytes, read, size - read, read)
+      if (got === 0) break
+      read += got
+    }
+    const { header, payload } = open(from, keys, bytes.subarray(0, read), {
+      inPlace: true,
+      maxPayloadSize: maxFileSize,
+    })
+    try {
+      return {
+        entries: new PayloadMap(payload),
+        compressed: (header.flags & FLAG_DEFLATE) !== 0,
+      }
+    } catch (cause) {
+      if (!(cause instanceof PayloadError)) throw cause
+      throw new CorruptFileError(from, cause.message, { cause })
+    }
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
+ * Makes the entries of the backup `from` the newest commit of the store `file`: one commit,
+ * under the store's lock, that holds exactly the backup's entries (every other key is
+ * deleted). The commit continues the store (same store id, next commit counter), so processes
+ * that have the store open see an ordinary newer commit, where renaming the backup over the
+ * file would make them fail with StoreReplacedError or RollbackError. Copying one store's
+ * entries into another is the same operation. Every value of the backup is decoded first: a
+ * backup that does not fully decode leaves the store untouched.
+ */
+export async function restore(options: RestoreOptions): Promise<{ entries: number }> {
+  checkOptionNames(options, 'restore')
+  if (typeof options.file !== 'string' || typeof options.from !== 'string') {
+    throw new InvalidOptionError('restore() needs `file` and `from`')
+  }
+  const keyring = keyringOption(options)
+  const resolved = resolveWholeStoreOptions(options.file, options)
+  const file = resolved.file as string
+  const fromKeys =
+    'fromEncryptionKey' in options
+      ? deriveKeys(keyOption(options, 'fromEncryptionKey', 'required'))
+      : keyring
+  const backup = readBackup(expandPath(options.from), fromKeys, resolved.maxFileSize)
+  const total = checkEveryValueDecodes(backup.entries, options.from, options.onProgress)
+  if (keyring.current !== undefined) warnIfDefaultKey(keyring.current, file)
+  const backend = wholeStoreBackend(resolved, keyring)
+  try {
+    await backend.exclusive(async () => {
+      // Loads the store as it is under the lock: the restored commit continues it, and a store
+      // that cannot be read (wrong key, corrupt) is never written over.
+      backend.refresh()
+      let compress = backup.compressed
+      try {
+        compress = (readFileHeader(backend.file).header.flags & FLAG_DEFLATE) !== 0
+      } catch (error) {
+        if (!(error instanceof StoreFileNotFoundError)) throw error
+      }
+      backend.commit(backup.entries, { keyring, compress: options.compress ?? compress })
+    })
+  } finally {
+    backend.close()
+  }
+  return { entries: total }
+}

@@ -382,3 +382,34 @@ export class InvalidJsonError extends AnyStoreError {
     super('ERR_ANYSTORE_INVALID_JSON', `Invalid JSON input: ${detail}`, options)
   }
 }
+
+/** A write on a store opened with `readOnly: true`. Nothing was written or created. */
+export class ReadOnlyError extends AnyStoreError {
+  readonly location: string
+
+  constructor(location: string, method: string) {
+    super(
+      'ERR_ANYSTORE_READ_ONLY',
+      `${method}() on ${location}, which was opened read-only: open it without \`readOnly\` to write`,
+    )
+    this.location = location
+  }
+}
+
+/**
+ * A `run()` on a backend with optimistic concurrency met a conflicting commit on every attempt:
+ * other writers changed what it read each time. Nothing of it was committed.
+ */
+export class TransactionConflictError extends AnyStoreError {
+  readonly location: string
+  readonly attempts: number
+
+  constructor(location: string, attempts: number, conflict: string) {
+    super(
+      'ERR_ANYSTORE_CONFLICT',
+      `run() on ${location} gave up after ${attempts} attempts, each refused because another writer changed what it read (last: ${conflict}); nothing was committed`,
+    )
+    this.location = location
+    this.attempts = attempts
+  }
+}

@@ -1,0 +1,104 @@
+import type { Entry } from '../format/payload.js'
+import type { StoreKey } from '../store/types.js'
+
+/**
+ * The seam between the store and the place its entries live (docs/DESIGN.md, "The backend
+ * seam"). The store (src/anystore.ts) deals in encoded entries and knows nothing else of a
+ * backend; a backend knows nothing of the API, group commit or transactions' buffering.
+ *
+ * Reads may answer synchronously: the file backend checks freshness with one pread and answers
+ * from its decrypted cache, and a promise there would cost every read a turn of the event loop.
+ * A network backend returns promises. Callers must accept both.
+ */
+export type MaybePromise<T> = T | Promise<T>
+
+/** One change of a commit, applied in order: the result of a list is what `Map` would give. */
+export type Change =
+  | { readonly kind: 'set'; readonly key: StoreKey; readonly entry: Entry }
+  | { readonly kind: 'delete'; readonly key: StoreKey }
+  | { readonly kind: 'clear' }
+
+/** Per change: for a delete, whether the key existed just before it; undefined for the others. */
+export type ChangeResult = boolean | undefined
+
+/** What a commit did: applied with a result per change, or refused because of a conflict. */
+export type CommitOutcome =
+  | { readonly committed: true; readonly results: readonly ChangeResult[] }
+  | { readonly committed: false; readonly conflict: string }
+
+/** Which keys a listing covers. A prefix matches string keys that start with it, never numbers. */
+export interface KeyQuery {
+  readonly prefix?: string | undefined
+}
+
+/** Reads of one store, all in insertion order. */
+export interface EntryReader {
+  get(key: StoreKey): MaybePromise<Entry | undefined>
+  has(key: StoreKey): MaybePromise<boolean>
+  size(): MaybePromise<number>
+  keys(query?: KeyQuery): Iterable<StoreKey> | AsyncIterable<StoreKey>
+  entries(query?: KeyQuery): Iterable<[StoreKey, Entry]> | AsyncIterable<[StoreKey, Entry]>
+}
+
+/**
+ * A transaction's view of the store. Exclusive backends answer from the state they hold locked;
+ * optimistic ones record what was read, so that `commit` can refuse when any of it changed.
+ */
+export interface BackendTransaction extends EntryReader {
+  /**
+   * Applies `changes` atomically, in order, if nothing this transaction read has changed since
+   * it was read; at most once per transaction. An exclusive backend never reports a conflict.
+   */
+  commit(changes: readonly Change[]): MaybePromise<CommitOutcome>
+}
+
+/**
+ * A place to keep a store: a file, memory, a server. Reads outside a transaction see every
+ * commit acknowledged before they began (by any instance or process sharing the store).
+ */
+export interface Backend extends EntryReader {
+  /** `'file'`, `'memory'`, ...: for messages and `AnyStore.backend`. */
+  readonly kind: string
+  /** Names the store in messages: a path, a URL and name. */
+  readonly location: string
+  /**
+   * `'exclusive'`: a transaction holds the store (a lock) from its first read to its commit, so a
+   * commit always applies. `'optimistic'`: transactions run side by side and a commit applies
+   * only if what it read is unchanged; the store retries the transaction otherwise.
+   */
+  readonly concurrency: 'exclusive' | 'optimistic'
+  /**
+   * For an exclusive backend: what a transaction holds, shared by every instance on the same
+   * store in this process (a resolved path). A store call made inside a transaction on the same
+   * scope would wait for itself: the store refuses it with ReentrantCallError.
+   */
+  readonly exclusiveScope: unknown
+  /** Whether writes are refused (ReadOnlyError): nothing is created or changed. */
+  readonly readOnly: boolean
+  /** The file of a file backend: `AnyStore.file`. */
+  readonly file?: string | undefined
+  /** The cross-process lock of a file backend: `AnyStore.lockMode`. */
+  readonly lockMode?: 'flock' | 'proper-lockfile' | undefined
+  /**
+   * Runs `fn` with a transaction. The transaction is valid only until `fn` settles; an exclusive
+   * backend holds its lock until then.
+   */
+  transaction<T>(fn: (tx: BackendTransaction) => Promise<T>): Promise<T>
+  /**
+   * The last state this instance loaded or committed, without I/O: what the store keeps when
+   * persistence is switched off. Undefined where the backend keeps no local copy.
+   */
+  snapshot?(): Iterable<[StoreKey, Entry]> | undefined
+  /** Releases what the backend opened. Never deletes the store. */
+  close(): MaybePromise<void>
+}
+
+export function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function'
+}
+
+/** Whether `key` falls under `query`. */
+export function matches(key: StoreKey, query: KeyQuery | undefined): boolean {
+  const prefix = query?.prefix
+  return prefix === undefined || (typeof key === 'string' && key.startsWith(prefix))
+}

@@ -1,4 +1,16 @@
 export { AnyStore } from './anystore.js'
+export type {
+  Backend,
+  BackendTransaction,
+  Change,
+  ChangeResult,
+  CommitOutcome,
+  EntryReader,
+  KeyQuery,
+  MaybePromise,
+} from './backends/backend.js'
+export { MemoryBackend } from './backends/memory.js'
+export type { Entry } from './format/payload.js'
 export { DEFAULT_ENCRYPTION_KEY, newKey } from './crypto.js'
 export { chooseEditor, type EditThingOptions, editThing } from './config/editor.js'
 export {

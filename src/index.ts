@@ -3,6 +3,7 @@ export { DEFAULT_ENCRYPTION_KEY, newKey } from './crypto.js'
 export { chooseEditor, type EditThingOptions, editThing } from './config/editor.js'
 export {
   AnyStoreError,
+  type AnyStoreErrorCode,
   CorruptFileError,
   EditAbortedError,
   FileTooLargeError,
@@ -15,6 +16,7 @@ export {
   LockTimeoutError,
   NotAnyStoreFileError,
   NotATerminalError,
+  ReadOnlyError,
   ReentrantCallError,
   RollbackError,
   type SchemaIssue,
@@ -23,6 +25,7 @@ export {
   StoreFileNotFoundError,
   StoreReplacedError,
   ThingNotFoundError,
+  TransactionConflictError,
   UnsupportedFormatError,
   UnsupportedKeyError,
   UnsupportedValueError,

@@ -15,6 +15,7 @@ export { DEFAULT_ENCRYPTION_KEY, newKey } from './crypto.js'
 export { chooseEditor, type EditThingOptions, editThing } from './config/editor.js'
 export {
   AnyStoreError,
+  type AnyStoreErrorCode,
   CorruptFileError,
   EditAbortedError,
   FileTooLargeError,
@@ -27,6 +28,7 @@ export {
   LockTimeoutError,
   NotAnyStoreFileError,
   NotATerminalError,
+  ReadOnlyError,
   ReentrantCallError,
   RollbackError,
   type SchemaIssue,
@@ -35,6 +37,7 @@ export {
   StoreFileNotFoundError,
   StoreReplacedError,
   ThingNotFoundError,
+  TransactionConflictError,
   UnsupportedFormatError,
   UnsupportedKeyError,
   UnsupportedValueError,

@@ -10,7 +10,7 @@ import {
 import type { Writable } from 'node:stream'
 import { AnyStore } from '../anystore.js'
 import { encodeValue } from '../format/codec.js'
-import { DEFAULT_ENCRYPTION_KEY, FLAG_DEFLATE, newKey, parseKey } from '../crypto.js'
+import { DEFAULT_ENCRYPTION_KEY, newKey, parseKey } from '../crypto.js'
 import { markDefaultKeyWarningGiven } from '../store/default-key-warning.js'
 import { editText, editThing } from '../config/editor.js'
 import {
@@ -21,6 +21,7 @@ import {
   WrongKeyError,
 } from '../store/errors.js'
 import { assertFileExists, readFileHeader } from '../format/file-info.js'
+import { FLAG_DEFLATE } from '../format/header.js'
 import { expandPath, type LockMode, passphraseOption } from '../store/options.js'
 import { ProgressBar } from './progress.js'
 import { rekey } from '../maintenance/rekey.js'

@@ -6,7 +6,7 @@ import { finished } from 'node:stream/promises'
 import envPaths from 'env-paths'
 import { openWithKeyRing } from '../anystore.js'
 import { decodeValue, encodeValue } from '../format/codec.js'
-import { open, seal } from '../crypto.js'
+import { open, seal } from '../format/store-file.js'
 import { warnIfDefaultKey } from '../store/default-key-warning.js'
 import {
   CorruptFileError,

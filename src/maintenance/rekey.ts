@@ -1,7 +1,7 @@
-import { FLAG_DEFLATE } from '../crypto.js'
 import { warnIfDefaultKey } from '../store/default-key-warning.js'
 import { InvalidOptionError, StoreFileNotFoundError } from '../store/errors.js'
 import { readFileHeader } from '../format/file-info.js'
+import { FLAG_DEFLATE } from '../format/header.js'
 import { checkOptionNames, keyringOption, newKeyringOption } from '../store/options.js'
 import {
   checkEveryValueDecodes,

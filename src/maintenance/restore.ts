@@ -1,5 +1,7 @@
 import { closeSync, fstatSync, readSync } from 'node:fs'
-import { type DerivedKeys, deriveKeys, FLAG_DEFLATE, type KeySource, open } from '../crypto.js'
+import { type DerivedKeys, deriveKeys } from '../crypto.js'
+import { FLAG_DEFLATE } from '../format/header.js'
+import { type KeySource, open } from '../format/store-file.js'
 import {
   CorruptFileError,
   FileTooLargeError,

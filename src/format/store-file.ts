@@ -1,8 +1,12 @@
 import { constants as bufferConstants } from 'node:buffer'
+import { closeSync, fstatSync, readSync } from 'node:fs'
 import { deflateRawSync, inflateRawSync } from 'node:zlib'
 import type { DecipherGCM } from 'node:crypto'
 import { type DerivedKeys, newCipher, newDecipher, TAG_SIZE } from '../crypto.js'
 import { CorruptFileError, FileTooLargeError, WrongKeyError } from '../store/errors.js'
+import type { StoreKey } from '../store/types.js'
+import { PayloadMap } from '../backends/file/payload-map.js'
+import { openExistingFile } from './file-info.js'
 import {
   type FileHeader,
   FLAG_DEFLATE,
@@ -20,6 +24,7 @@ import {
   type WritableFormatVersion,
   writeHeader,
 } from './header.js'
+import { type Entry, encodePayload, PayloadError } from './payload.js'
 import { Segments } from './segments.js'
 
 /**
@@ -91,6 +96,15 @@ export function seal(keys: DerivedKeys, payload: Uint8Array, options: SealOption
   return { header, parts, size }
 }
 
+/** Encodes entries and seals them: the parts of a complete store file that holds exactly them. */
+export function sealEntries(
+  keys: DerivedKeys,
+  entries: Iterable<[StoreKey, Entry]>,
+  options: SealOptions,
+): SealedFile {
+  return seal(keys, encodePayload(entries), options)
+}
+
 /**
  * What picks the keys that open a file: the keys of one key, or a keyring (src/store/keyring.ts),
  * which tries each key it holds. `keysFor` throws WrongKeyError when none opens the file.
@@ -133,6 +147,61 @@ export function open(
     })
   }
   return { header, payload: inflated(file, header, body, options.maxPayloadSize ?? Infinity) }
+}
+
+/** `open`, then the payload's entries: what stash streams and backups are read with. */
+export function openEntries(
+  file: string,
+  keys: DerivedKeys | KeySource,
+  bytes: Uint8Array,
+  options: { inPlace?: boolean; maxPayloadSize?: number } = {},
+): { header: FileHeader; entries: PayloadMap } {
+  const { header, payload } = open(file, keys, bytes, options)
+  return { header, entries: entriesOf(file, payload) }
+}
+
+/** The entries of an authenticated payload; one that does not parse is CorruptFileError. */
+export function entriesOf(file: string, payload: Buffer | Segments): PayloadMap {
+  try {
+    return new PayloadMap(payload)
+  } catch (cause) {
+    if (!(cause instanceof PayloadError)) throw cause
+    throw new CorruptFileError(file, cause.message, { cause })
+  }
+}
+
+/** Throws FileTooLargeError when `size` bytes are more than `maxFileSize`. */
+export function checkFileSize(file: string, size: number, maxFileSize: number): void {
+  if (size > maxFileSize) throw new FileTooLargeError(file, size, maxFileSize)
+}
+
+/**
+ * Reads, authenticates and decrypts a whole store file that is not the store (a backup): no
+ * lock, nothing written. A missing file is StoreFileNotFoundError.
+ */
+export function readStoreFile(
+  file: string,
+  keys: DerivedKeys | KeySource,
+  maxFileSize: number,
+): { header: FileHeader; entries: PayloadMap } {
+  const fd = openExistingFile(file)
+  try {
+    const { size } = fstatSync(fd)
+    checkFileSize(file, size, maxFileSize)
+    const bytes = Buffer.allocUnsafe(size)
+    let read = 0
+    while (read < size) {
+      const got = readSync(fd, bytes, read, size - read, read)
+      if (got === 0) break
+      read += got
+    }
+    return openEntries(file, keys, bytes.subarray(0, read), {
+      inPlace: true,
+      maxPayloadSize: maxFileSize,
+    })
+  } finally {
+    closeSync(fd)
+  }
 }
 
 function keysOpening(

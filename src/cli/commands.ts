@@ -21,7 +21,7 @@ import {
   WrongKeyError,
 } from '../store/errors.js'
 import { assertFileExists, readFileHeader } from '../format/file-info.js'
-import { FLAG_DEFLATE } from '../format/header.js'
+import { isDeflated } from '../format/header.js'
 import { expandPath, type LockMode, passphraseOption } from '../store/options.js'
 import { ProgressBar } from './progress.js'
 import { rekey } from '../maintenance/rekey.js'
@@ -273,7 +273,7 @@ function fileCompresses(file: string): boolean {
   // Anything but a regular file is left to the store to reject with its own error.
   if (!statSync(file, { throwIfNoEntry: false })?.isFile()) return false
   try {
-    return (readFileHeader(file).header.flags & FLAG_DEFLATE) !== 0
+    return isDeflated(readFileHeader(file).header)
   } catch (error) {
     if (error instanceof StoreFileNotFoundError) return false
     throw error
@@ -541,7 +541,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   async info(ctx) {
     const file = expandPath(ctx.args[0]!)
     const { header, size } = readFileHeader(file)
-    const compressed = (header.flags & FLAG_DEFLATE) !== 0
+    const compressed = isDeflated(header)
     const info = {
       file,
       size,
@@ -617,7 +617,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
       const entries = await decodeAll(file, store)
       await write(
         ctx.stdout,
-        `ok: ${entries.length} entries, format version ${header.version}, ${header.flags & FLAG_DEFLATE ? 'deflate' : 'not compressed'}\n`,
+        `ok: ${entries.length} entries, format version ${header.version}, ${isDeflated(header) ? 'deflate' : 'not compressed'}\n`,
       )
     })
   },

@@ -126,6 +126,11 @@ export interface FileHeader {
   kdf: KdfParams | undefined
 }
 
+/** Whether the payload of the file with this header is deflated (flag bit 0). */
+export function isDeflated(header: FileHeader): boolean {
+  return (header.flags & FLAG_DEFLATE) !== 0
+}
+
 /** A new KDF parameter block: the default costs and a fresh random salt. */
 export function newKdfBlock(): Buffer {
   const params = newKdfParams()

@@ -14,6 +14,7 @@ import {
   FORMAT_VERSION,
   HEADER_SIZE,
   headerSize,
+  isDeflated,
   keyCheckMatches,
   nonceOf,
   parseHeader,
@@ -237,7 +238,7 @@ function decipherFor(
  * from its output loop), so memory stays bounded by the limit.
  */
 function inflated(file: string, header: FileHeader, body: Buffer, limit: number): Buffer {
-  if ((header.flags & FLAG_DEFLATE) === 0) return body
+  if (!isDeflated(header)) return body
   // zlib wants an integer from 1 to the largest Buffer; any larger limit is no limit.
   const maxOutputLength = Math.max(1, Math.min(Math.floor(limit), bufferConstants.MAX_LENGTH))
   try {
@@ -297,6 +298,6 @@ export function openSlices(
   // GCM returns as many bytes as it is given, so every part but the last is CHUNK bytes long.
   const evenParts = parts.every((part, i) => i === parts.length - 1 || part.length === CHUNK)
   const body = evenParts ? new Segments(parts) : Segments.of(Buffer.concat(parts))
-  if ((header.flags & FLAG_DEFLATE) === 0) return { header, payload: body }
+  if (!isDeflated(header)) return { header, payload: body }
   return { header, payload: Segments.of(inflated(file, header, body.join(), maxPayloadSize)) }
 }

@@ -1,7 +1,7 @@
 import { warnIfDefaultKey } from '../store/default-key-warning.js'
 import { InvalidOptionError, StoreFileNotFoundError } from '../store/errors.js'
 import { readFileHeader } from '../format/file-info.js'
-import { FLAG_DEFLATE } from '../format/header.js'
+import { isDeflated } from '../format/header.js'
 import { checkOptionNames, keyringOption, newKeyringOption } from '../store/options.js'
 import {
   checkEveryValueDecodes,
@@ -57,7 +57,7 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
       const entries = backend.refresh()
       if (entries === undefined) throw new StoreFileNotFoundError(file)
       const total = checkEveryValueDecodes(entries, file, options.onProgress)
-      const compress = options.compress ?? (header.flags & FLAG_DEFLATE) !== 0
+      const compress = options.compress ?? isDeflated(header)
       backend.commit(entries, { keyring: sealing, compress })
       if (sealing.current !== undefined) warnIfDefaultKey(sealing.current, file)
       return { entries: total }

@@ -2,7 +2,7 @@ import { deriveKeys } from '../crypto.js'
 import { InvalidOptionError, StoreFileNotFoundError } from '../store/errors.js'
 import { warnIfDefaultKey } from '../store/default-key-warning.js'
 import { readFileHeader } from '../format/file-info.js'
-import { FLAG_DEFLATE } from '../format/header.js'
+import { isDeflated } from '../format/header.js'
 import { readStoreFile } from '../format/store-file.js'
 import { checkOptionNames, expandPath, keyOption, keyringOption } from '../store/options.js'
 import {
@@ -58,9 +58,9 @@ export async function restore(options: RestoreOptions): Promise<{ entries: numbe
       // Loads the store as it is under the lock: the restored commit continues it, and a store
       // that cannot be read (wrong key, corrupt) is never written over.
       backend.refresh()
-      let compress = (backup.header.flags & FLAG_DEFLATE) !== 0
+      let compress = isDeflated(backup.header)
       try {
-        compress = (readFileHeader(backend.file).header.flags & FLAG_DEFLATE) !== 0
+        compress = isDeflated(readFileHeader(backend.file).header)
       } catch (error) {
         if (!(error instanceof StoreFileNotFoundError)) throw error
       }

@@ -570,7 +570,8 @@ describe('temp files', () => {
 
 describe('values that authenticate but do not decode', () => {
   it('give CorruptFileError, not a raw decoder error', async () => {
-    const { deriveKeys, parseKey, seal, DEFAULT_ENCRYPTION_KEY } = await import('../src/crypto.js')
+    const { deriveKeys, parseKey, DEFAULT_ENCRYPTION_KEY } = await import('../src/crypto.js')
+    const { seal } = await import('../src/format/store-file.js')
     const { encodePayload } = await import('../src/format/payload.js')
     const file = join(tempDir(), 'bad-value.db')
     // 0xc1 is the one byte MessagePack never uses: only a buggy or foreign writer with the key makes this.

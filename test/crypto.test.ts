@@ -1,17 +1,8 @@
 import { createHash, createHmac } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import {
-  DEFAULT_ENCRYPTION_KEY,
-  deriveKeys,
-  HEADER_SIZE,
-  newKey,
-  open,
-  parseHeader,
-  parseKey,
-  STATUS_SIZE,
-  seal,
-  TAG_SIZE,
-} from '../src/crypto.js'
+import { DEFAULT_ENCRYPTION_KEY, deriveKeys, newKey, parseKey, TAG_SIZE } from '../src/crypto.js'
+import { HEADER_SIZE, parseHeader, STATUS_SIZE } from '../src/format/header.js'
+import { open, seal } from '../src/format/store-file.js'
 import { encodePayload } from '../src/format/payload.js'
 import { sealVersion1 } from './format-v1.js'
 

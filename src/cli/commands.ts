@@ -10,7 +10,7 @@ import {
 import type { Writable } from 'node:stream'
 import { AnyStore } from '../anystore.js'
 import { encodeValue } from '../format/codec.js'
-import { DEFAULT_ENCRYPTION_KEY, FLAG_DEFLATE, newKey, parseKey } from '../crypto.js'
+import { DEFAULT_ENCRYPTION_KEY, newKey, parseKey } from '../crypto.js'
 import { markDefaultKeyWarningGiven } from '../store/default-key-warning.js'
 import { editText, editThing } from '../config/editor.js'
 import {
@@ -21,6 +21,7 @@ import {
   WrongKeyError,
 } from '../store/errors.js'
 import { assertFileExists, readFileHeader } from '../format/file-info.js'
+import { isDeflated } from '../format/header.js'
 import { expandPath, type LockMode, passphraseOption } from '../store/options.js'
 import { ProgressBar } from './progress.js'
 import { rekey } from '../maintenance/rekey.js'
@@ -272,7 +273,7 @@ function fileCompresses(file: string): boolean {
   // Anything but a regular file is left to the store to reject with its own error.
   if (!statSync(file, { throwIfNoEntry: false })?.isFile()) return false
   try {
-    return (readFileHeader(file).header.flags & FLAG_DEFLATE) !== 0
+    return isDeflated(readFileHeader(file).header)
   } catch (error) {
     if (error instanceof StoreFileNotFoundError) return false
     throw error
@@ -540,7 +541,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   async info(ctx) {
     const file = expandPath(ctx.args[0]!)
     const { header, size } = readFileHeader(file)
-    const compressed = (header.flags & FLAG_DEFLATE) !== 0
+    const compressed = isDeflated(header)
     const info = {
       file,
       size,
@@ -616,7 +617,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
       const entries = await decodeAll(file, store)
       await write(
         ctx.stdout,
-        `ok: ${entries.length} entries, format version ${header.version}, ${header.flags & FLAG_DEFLATE ? 'deflate' : 'not compressed'}\n`,
+        `ok: ${entries.length} entries, format version ${header.version}, ${isDeflated(header) ? 'deflate' : 'not compressed'}\n`,
       )
     })
   },

@@ -6,14 +6,9 @@ import { finished } from 'node:stream/promises'
 import envPaths from 'env-paths'
 import { openWithKeyRing } from '../anystore.js'
 import { decodeValue, encodeValue } from '../format/codec.js'
-import { open, seal } from '../crypto.js'
+import { checkFileSize, openEntries, sealEntries } from '../format/store-file.js'
 import { warnIfDefaultKey } from '../store/default-key-warning.js'
-import {
-  CorruptFileError,
-  FileTooLargeError,
-  InvalidOptionError,
-  ThingNotFoundError,
-} from '../store/errors.js'
+import { InvalidOptionError, ThingNotFoundError } from '../store/errors.js'
 import type { KeyRing } from '../store/keyring.js'
 import {
   type AnyStoreOptions,
@@ -23,8 +18,7 @@ import {
   keyringOption,
   positiveNumber,
 } from '../store/options.js'
-import { checkKey, encodePayload, PayloadError } from '../format/payload.js'
-import { PayloadMap } from '../backends/file/payload-map.js'
+import { checkKey } from '../format/payload.js'
 import { type StandardSchemaV1, validateWithSchema } from './schema.js'
 import type { StoreKey } from '../store/types.js'
 
@@ -170,7 +164,7 @@ export async function stashWithKeyRing<T>(options: StashOptions<T>, keyring: Key
     }
     if (writer !== undefined) {
       const { keys, kdf } = keyring.sealing()
-      const sealed = seal(keys, encodePayload([[key, { value }]]), {
+      const sealed = sealEntries(keys, [[key, { value }]], {
         compress: options.compress ?? DEFAULT_OPTIONS.compress,
         kdf,
       })
@@ -195,10 +189,9 @@ async function readAll(reader: Readable, limit: number): Promise<Buffer> {
   for await (const chunk of reader) {
     const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array)
     size += bytes.length
-    if (size > limit) {
-      reader.destroy()
-      throw new FileTooLargeError('the stash stream', size, limit)
-    }
+    // Stop the source before refusing: the rest of an oversized stream is never read.
+    if (size > limit) reader.destroy()
+    checkFileSize('the stash stream', size, limit)
     chunks.push(bytes)
   }
   return Buffer.concat(chunks, size)
@@ -214,16 +207,7 @@ async function readFromStream(
 ): Promise<unknown> {
   const label = 'the stash stream'
   const bytes = await readAll(reader, maxFileSize)
-  const { payload } = open(label, keyring, bytes, {
-    maxPayloadSize: maxFileSize,
-  })
-  let entries: PayloadMap
-  try {
-    entries = new PayloadMap(payload)
-  } catch (cause) {
-    if (!(cause instanceof PayloadError)) throw cause
-    throw new CorruptFileError(label, cause.message, { cause })
-  }
+  const { entries } = openEntries(label, keyring, bytes, { maxPayloadSize: maxFileSize })
   const entry = entries.get(key)
   return entry === undefined ? MISSING : decodeValue(entry.value)
 }

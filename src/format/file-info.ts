@@ -1,5 +1,5 @@
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs'
-import { type FileHeader, HEADER_SIZE, parseHeader } from '../crypto.js'
+import { type FileHeader, HEADER_SIZE, parseHeader } from './header.js'
 import { StoreFileNotFoundError } from '../store/errors.js'
 
 /**

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs'
-import { FLAG_DEFLATE } from '../crypto.js'
 import { warnIfDefaultKey } from '../store/default-key-warning.js'
 import { InvalidOptionError, StoreFileNotFoundError } from '../store/errors.js'
 import { readFileHeader } from '../format/file-info.js'
+import { isDeflated } from '../format/header.js'
 import { checkOptionNames, keyringOption, newKeyringOption } from '../store/options.js'
 import { openFileBackend } from '../store/open-backend.js'
 import {
@@ -51,7 +51,7 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
   const file = resolved.file as string
   // The compression of the version read now: a rekey keeps it unless told otherwise.
   const { header } = readFileHeader(file)
-  const compress = options.compress ?? (header.flags & FLAG_DEFLATE) !== 0
+  const compress = options.compress ?? isDeflated(header)
   const backend = openFileBackend(file, { ...resolved, keyring: reading }, { sealWith: sealing, compress })
   try {
     let total = 0

@@ -1,17 +1,10 @@
-import { closeSync, fstatSync, readSync } from 'node:fs'
-import { type DerivedKeys, deriveKeys, FLAG_DEFLATE, type KeySource, open } from '../crypto.js'
-import {
-  CorruptFileError,
-  FileTooLargeError,
-  InvalidOptionError,
-  StoreFileNotFoundError,
-} from '../store/errors.js'
+import { deriveKeys } from '../crypto.js'
+import { InvalidOptionError, StoreFileNotFoundError } from '../store/errors.js'
 import { warnIfDefaultKey } from '../store/default-key-warning.js'
-import { openExistingFile, readFileHeader } from '../format/file-info.js'
+import { readFileHeader } from '../format/file-info.js'
+import { isDeflated } from '../format/header.js'
+import { readStoreFile } from '../format/store-file.js'
 import { checkOptionNames, expandPath, keyOption, keyringOption } from '../store/options.js'
-import { type Entry, PayloadError } from '../format/payload.js'
-import type { StoreKey } from '../store/types.js'
-import { PayloadMap } from '../backends/file/payload-map.js'
 import { openFileBackend } from '../store/open-backend.js'
 import {
   checkEveryValueDecodes,
@@ -36,41 +29,6 @@ export interface RestoreOptions extends WholeStoreOptions {
   onProgress?: (done: number, total: number) => void
 }
 
-/** Reads and authenticates a whole store file that is not the store: no lock, nothing written. */
-function readBackup(
-  from: string,
-  keys: DerivedKeys | KeySource,
-  maxFileSize: number,
-): { entries: [StoreKey, Entry][]; compressed: boolean } {
-  const fd = openExistingFile(from)
-  try {
-    const { size } = fstatSync(fd)
-    if (size > maxFileSize) throw new FileTooLargeError(from, size, maxFileSize)
-    const bytes = Buffer.allocUnsafe(size)
-    let read = 0
-    while (read < size) {
-      const got = readSync(fd, bytes, read, size - read, read)
-      if (got === 0) break
-      read += got
-    }
-    const { header, payload } = open(from, keys, bytes.subarray(0, read), {
-      inPlace: true,
-      maxPayloadSize: maxFileSize,
-    })
-    try {
-      return {
-        entries: [...new PayloadMap(payload)],
-        compressed: (header.flags & FLAG_DEFLATE) !== 0,
-      }
-    } catch (cause) {
-      if (!(cause instanceof PayloadError)) throw cause
-      throw new CorruptFileError(from, cause.message, { cause })
-    }
-  } finally {
-    closeSync(fd)
-  }
-}
-
 /**
  * Makes the entries of the backup `from` the newest commit of the store `file`: one commit,
  * under the store's lock, that holds exactly the backup's entries (every other key is
@@ -92,13 +50,14 @@ export async function restore(options: RestoreOptions): Promise<{ entries: numbe
     'fromEncryptionKey' in options
       ? deriveKeys(keyOption(options, 'fromEncryptionKey', 'required'))
       : keyring
-  const backup = readBackup(expandPath(options.from), fromKeys, resolved.maxFileSize)
-  const total = checkEveryValueDecodes(backup.entries, options.from, options.onProgress)
+  const backup = readStoreFile(expandPath(options.from), fromKeys, resolved.maxFileSize)
+  const entries = [...backup.entries]
+  const total = checkEveryValueDecodes(entries, options.from, options.onProgress)
   if (keyring.current !== undefined) warnIfDefaultKey(keyring.current, file)
-  let compress = options.compress ?? backup.compressed
+  let compress = options.compress ?? isDeflated(backup.header)
   if (options.compress === undefined) {
     try {
-      compress = (readFileHeader(file).header.flags & FLAG_DEFLATE) !== 0
+      compress = isDeflated(readFileHeader(file).header)
     } catch (error) {
       if (!(error instanceof StoreFileNotFoundError)) throw error
     }
@@ -107,7 +66,7 @@ export async function restore(options: RestoreOptions): Promise<{ entries: numbe
   // written over, and the restored commit continues it.
   const backend = openFileBackend(file, { ...resolved, keyring }, { compress })
   try {
-    await replaceWholeStore(backend, () => backup.entries)
+    await replaceWholeStore(backend, () => entries)
   } finally {
     backend.close()
   }

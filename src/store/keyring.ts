@@ -1,13 +1,12 @@
+import { type DerivedKeys, deriveKeys, passphraseKey } from '../crypto.js'
 import {
-  type DerivedKeys,
-  deriveKeys,
   type FileHeader,
-  type KeySource,
   kdfBlockOf,
+  kdfParamsOf,
   keyCheckMatches,
   newKdfBlock,
-  passphraseKey,
-} from '../crypto.js'
+} from '../format/header.js'
+import type { KeySource } from '../format/store-file.js'
 import { WrongKeyError } from './errors.js'
 
 /** The keys a commit is sealed with, and for a passphrase store the KDF block to write. */
@@ -51,7 +50,7 @@ class Passphrase {
     if (known !== undefined && known.block.equals(block) && known.keys.keyLength === keyLength) {
       return known.keys
     }
-    const keys = deriveKeys(passphraseKey(this.#passphrase, block, keyLength))
+    const keys = deriveKeys(passphraseKey(this.#passphrase, kdfParamsOf(block), keyLength))
     this.#derived = { block: Buffer.from(block), keys }
     return keys
   }

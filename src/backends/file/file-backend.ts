@@ -1,19 +1,16 @@
 import { constants, type Stats } from 'node:fs'
 import { basename, dirname } from 'node:path'
+import { fillRandom } from '../../crypto.js'
 import {
   type FileHeader,
-  fillRandom,
   MAX_COUNTER,
   newStoreId,
-  open,
-  openSlices,
-  SLICE_SIZE,
   STATUS_CURRENT,
   STATUS_SIZE,
   SUPERSEDED,
-  seal,
   type WritableFormatVersion,
-} from '../../crypto.js'
+} from '../../format/header.js'
+import { open, openSlices, SLICE_SIZE, seal } from '../../format/store-file.js'
 import {
   type AnyStoreError,
   CorruptFileError,

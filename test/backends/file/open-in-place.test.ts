@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { deriveKeys, newKey, open, openSlices, parseKey, seal } from '../../../src/crypto.js'
+import { deriveKeys, newKey, parseKey } from '../../../src/crypto.js'
+import { open, openSlices, seal } from '../../../src/format/store-file.js'
 
 const keys = deriveKeys(parseKey(newKey()))
 

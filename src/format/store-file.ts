@@ -5,7 +5,7 @@ import type { DecipherGCM } from 'node:crypto'
 import { type DerivedKeys, newCipher, newDecipher, TAG_SIZE } from '../crypto.js'
 import { CorruptFileError, FileTooLargeError, WrongKeyError } from '../store/errors.js'
 import type { StoreKey } from '../store/types.js'
-import { PayloadMap } from '../backends/file/payload-map.js'
+import { PayloadMap } from './payload-map.js'
 import { openExistingFile } from './file-info.js'
 import {
   type FileHeader,

@@ -7,7 +7,7 @@ import {
   encodePayload,
   StoredEntry,
 } from '../../src/format/payload.js'
-import { encodeOverlay, PayloadMap } from '../../src/backends/file/payload-map.js'
+import { encodeOverlay, PayloadMap } from '../../src/format/payload-map.js'
 import type { StoreKey } from '../../src/store/types.js'
 import { plainEntries } from '../helpers.js'
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { type Entry, encodePayload, PayloadError } from '../../src/format/payload.js'
-import { PayloadMap } from '../../src/backends/file/payload-map.js'
+import { PayloadMap } from '../../src/format/payload-map.js'
 import type { StoreKey } from '../../src/store/types.js'
 
 const entry = (text: string, expiresAt?: number): Entry =>

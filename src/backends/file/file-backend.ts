@@ -1,6 +1,5 @@
 import { constants, type Stats } from 'node:fs'
-import { basename, dirname } from 'node:path'
-import { fillRandom } from '../../crypto.js'
+import { dirname } from 'node:path'
 import {
   type FileHeader,
   MAX_COUNTER,
@@ -10,17 +9,24 @@ import {
   SUPERSEDED,
   type WritableFormatVersion,
 } from '../../format/header.js'
-import { open, openSlices, SLICE_SIZE, seal } from '../../format/store-file.js'
+import { checkFileSize, entriesOf, open, openSlices, SLICE_SIZE, seal } from '../../format/store-file.js'
 import {
   type AnyStoreError,
   CorruptFileError,
-  FileTooLargeError,
   InvalidPathError,
-  RollbackError,
-  StoreReplacedError,
 } from '../../store/errors.js'
 import { closeQuietly, type FileSystem, readFully, unlinkQuietly, writeFully } from './fsio.js'
+import {
+  FULL_CHECK_EVERY_MS,
+  type Identity,
+  identityOf,
+  sameIdentity,
+  stillTheOnlyLink,
+} from './freshness.js'
+import { type Lineage, lineageFailure } from './lineage.js'
 import { linkCountRevealsReplacement } from './link-count.js'
+import { prepareStorePath } from './store-path.js'
+import { createTempFile, newToken, sweepTempFiles, tempPath } from './temp-files.js'
 import type { KeyRing } from '../../store/keyring.js'
 import { ReadOnlyError } from '../../store/errors.js'
 import {
@@ -36,8 +42,8 @@ import { type CrossProcessLock, createLock } from '../../lock.js'
 import { withPathMutex } from '../../store/mutex.js'
 import type { LockMode, SyncMode } from '../../store/options.js'
 import { Overlay } from '../../store/overlay.js'
-import { type Entry, type EntryMap, PayloadError } from '../../format/payload.js'
-import { encodeOverlay, PayloadMap } from './payload-map.js'
+import { type Entry, type EntryMap } from '../../format/payload.js'
+import { encodeOverlay, PayloadMap } from '../../format/payload-map.js'
 import type { Segments } from '../../format/segments.js'
 import type { StoreKey } from '../../store/types.js'
 
@@ -62,15 +68,6 @@ export interface FileBackendOptions {
   formatVersion: WritableFormatVersion
 }
 
-/**
- * The store this instance has seen (docs/DESIGN.md, "Store identity and rollback"): the store
- * id of the last version 3 file it loaded or wrote, and the highest commit counter of that
- * store it has served or written.
- */
-interface Lineage {
-  storeId: Buffer
-  counter: bigint
-}
 
 /** Below this many entries (or changed keys), encoding them on each commit costs less than indexing once. */
 const ADOPT_FROM_ENTRIES = 1024
@@ -88,126 +85,21 @@ function worthReindexing(entries: Iterable<[StoreKey, Entry]>, payload: Buffer):
   return count >= ADOPT_FROM_ENTRIES
 }
 
-const TEMP_NAME = /^\.?(.+)\.([0-9a-f]{16})\.tmp$/
 
-/** A temp file is always a new file of ours: never an existing name, never through a link. */
-const TEMP_FLAGS =
-  constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0)
 
-/** 8 random bytes as 16 hex digits. */
-function newToken(): string {
-  const bytes = Buffer.alloc(8)
-  fillRandom(bytes, 0, 8)
-  return bytes.toString('hex')
-}
 
-/** What identifies one version of the file: the inode (pinned open, so never reused) plus size and mtime. */
-interface Identity {
-  dev: number
-  ino: number
-  size: number
-  mtimeMs: number
-  /** For the link-count check: rename over the file, link(2) and unlink(2) all change both. */
-  nlink: number
-  ctimeMs: number
-  /** Where the status byte of this version is (format version 2), else undefined. */
-  statusAt: number | undefined
-  /** Whether its status byte was seen set: from then on only the fstat check is used. */
-  superseded: boolean
-}
 
-function sameIdentity(stats: Stats, known: Identity): boolean {
-  return (
-    stats.ino === known.ino &&
-    stats.dev === known.dev &&
-    stats.size === known.size &&
-    stats.mtimeMs === known.mtimeMs
-  )
-}
 
-function identityOf(stats: Stats, statusAt: number | undefined): Identity {
-  return {
-    dev: stats.dev,
-    ino: stats.ino,
-    size: stats.size,
-    mtimeMs: stats.mtimeMs,
-    nlink: stats.nlink,
-    ctimeMs: stats.ctimeMs,
-    statusAt,
-    superseded: false,
-  }
-}
 
-/**
- * How long the status byte alone may vouch for a version. It tells of every anystore commit at
- * once; this bounds how long a file replaced or rewritten by some other program goes unnoticed
- * (a timer marks when the next read must check fully, so reads never read the clock).
- */
-const FULL_CHECK_EVERY_MS = 100
 
-/**
- * The fast read check (docs/DESIGN.md, "The read check in detail"): the loaded version, seen through its kept
- * descriptor, still has its one link and is otherwise untouched. A commit renames a new file
- * over it, which drops its link count to 0 and changes its ctime.
- */
-function stillTheOnlyLink(pinned: Stats, known: Identity): boolean {
-  return (
-    pinned.nlink === 1 &&
-    known.nlink === 1 &&
-    pinned.ctimeMs === known.ctimeMs &&
-    sameIdentity(pinned, known)
-  )
-}
 
-/** Resolves the store path to the real file to replace, creating missing directories (0700). */
-export function prepareStorePath(io: FileSystem, file: string, create = true): string {
-  if (file.includes('\0')) {
-    throw new InvalidPathError(JSON.stringify(file), 'it contains a NUL byte, which no path may')
-  }
-  const dir = dirname(file)
-  try {
-    if (create) io.mkdirSync(dir, 0o700)
-  } catch (cause) {
-    throw new InvalidPathError(file, `its directory cannot be created (${String(cause)})`, {
-      cause,
-    })
-  }
-  let realDir: string
-  try {
-    realDir = io.realpathSync(dir)
-  } catch (error) {
-    // Read-only: a missing directory holds no store yet, and is not created.
-    if (create || (error as { code?: string }).code !== 'ENOENT') throw error
-    return file
-  }
-  const path = `${realDir}/${basename(file)}`
-  const link = io.lstatSync(path)
-  if (link === undefined) return path
-  if (link.isSymbolicLink()) {
-    let target: Stats | undefined
-    try {
-      target = io.statSync(path)
-    } catch (cause) {
-      // ELOOP (a link cycle) and the like: no store file can live behind this link.
-      throw new InvalidPathError(file, `its symbolic link cannot be followed (${String(cause)})`, {
-        cause,
-      })
-    }
-    if (target === undefined) throw new InvalidPathError(file, 'it is a dangling symbolic link')
-    if (!target.isFile()) throw new InvalidPathError(file, 'its link target is not a regular file')
-    // Replace the link's target, not the link: renaming over the link would turn it into a file.
-    return prepareStorePath(io, io.realpathSync(path), create)
-  }
-  if (!link.isFile()) throw new InvalidPathError(file, 'it exists and is not a regular file')
-  return path
-}
 
-function keysOf(map: EntryMap, query: KeyQuery | undefined): StoreKey[] {
+function keysIn(map: EntryMap, query: KeyQuery | undefined): StoreKey[] {
   const keys = map instanceof PayloadMap ? map.keyArray() : [...map.keys()]
   return query?.prefix === undefined ? keys : keys.filter((key) => matches(key, query))
 }
 
-function* entriesOf(map: EntryMap, query: KeyQuery | undefined): Generator<[StoreKey, Entry]> {
+function* entriesIn(map: EntryMap, query: KeyQuery | undefined): Generator<[StoreKey, Entry]> {
   for (const entry of map) if (matches(entry[0], query)) yield entry
 }
 
@@ -314,11 +206,11 @@ export class FileBackend implements Backend {
   }
 
   keys(query?: KeyQuery): StoreKey[] {
-    return keysOf(this.#fresh(), query)
+    return keysIn(this.#fresh(), query)
   }
 
   entries(query?: KeyQuery): Iterable<[StoreKey, Entry]> {
-    return entriesOf(this.#fresh(), query)
+    return entriesIn(this.#fresh(), query)
   }
 
   snapshot(): Iterable<[StoreKey, Entry]> {
@@ -359,8 +251,8 @@ export class FileBackend implements Backend {
       get: (key) => state().get(key),
       has: (key) => state().has(key),
       size: () => state().size,
-      keys: (query) => keysOf(state(), query),
-      entries: (query) => entriesOf(state(), query),
+      keys: (query) => keysIn(state(), query),
+      entries: (query) => entriesIn(state(), query),
       commit: (changes) => {
         if (!mayCommit) throw new ReadOnlyError(this.file, 'commit')
         if (committed) throw new Error('commit() twice in one transaction')
@@ -470,18 +362,11 @@ export class FileBackend implements Backend {
     try {
       const stats = this.#io.fstatSync(fd)
       if (!stats.isFile()) throw new InvalidPathError(this.file, 'it is not a regular file')
-      if (stats.size > this.#options.maxFileSize) {
-        throw new FileTooLargeError(this.file, stats.size, this.#options.maxFileSize)
-      }
+      checkFileSize(this.file, stats.size, this.#options.maxFileSize)
       const { payload, header } = this.#decrypt(fd, stats.size)
-      this.#checkLineage(header)
-      let map: PayloadMap
-      try {
-        map = new PayloadMap(payload)
-      } catch (cause) {
-        if (!(cause instanceof PayloadError)) throw cause
-        throw new CorruptFileError(this.file, cause.message, { cause })
-      }
+      this.#failure = lineageFailure(this.file, this.#lineage, header)
+      if (this.#failure !== undefined) throw this.#failure
+      const map = entriesOf(this.file, payload)
       this.#pin(fd, stats, header.version, opened.writable)
       if (header.storeId !== undefined) {
         this.#lineage = { storeId: header.storeId, counter: header.counter }
@@ -502,29 +387,6 @@ export class FileBackend implements Backend {
     this.#loaded = null
   }
 
-  /**
-   * Refuses a loaded file that is another store, or an older commit of this one, than what
-   * this instance already served or wrote; the refusal sticks (#failure). Runs only when a new
-   * version is loaded, never on the read path of an unchanged store. A version 1 or 2 file
-   * carries no id or counter: it is accepted only while no version 3 file was seen, because
-   * after one it can only be older (every process that can read version 3 keeps writing it).
-   */
-  #checkLineage(header: FileHeader): void {
-    const seen = this.#lineage
-    if (seen === undefined) return
-    if (header.storeId === undefined) {
-      this.#failure = new RollbackError(this.file, seen.counter, undefined, header.version)
-    } else if (!header.storeId.equals(seen.storeId)) {
-      this.#failure = new StoreReplacedError(
-        this.file,
-        seen.storeId.toString('hex'),
-        header.storeId.toString('hex'),
-      )
-    } else if (header.counter < seen.counter) {
-      this.#failure = new RollbackError(this.file, seen.counter, header.counter, header.version)
-    }
-    if (this.#failure !== undefined) throw this.#failure
-  }
 
   /**
    * Opens the store file to load it, for reading and writing where permitted: whoever later
@@ -632,36 +494,25 @@ export class FileBackend implements Backend {
     const previous = lock.record.read()
     const token = (this.#token ??= newToken())
     if (this.#ownTempLeft) {
-      unlinkQuietly(this.#io, this.#tempPath(token))
+      unlinkQuietly(this.#io, tempPath(this.file, token))
       this.#ownTempLeft = false
     }
     if (previous?.token !== token || previous.pid !== process.pid) {
       if (previous !== undefined) {
         // Normally the holder renamed its temp away: look before unlinking, because a failing
         // unlinkSync costs more (a thrown error with a stack) than the lstat.
-        const leftover = this.#tempPath(previous.token)
+        const leftover = tempPath(this.file, previous.token)
         if (this.#io.lstatSync(leftover) !== undefined) unlinkQuietly(this.#io, leftover)
       }
       lock.record.write({ pid: process.pid, token })
     }
     if (!this.#sweptTemps) {
-      this.#sweepTemps()
+      sweepTempFiles(this.#io, this.file)
       this.#sweptTemps = true
     }
     this.#tempToken = token
   }
 
-  #sweepTemps(): void {
-    const name = basename(this.file)
-    for (const entry of this.#io.readdirSync(this.#dir)) {
-      const match = TEMP_NAME.exec(entry)
-      if (match && match[1] === name) unlinkQuietly(this.#io, `${this.#dir}/${entry}`)
-    }
-  }
-
-  #tempPath(token: string): string {
-    return `${this.file}.${token}.tmp`
-  }
 
   /**
    * Writes `entries` as the new version of the file. With `sealWith`, under that keyring's
@@ -699,9 +550,9 @@ export class FileBackend implements Backend {
       counter: lineage?.counter,
       kdf,
     })
-    const temp = this.#tempPath(token)
+    const temp = tempPath(this.file, token)
     const io = this.#io
-    const fd = this.#createTemp(temp)
+    const fd = createTempFile(this.#io, temp)
     try {
       let position = 0
       for (const part of sealed.parts) {
@@ -741,24 +592,6 @@ export class FileBackend implements Backend {
     if (reindex) this.#adoptable = payload
   }
 
-  /**
-   * Creates our temp file. O_EXCL alone already refuses any existing name, a symbolic link
-   * included (dangling or not); O_NOFOLLOW says the same thing explicitly, so that the flags
-   * keep refusing links should O_EXCL ever be dropped from them. The name is this
-   * instance's for its lifetime and we hold the lock, so a file already there is a temp of ours
-   * that a failed commit could not remove, or was put there by someone else: either way it is
-   * removed (a link itself, not its target) and the create retried once. Opened for reading
-   * too: after the rename this descriptor is pinned, and read checks pread it.
-   */
-  #createTemp(temp: string): number {
-    try {
-      return this.#io.openSync(temp, TEMP_FLAGS, 0o600)
-    } catch (error) {
-      if ((error as { code?: string }).code !== 'EEXIST') throw error
-      this.#io.unlinkSync(temp)
-      return this.#io.openSync(temp, TEMP_FLAGS, 0o600)
-    }
-  }
 
   #directoryFd(): number {
     if (this.#dirFd === undefined) this.#dirFd = this.#io.openSync(this.#dir, 'r')

@@ -7,9 +7,9 @@ import {
   KNOWN_ENTRY_FLAGS,
   PayloadError,
   StoredEntry,
-} from '../../format/payload.js'
-import { Segments } from '../../format/segments.js'
-import type { StoreKey } from '../../store/types.js'
+} from './payload.js'
+import { Segments } from './segments.js'
+import type { StoreKey } from '../store/types.js'
 
 /** The smallest record: an empty string key (1 + 4 bytes), flags (1) and a value length (4). */
 const MIN_RECORD_SIZE = 10

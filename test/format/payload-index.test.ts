@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import { encodePayload } from '../../../src/format/payload.js'
-import { PayloadIndex } from '../../../src/backends/file/payload-index.js'
-import type { StoreKey } from '../../../src/store/types.js'
+import { encodePayload } from '../../src/format/payload.js'
+import { PayloadIndex } from '../../src/format/payload-index.js'
+import type { StoreKey } from '../../src/store/types.js'
 
 /** FNV-1a, 32 bits, unseeded: how the index hashed keys before it used a keyed hash. */
 const FNV_OFFSET = 0x811c9dc5

@@ -1,14 +1,14 @@
-import type { Overlay } from '../../store/overlay.js'
+import type { Overlay } from '../store/overlay.js'
 import {
   type Entry,
   type EntryMap,
   encodePayload,
   recordSize,
   writeEntry,
-} from '../../format/payload.js'
+} from './payload.js'
 import { PayloadIndex } from './payload-index.js'
-import type { Segments } from '../../format/segments.js'
-import type { StoreKey } from '../../store/types.js'
+import type { Segments } from './segments.js'
+import type { StoreKey } from '../store/types.js'
 
 const EMPTY_PAYLOAD = Buffer.from([0, 0, 0, 0])
 

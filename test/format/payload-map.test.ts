@@ -1,12 +1,12 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { type Entry, encodePayload, PayloadError } from '../../../src/format/payload.js'
-import { PayloadIndex } from '../../../src/backends/file/payload-index.js'
-import { encodeOverlay, PayloadMap } from '../../../src/backends/file/payload-map.js'
-import { Segments } from '../../../src/format/segments.js'
-import { Overlay } from '../../../src/store/overlay.js'
-import type { StoreKey } from '../../../src/store/types.js'
-import { plainEntries, propertyOptions } from '../../helpers.js'
+import { type Entry, encodePayload, PayloadError } from '../../src/format/payload.js'
+import { PayloadIndex } from '../../src/format/payload-index.js'
+import { encodeOverlay, PayloadMap } from '../../src/format/payload-map.js'
+import { Segments } from '../../src/format/segments.js'
+import { Overlay } from '../../src/store/overlay.js'
+import type { StoreKey } from '../../src/store/types.js'
+import { plainEntries, propertyOptions } from '../helpers.js'
 
 const key = fc.oneof(
   fc.string({ maxLength: 4 }),

@@ -32,20 +32,20 @@ function expiryOf(stored: unknown): number | undefined {
 export class KeyvAnyStore extends EventEmitter implements KeyvStoreAdapter {
   /**
    * What keyv reads from adapters. keyv 5 calls `opts.url.includes()` on every adapter with an
-   * iterator, so `url` must be a string; it is left empty so that a store path containing
-   * "redis" or "sqlite" cannot make keyv take this for one of its own adapters. The options the
-   * adapter was made with are not kept here: they hold the encryption key.
+   * iterator, so `url` must be a string; it is left empty, not the store's path, because a path
+   * containing "redis" or "sqlite" would turn on `keyv.iterator()` for some stores and not
+   * others. The options the adapter was made with are not kept here: they hold the key.
    */
   readonly opts: { dialect: string; url: string } = { dialect: 'anystore', url: '' }
-  /** Set by keyv; `clear()` and `iterator()` act within it. */
+  /** Set by keyv; `clear()` acts within it. */
   namespace?: string | undefined
   readonly #handle: StoreHandle
 
   constructor(source: StoreSource) {
     super()
     this.#handle = new StoreHandle(source, (error) => {
-      // keyv swallows what get() and has() throw: this event is where a store that cannot be
-      // opened (wrong key, damaged file) shows. Node's emitter would throw it without a listener.
+      // keyv's get() swallows what the adapter throws: this event is where a store that cannot
+      // be opened (wrong key, damaged file) shows. Node's emitter would throw it unheard.
       if (this.listenerCount('error') > 0) this.emit('error', error)
     })
   }

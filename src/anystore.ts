@@ -1,11 +1,26 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { decodeValue, encodeValue } from './format/codec.js'
-import { warnIfDefaultKey } from './store/default-key-warning.js'
-import type { KeyRing } from './store/keyring.js'
-import { InvalidOptionError, ReentrantCallError, StoreClosedError } from './store/errors.js'
-import { FileBackend, type Persistence } from './backends/file/file-backend.js'
+import {
+  type Backend,
+  type BackendTransaction,
+  type Change,
+  type ChangeResult,
+  isPromise,
+  type KeyQuery,
+} from './backends/backend.js'
+import { MemoryBackend } from './backends/memory.js'
 import type { FileSystem } from './backends/file/fsio.js'
-import { Mutex } from './store/mutex.js'
+import { decodeValue, encodeValue } from './format/codec.js'
+import { checkKey, type Entry } from './format/payload.js'
+import { warnIfDefaultKey } from './store/default-key-warning.js'
+import {
+  InvalidOptionError,
+  ReadOnlyError,
+  ReentrantCallError,
+  StoreClosedError,
+  TransactionConflictError,
+} from './store/errors.js'
+import type { KeyRing } from './store/keyring.js'
+import { openFileBackend } from './store/open-backend.js'
 import {
   type AnyStoreOptions,
   checkOptionNames,
@@ -13,28 +28,24 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from './store/options.js'
-import { Overlay } from './store/overlay.js'
-import { checkKey, type Entry, type EntryMap } from './format/payload.js'
-import { PayloadMap } from './backends/file/payload-map.js'
+import { TransactionView } from './store/transaction-view.js'
 import type { StoreKey, Transaction } from './store/types.js'
 
-type Mutation =
-  | { kind: 'set'; key: StoreKey; entry: Entry }
-  | { kind: 'delete'; key: StoreKey }
-  | { kind: 'clear' }
-
 interface Pending {
-  mutation: Mutation
-  resolve(result: boolean | undefined): void
+  change: Change
+  resolve(result: ChangeResult): void
   reject(error: unknown): void
 }
 
-/** The writes waiting for one persistence target; they go out together in the next commit. */
+/** The writes waiting for one backend; they go out together in its next commit. */
 interface CommitQueue {
-  persistence: Persistence
+  backend: Backend
   pending: Pending[]
   flushScheduled: boolean
 }
+
+/** What one attempt of a transaction gave: its value, or the conflict that refused its commit. */
+type Attempt<T> = { committed: true; value: T } | { committed: false; conflict: string }
 
 /**
  * Decoded primitives (strings, numbers, booleans, null, bigints) by entry. A primitive cannot be
@@ -55,40 +66,51 @@ function readValue(entry: Entry, source: string): unknown {
   return value
 }
 
-/** Which files (or in-memory stores) the current async context holds exclusively, to catch deadlocks. */
-const heldLocks = new AsyncLocalStorage<ReadonlySet<unknown>>()
+function valueOf<T>(entry: Entry | undefined, source: string): T | undefined {
+  return entry === undefined ? undefined : (readValue(entry, source) as T)
+}
 
-function apply(overlay: Overlay, mutation: Mutation): boolean | undefined {
-  switch (mutation.kind) {
-    case 'set':
-      overlay.set(mutation.key, mutation.entry)
-      return undefined
-    case 'delete':
-      return overlay.delete(mutation.key)
-    case 'clear':
-      overlay.clear()
-      return undefined
-  }
+async function collect<T>(items: Iterable<T> | AsyncIterable<T>): Promise<T[]> {
+  if (Array.isArray(items)) return items
+  if (Symbol.iterator in items) return Array.from(items)
+  const out: T[] = []
+  for await (const item of items) out.push(item)
+  return out
+}
+
+/** What the current async context holds exclusively (backends' scopes), to catch deadlocks. */
+const heldScopes = new AsyncLocalStorage<ReadonlySet<unknown>>()
+
+function withHeld(scope: unknown): ReadonlySet<unknown> {
+  const held = new Set(heldScopes.getStore())
+  held.add(scope)
+  return held
+}
+
+/** Before attempt n + 1 of a transaction refused by a conflict: jittered, growing, capped. */
+function backoffMs(attempt: number): number {
+  return Math.random() * Math.min(100, 2 ** attempt)
 }
 
 /** Set by AnyStore's static block: opens a store from options already resolved. */
 let openResolved: <V>(options: ResolvedOptions) => Promise<AnyStore<V>>
 
 /**
- * A key/value store held in memory, optionally persisted to one encrypted file shared by any
- * number of processes. See README.md for the API and docs/DESIGN.md for the protocol.
+ * A key/value store kept by a backend: in memory, in one encrypted file shared by any number of
+ * processes, or in a backend passed in. See README.md for the API and docs/DESIGN.md for the
+ * protocol.
  */
 export class AnyStore<V = unknown> {
   readonly #options: ResolvedOptions
-  /** The latest state this instance loaded or committed: never holds uncommitted writes. */
-  #map: EntryMap = new Map()
-  #queue: CommitQueue | undefined
-  readonly #memoryMutex = new Mutex()
+  #queue: CommitQueue
+  /** Whether the backend was opened by enablePersistence() (and is this store's to close). */
+  #persisting = false
   readonly #inFlight = new Set<Promise<unknown>>()
   #closing: Promise<void> | undefined
 
   private constructor(options: ResolvedOptions) {
     this.#options = options
+    this.#queue = newQueue(options.backend ?? new MemoryBackend())
   }
 
   /** Opens a store; with a `file`, loads it (throwing WrongKeyError, CorruptFileError, ... right away). */
@@ -106,47 +128,74 @@ export class AnyStore<V = unknown> {
     }
   }
 
-  /** The file this store persists to, or undefined while it lives in memory only. */
-  get file(): string | undefined {
-    return this.#queue?.persistence.file
+  get #backend(): Backend {
+    return this.#queue.backend
   }
 
-  /** The cross-process lock in use, or undefined while in memory only. */
+  /** The file this store persists to, or undefined while it lives elsewhere. */
+  get file(): string | undefined {
+    return this.#backend.file
+  }
+
+  /** The cross-process lock in use, or undefined where there is none. */
   get lockMode(): 'flock' | 'proper-lockfile' | undefined {
-    return this.#queue?.persistence.lockMode
+    return this.#backend.lockMode
+  }
+
+  /** The kind of backend that keeps the store now: `'file'`, `'memory'`, ... */
+  get backendKind(): string {
+    return this.#backend.kind
   }
 
   get closed(): boolean {
     return this.#closing !== undefined
   }
 
+  get readOnly(): boolean {
+    return this.#backend.readOnly
+  }
+
   /** `T` types this one value, unchecked like a cast: for a store whose values differ in type. */
   async get<T = V>(key: StoreKey): Promise<T | undefined> {
-    const entry = this.#current().get(checkKey(key))
-    return entry === undefined ? undefined : (readValue(entry, this.#source) as T)
+    const entry = this.#open().get(checkKey(key))
+    return valueOf<T>(isPromise(entry) ? await entry : entry, this.#source)
   }
 
   async has(key: StoreKey): Promise<boolean> {
-    return this.#current().has(checkKey(key))
+    return this.#open().has(checkKey(key))
   }
 
-  async keys(): Promise<StoreKey[]> {
-    const map = this.#current()
-    return map instanceof PayloadMap ? map.keyArray() : [...map.keys()]
+  /** The keys in insertion order; with `prefix`, only the string keys that start with it. */
+  async keys(query?: KeyQuery): Promise<StoreKey[]> {
+    return collect(this.#open().keys(checkQuery(query)))
   }
 
   async size(): Promise<number> {
-    return this.#current().size
+    return this.#open().size()
   }
 
-  async entries(): Promise<[StoreKey, V][]> {
-    const map = this.#current()
-    return Array.from(map, ([key, entry]) => [key, decodeValue(entry.value, this.#source) as V])
+  async entries(query?: KeyQuery): Promise<[StoreKey, V][]> {
+    const source = this.#source
+    const entries = await collect(this.#open().entries(checkQuery(query)))
+    return entries.map(([key, entry]) => [key, decodeValue(entry.value, source) as V])
+  }
+
+  /** The keys one by one, for a large store: nothing builds an array of them all. */
+  async *iterateKeys(query?: KeyQuery): AsyncGenerator<StoreKey> {
+    yield* this.#open().keys(checkQuery(query))
+  }
+
+  /** The entries one by one, each value decoded as it is reached. */
+  async *iterateEntries(query?: KeyQuery): AsyncGenerator<[StoreKey, V]> {
+    const source = this.#source
+    for await (const [key, entry] of this.#open().entries(checkQuery(query))) {
+      yield [key, decodeValue(entry.value, source) as V]
+    }
   }
 
   /** Names the store in errors about its content. */
   get #source(): string {
-    return this.file ?? 'the in-memory store'
+    return this.#backend.location
   }
 
   /** Resolves once the value is committed (and, with `sync: 'always'`, durable). */
@@ -165,33 +214,34 @@ export class AnyStore<V = unknown> {
   }
 
   /**
-   * Runs `fn` as one transaction, holding the cross-process lock throughout. Reads through
-   * `tx` see the latest committed state plus the transaction's own writes; the writes are
-   * committed in one file write when `fn` resolves, and dropped if it throws.
+   * Runs `fn` as one transaction. Reads through `tx` see the latest committed state plus the
+   * transaction's own writes; the writes are committed together when `fn` resolves, and
+   * dropped if it throws. On a file the cross-process lock is held throughout. On a backend
+   * with optimistic concurrency, a commit refused because another writer changed what `fn`
+   * read runs `fn` again (up to `maxRunAttempts` times).
    */
   async run<T>(fn: (tx: Transaction<V>) => Promise<T> | T): Promise<T> {
     this.#assertOpen()
-    const queue = this.#queue
-    const lockId = queue === undefined ? this : queue.persistence.file
-    this.#assertNotInside(lockId, 'run')
-    const body = async () => {
-      if (queue !== undefined) this.#refreshFrom(queue.persistence)
-      const overlay = new Overlay(this.#map)
-      const { tx, end } = createTransaction<V>(overlay, this.#source)
-      let result: T
-      try {
-        result = await heldLocks.run(withHeld(lockId), () => fn(tx))
-      } finally {
-        end()
-      }
-      if (overlay.hasChanges) {
-        queue?.persistence.commit(overlay)
-        overlay.applyTo(overlay.base)
-      }
-      return result
-    }
+    const backend = this.#backend
+    this.#assertNotInside(backend, 'run')
+    const source = this.#source
+    const exclusive = backend.concurrency === 'exclusive'
     return this.#track(
-      queue === undefined ? this.#memoryMutex.run(body) : queue.persistence.exclusive(body),
+      this.#transact(backend, async (btx): Promise<Attempt<T>> => {
+        const view = new TransactionView(btx)
+        const { tx, end } = createTransaction<V>(view, source, backend)
+        let value: T
+        try {
+          value = exclusive
+            ? await heldScopes.run(withHeld(backend.exclusiveScope), () => fn(tx))
+            : await fn(tx)
+        } finally {
+          end()
+        }
+        if (!view.hasChanges) return { committed: true, value }
+        const outcome = await btx.commit(view.changes())
+        return outcome.committed ? { committed: true, value } : outcome
+      }),
     )
   }
 
@@ -201,49 +251,39 @@ export class AnyStore<V = unknown> {
    */
   async enablePersistence(file: string | undefined = this.#options.file): Promise<void> {
     this.#assertOpen()
+    if (this.#options.backend !== undefined) {
+      throw new InvalidOptionError('This store was opened on a `backend`: it cannot switch to a file')
+    }
     if (file === undefined) {
       throw new InvalidOptionError('enablePersistence() needs a file: pass one or set `file`')
     }
     const path = expandPath(file)
-    if (this.#queue !== undefined) {
-      if (this.#queue.persistence.file === path) return
+    if (this.#persisting) {
+      if (this.file === path) return
       throw new InvalidOptionError(
-        `This store already persists to ${this.#queue.persistence.file}: call disablePersistence() first`,
+        `This store already persists to ${this.file}: call disablePersistence() first`,
       )
     }
-    const o = this.#options
-    const persistence = new FileBackend(path, {
-      keyring: o.keyring,
-      compress: o.compress,
-      sync: o.sync,
-      lock: o.lock,
-      lockTimeoutMs: o.lockTimeoutMs,
-      maxFileSize: o.maxFileSize,
-      staleMs: o.staleMs,
-      io: o.fs,
-      formatVersion: o.formatVersion,
-    })
+    const memory = this.#backend
+    const backend = openFileBackend(path, this.#options)
     try {
-      const inMemory = this.#map
-      if (inMemory.size === 0) {
-        this.#map = persistence.refresh() ?? new Map()
-      } else {
-        await this.#memoryMutex.run(() =>
-          persistence.exclusive(async () => {
-            const overlay = new Overlay(persistence.refresh() ?? new Map())
-            for (const [key, entry] of inMemory) overlay.set(key, entry)
-            persistence.commit(overlay)
-            overlay.applyTo(overlay.base)
-            this.#map = overlay.base
-          }),
-        )
-      }
+      // Inside a memory transaction, so no in-memory write lands between the copy and the switch.
+      await memory.transaction(async (mtx) => {
+        const inMemory = await collect(mtx.entries())
+        if (inMemory.length === 0) return
+        if (backend.readOnly) throw new ReadOnlyError(backend.location, 'enablePersistence')
+        const changes = inMemory.map(([key, entry]): Change => ({ kind: 'set', key, entry }))
+        await backend.transaction(async (ftx) => ftx.commit(changes))
+      })
     } catch (error) {
-      persistence.close()
+      backend.close()
       throw error
     }
-    this.#queue = { persistence, pending: [], flushScheduled: false }
-    if (o.keyring.current !== undefined) warnIfDefaultKey(o.keyring.current, path)
+    this.#queue = newQueue(backend)
+    this.#persisting = true
+    if (this.#options.keyring.current !== undefined) {
+      warnIfDefaultKey(this.#options.keyring.current, backend.location)
+    }
   }
 
   /**
@@ -252,21 +292,21 @@ export class AnyStore<V = unknown> {
    * (await them first if the in-memory state should include them).
    */
   disablePersistence(): void {
-    const queue = this.#queue
-    if (queue === undefined) return
-    this.#queue = undefined
-    this.#map = new Map(this.#map)
+    if (!this.#persisting) return
+    const backend = this.#backend
+    this.#queue = newQueue(new MemoryBackend(backend.snapshot?.() ?? []))
+    this.#persisting = false
     const idle = Promise.allSettled([...this.#inFlight])
-    void idle.then(() => queue.persistence.close())
+    void idle.then(() => backend.close())
   }
 
-  /** Waits for writes in flight, then releases file descriptors. Never deletes the lockfile. */
+  /** Waits for writes in flight, then releases what the store opened. Never deletes the store. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight])
-      this.#queue?.persistence.close()
-      this.#queue = undefined
-      this.#map = new Map()
+      if (this.#persisting) await this.#backend.close()
+      this.#persisting = false
+      this.#queue = newQueue(new MemoryBackend())
     })()
     return this.#closing
   }
@@ -283,20 +323,16 @@ export class AnyStore<V = unknown> {
     if (this.#closing !== undefined) throw new StoreClosedError()
   }
 
-  #assertNotInside(lockId: unknown, method: string): void {
-    if (heldLocks.getStore()?.has(lockId)) throw new ReentrantCallError(method)
-  }
-
-  /** The state to read from: reloaded first if another process committed since. */
-  #current(): EntryMap {
+  /** The backend to read from, once the store is known to be open. */
+  #open(): Backend {
     this.#assertOpen()
-    if (this.#queue !== undefined) this.#refreshFrom(this.#queue.persistence)
-    return this.#map
+    return this.#backend
   }
 
-  #refreshFrom(persistence: Persistence): void {
-    const fresh = persistence.refresh()
-    if (fresh !== undefined) this.#map = fresh
+  /** A call that would wait for the transaction it is made from: refused instead. */
+  #assertNotInside(backend: Backend, method: string): void {
+    if (backend.concurrency !== 'exclusive') return
+    if (heldScopes.getStore()?.has(backend.exclusiveScope)) throw new ReentrantCallError(method)
   }
 
   #track<T>(promise: Promise<T>): Promise<T> {
@@ -306,24 +342,32 @@ export class AnyStore<V = unknown> {
     return promise
   }
 
-  #write(mutation: Mutation, method: string): Promise<boolean | undefined> {
+  /**
+   * Runs `attempt` in a backend transaction until its commit applies: once on an exclusive
+   * backend, up to maxRunAttempts times on an optimistic one, with a growing pause between.
+   */
+  async #transact<T>(
+    backend: Backend,
+    attempt: (tx: BackendTransaction) => Promise<Attempt<T>>,
+  ): Promise<T> {
+    const limit = this.#options.maxRunAttempts
+    for (let attempts = 1; ; attempts++) {
+      const outcome = await backend.transaction(attempt)
+      if (outcome.committed) return outcome.value
+      if (attempts >= limit) {
+        throw new TransactionConflictError(backend.location, attempts, outcome.conflict)
+      }
+      await new Promise((resolve) => setTimeout(resolve, backoffMs(attempts)))
+    }
+  }
+
+  #write(change: Change, method: string): Promise<ChangeResult> {
     this.#assertOpen()
     const queue = this.#queue
-    if (queue === undefined) {
-      this.#assertNotInside(this, method)
-      // Through the mutex, so a write never lands in the middle of a run() transaction.
-      return this.#track(
-        this.#memoryMutex.run(async () => {
-          const overlay = new Overlay(this.#map)
-          const result = apply(overlay, mutation)
-          overlay.applyTo(overlay.base)
-          return result
-        }),
-      )
-    }
-    this.#assertNotInside(queue.persistence.file, method)
+    if (queue.backend.readOnly) throw new ReadOnlyError(queue.backend.location, method)
+    this.#assertNotInside(queue.backend, method)
     return new Promise((resolve, reject) => {
-      queue.pending.push({ mutation, resolve, reject })
+      queue.pending.push({ change, resolve, reject })
       if (!queue.flushScheduled) {
         queue.flushScheduled = true
         void this.#track(this.#flush(queue))
@@ -332,36 +376,51 @@ export class AnyStore<V = unknown> {
   }
 
   /**
-   * Group commit: every write queued until this flush holds the lock goes out in one file
-   * write; each caller's promise settles with the outcome of that commit.
+   * Group commit: every write queued until this flush's transaction starts (on a file: until
+   * it holds the lock) goes out in one commit; each caller's promise settles with the outcome.
    */
   async #flush(queue: CommitQueue): Promise<void> {
     // Let writes issued in the same turn of the event loop join this commit.
     await Promise.resolve()
-    let batch: Pending[] = []
-    try {
-      await queue.persistence.exclusive(async () => {
-        batch = queue.pending.splice(0)
-        queue.flushScheduled = false
-        if (batch.length === 0) return
-        this.#refreshFrom(queue.persistence)
-        const overlay = new Overlay(this.#map)
-        const results = batch.map((p) => apply(overlay, p.mutation))
-        if (overlay.hasChanges) {
-          queue.persistence.commit(overlay)
-          overlay.applyTo(overlay.base)
-        }
-        for (const [i, p] of batch.entries()) p.resolve(results[i])
-      })
-    } catch (error) {
-      if (batch.length === 0) {
-        // The lock was never ours: fail everything that was waiting for it.
+    let batch: Pending[] | undefined
+    const take = (): Pending[] => {
+      if (batch === undefined) {
         batch = queue.pending.splice(0)
         queue.flushScheduled = false
       }
-      for (const p of batch) p.reject(error)
+      return batch
+    }
+    try {
+      const results = await this.#transact(
+        queue.backend,
+        async (btx): Promise<Attempt<readonly ChangeResult[]>> => {
+          const writes = take()
+          if (writes.length === 0) return { committed: true, value: [] }
+          const outcome = await btx.commit(writes.map((p) => p.change))
+          return outcome.committed ? { committed: true, value: outcome.results } : outcome
+        },
+      )
+      for (const [i, p] of take().entries()) p.resolve(results[i])
+    } catch (error) {
+      // Before the transaction started (the lock was never ours), or in its commit: fail them.
+      for (const p of take()) p.reject(error)
     }
   }
+}
+
+function newQueue(backend: Backend): CommitQueue {
+  return { backend, pending: [], flushScheduled: false }
+}
+
+function checkQuery(query: KeyQuery | undefined): KeyQuery | undefined {
+  if (query === undefined) return undefined
+  if (typeof query !== 'object' || query === null) {
+    throw new InvalidOptionError('Expected the query to be an object such as `{ prefix: "user:" }`')
+  }
+  if (query.prefix !== undefined && typeof query.prefix !== 'string') {
+    throw new InvalidOptionError('Expected `prefix` to be a string')
+  }
+  return query.prefix === undefined || query.prefix === '' ? undefined : query
 }
 
 /**
@@ -390,55 +449,58 @@ export function openWithKeyRing<V = unknown>(
   return openResolved<V>({ ...resolveOptions(options), keyring })
 }
 
-function withHeld(lockId: unknown): ReadonlySet<unknown> {
-  const held = new Set(heldLocks.getStore())
-  held.add(lockId)
-  return held
-}
-
 /**
  * The object a run() callback gets, and the function that ends it. Built from closures so that
  * the object has only the documented Transaction methods: ending it is the store's business,
  * and a public `end()` would let a caller drop the transaction's writes without an error.
  */
 function createTransaction<V>(
-  overlay: Overlay,
+  view: TransactionView,
   source: string,
+  backend: Backend,
 ): { tx: Transaction<V>; end: () => void } {
   let ended = false
-  const open = (): Overlay => {
+  const open = (): TransactionView => {
     if (ended) throw new StoreClosedError('transaction')
-    return overlay
+    return view
+  }
+  const writable = (method: string): TransactionView => {
+    const current = open()
+    if (backend.readOnly) throw new ReadOnlyError(backend.location, `tx.${method}`)
+    return current
   }
   const tx: Transaction<V> = {
     async get<T = V>(key: StoreKey): Promise<T | undefined> {
       const entry = open().get(checkKey(key))
-      return entry === undefined ? undefined : (readValue(entry, source) as T)
+      return valueOf<T>(isPromise(entry) ? await entry : entry, source)
     },
     async has(key) {
       return open().has(checkKey(key))
     },
     async set(key, value) {
-      const current = open()
+      const current = writable('set')
       current.set(checkKey(key), { value: encodeValue(value) })
     },
     async delete(key) {
-      return open().delete(checkKey(key))
+      return writable('delete').delete(checkKey(key))
     },
-    async keys() {
-      return Array.from(open().entries(), ([key]) => key)
+    async keys(query?: KeyQuery) {
+      const keys: StoreKey[] = []
+      for await (const [key] of open().entries(checkQuery(query))) keys.push(key)
+      return keys
     },
     async size() {
-      return open().size
+      return open().size()
     },
-    async entries() {
-      return Array.from(open().entries(), ([key, entry]) => [
-        key,
-        decodeValue(entry.value, source) as V,
-      ])
+    async entries(query?: KeyQuery) {
+      const entries: [StoreKey, V][] = []
+      for await (const [key, entry] of open().entries(checkQuery(query))) {
+        entries.push([key, decodeValue(entry.value, source) as V])
+      }
+      return entries
     },
     async clear() {
-      open().clear()
+      writable('clear').clear()
     },
   }
   return {

@@ -1,8 +1,21 @@
 export { AnyStore } from './anystore.js'
+export type {
+  Backend,
+  BackendTransaction,
+  Change,
+  ChangeResult,
+  CommitOutcome,
+  EntryReader,
+  KeyQuery,
+  MaybePromise,
+} from './backends/backend.js'
+export { MemoryBackend } from './backends/memory.js'
+export type { Entry } from './format/payload.js'
 export { DEFAULT_ENCRYPTION_KEY, newKey } from './crypto.js'
 export { chooseEditor, type EditThingOptions, editThing } from './config/editor.js'
 export {
   AnyStoreError,
+  type AnyStoreErrorCode,
   CorruptFileError,
   EditAbortedError,
   FileTooLargeError,
@@ -15,6 +28,7 @@ export {
   LockTimeoutError,
   NotAnyStoreFileError,
   NotATerminalError,
+  ReadOnlyError,
   ReentrantCallError,
   RollbackError,
   type SchemaIssue,
@@ -23,6 +37,7 @@ export {
   StoreFileNotFoundError,
   StoreReplacedError,
   ThingNotFoundError,
+  TransactionConflictError,
   UnsupportedFormatError,
   UnsupportedKeyError,
   UnsupportedValueError,

@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import * as api from '../src/index.js'
+import { ERROR_CODES } from '../src/store/errors.js'
 import { tempDir } from './helpers.js'
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
@@ -62,5 +63,12 @@ describe('README', () => {
       ]).code
       expect(table, name).toContain(`| \`${name}\` | \`${code}\` |`)
     }
+  })
+
+  it('errors table has one row for every error code', () => {
+    const codes = [...section('Errors').matchAll(/^\| `\w+` \| `(ERR_ANYSTORE_\w+)` \|/gm)].map(
+      (m) => m[1],
+    )
+    expect(codes.sort()).toEqual([...ERROR_CODES].sort())
   })
 })

@@ -1,3 +1,14 @@
+import type { AnyStoreErrorCode } from '../store/errors.js'
+
+/** The exit statuses that no error class has: success, usage errors, other errors, Ctrl-C. */
+export type GeneralExitCodeName = 'OK' | 'ERROR' | 'USAGE' | 'INTERRUPTED'
+
+/**
+ * What EXIT_CODES must hold: a status for every error code, so an error class added without
+ * an exit status is a compile error here rather than a silent exit status 1.
+ */
+export type ExitCodeTable = Readonly<Record<GeneralExitCodeName | AnyStoreErrorCode, number>>
+
 /**
  * The CLI's exit status for each error class, by error `code`. These numbers are part of the
  * public interface (the README lists them): never renumber, only append.
@@ -28,9 +39,13 @@ export const EXIT_CODES = Object.freeze({
   ERR_ANYSTORE_LOCK_MODE_MISMATCH: 21,
   ERR_ANYSTORE_STORE_REPLACED: 22,
   ERR_ANYSTORE_ROLLBACK: 23,
+  ERR_ANYSTORE_CLOSED: 24,
+  ERR_ANYSTORE_REENTRANT: 25,
+  ERR_ANYSTORE_READ_ONLY: 26,
+  ERR_ANYSTORE_CONFLICT: 27,
   /** Stopped by Ctrl-C (128 + SIGINT), as shells report it. */
   INTERRUPTED: 130,
-})
+} satisfies ExitCodeTable)
 
 export type ExitCodeName = keyof typeof EXIT_CODES
 

@@ -1,13 +1,15 @@
+import { existsSync } from 'node:fs'
 import { FLAG_DEFLATE } from '../crypto.js'
 import { warnIfDefaultKey } from '../store/default-key-warning.js'
 import { InvalidOptionError, StoreFileNotFoundError } from '../store/errors.js'
 import { readFileHeader } from '../format/file-info.js'
 import { checkOptionNames, keyringOption, newKeyringOption } from '../store/options.js'
+import { openFileBackend } from '../store/open-backend.js'
 import {
   checkEveryValueDecodes,
+  replaceWholeStore,
   resolveWholeStoreOptions,
   type WholeStoreOptions,
-  wholeStoreBackend,
 } from './whole-store.js'
 
 export interface RekeyOptions extends WholeStoreOptions {
@@ -47,21 +49,22 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
   const reading = current.alsoReading(sealing)
   const resolved = resolveWholeStoreOptions(options.file, options)
   const file = resolved.file as string
-  readFileHeader(file)
-  const backend = wholeStoreBackend(resolved, reading)
+  // The compression of the version read now: a rekey keeps it unless told otherwise.
+  const { header } = readFileHeader(file)
+  const compress = options.compress ?? (header.flags & FLAG_DEFLATE) !== 0
+  const backend = openFileBackend(file, { ...resolved, keyring: reading }, { sealWith: sealing, compress })
   try {
-    return await backend.exclusive(async () => {
-      // A fresh backend has loaded nothing yet, so refresh() always returns the locked state;
-      // the header is read under the lock too, for the compression flag of that same version.
-      const { header } = readFileHeader(file)
-      const entries = backend.refresh()
-      if (entries === undefined) throw new StoreFileNotFoundError(file)
-      const total = checkEveryValueDecodes(entries, file, options.onProgress)
-      const compress = options.compress ?? (header.flags & FLAG_DEFLATE) !== 0
-      backend.commit(entries, { keyring: sealing, compress })
-      if (sealing.current !== undefined) warnIfDefaultKey(sealing.current, file)
-      return { entries: total }
+    let total = 0
+    await replaceWholeStore(backend, () => {
+      // Under the lock: the store as it is now, every value checked before anything is written.
+      // Deleted since the header was read: nothing to re-encrypt, and nothing is created.
+      if (!existsSync(file)) throw new StoreFileNotFoundError(file)
+      const entries = [...backend.snapshot()]
+      total = checkEveryValueDecodes(entries, file, options.onProgress)
+      return entries
     })
+    if (sealing.current !== undefined) warnIfDefaultKey(sealing.current, file)
+    return { entries: total }
   } finally {
     backend.close()
   }

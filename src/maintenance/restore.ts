@@ -9,13 +9,15 @@ import {
 import { warnIfDefaultKey } from '../store/default-key-warning.js'
 import { openExistingFile, readFileHeader } from '../format/file-info.js'
 import { checkOptionNames, expandPath, keyOption, keyringOption } from '../store/options.js'
-import { PayloadError } from '../format/payload.js'
+import { type Entry, PayloadError } from '../format/payload.js'
+import type { StoreKey } from '../store/types.js'
 import { PayloadMap } from '../backends/file/payload-map.js'
+import { openFileBackend } from '../store/open-backend.js'
 import {
   checkEveryValueDecodes,
+  replaceWholeStore,
   resolveWholeStoreOptions,
   type WholeStoreOptions,
-  wholeStoreBackend,
 } from './whole-store.js'
 
 export interface RestoreOptions extends WholeStoreOptions {
@@ -39,7 +41,7 @@ function readBackup(
   from: string,
   keys: DerivedKeys | KeySource,
   maxFileSize: number,
-): { entries: PayloadMap; compressed: boolean } {
+): { entries: [StoreKey, Entry][]; compressed: boolean } {
   const fd = openExistingFile(from)
   try {
     const { size } = fstatSync(fd)
@@ -57,7 +59,7 @@ function readBackup(
     })
     try {
       return {
-        entries: new PayloadMap(payload),
+        entries: [...new PayloadMap(payload)],
         compressed: (header.flags & FLAG_DEFLATE) !== 0,
       }
     } catch (cause) {
@@ -93,20 +95,19 @@ export async function restore(options: RestoreOptions): Promise<{ entries: numbe
   const backup = readBackup(expandPath(options.from), fromKeys, resolved.maxFileSize)
   const total = checkEveryValueDecodes(backup.entries, options.from, options.onProgress)
   if (keyring.current !== undefined) warnIfDefaultKey(keyring.current, file)
-  const backend = wholeStoreBackend(resolved, keyring)
+  let compress = options.compress ?? backup.compressed
+  if (options.compress === undefined) {
+    try {
+      compress = (readFileHeader(file).header.flags & FLAG_DEFLATE) !== 0
+    } catch (error) {
+      if (!(error instanceof StoreFileNotFoundError)) throw error
+    }
+  }
+  // Opening loads the store as it is: one that cannot be read (wrong key, corrupt) is never
+  // written over, and the restored commit continues it.
+  const backend = openFileBackend(file, { ...resolved, keyring }, { compress })
   try {
-    await backend.exclusive(async () => {
-      // Loads the store as it is under the lock: the restored commit continues it, and a store
-      // that cannot be read (wrong key, corrupt) is never written over.
-      backend.refresh()
-      let compress = backup.compressed
-      try {
-        compress = (readFileHeader(backend.file).header.flags & FLAG_DEFLATE) !== 0
-      } catch (error) {
-        if (!(error instanceof StoreFileNotFoundError)) throw error
-      }
-      backend.commit(backup.entries, { keyring, compress: options.compress ?? compress })
-    })
+    await replaceWholeStore(backend, () => backup.entries)
   } finally {
     backend.close()
   }

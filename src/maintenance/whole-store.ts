@@ -1,9 +1,10 @@
 import { decodeValue } from '../format/codec.js'
 import { CorruptFileError } from '../store/errors.js'
-import { FileBackend } from '../backends/file/file-backend.js'
-import type { KeyRing } from '../store/keyring.js'
+import type { Change } from '../backends/backend.js'
+import type { FileBackend } from '../backends/file/file-backend.js'
+import type { Entry } from '../format/payload.js'
+import type { StoreKey } from '../store/types.js'
 import { type AnyStoreOptions, type ResolvedOptions, resolveOptions } from '../store/options.js'
-import type { EntryMap } from '../format/payload.js'
 
 /**
  * The options of the operations that rewrite a whole store file in one commit under its lock
@@ -35,18 +36,18 @@ export function resolveWholeStoreOptions(file: string, options: WholeStoreOption
   })
 }
 
-/** A file backend for the resolved options, reading (and sealing) with `keyring`. */
-export function wholeStoreBackend(resolved: ResolvedOptions, keyring: KeyRing): FileBackend {
-  return new FileBackend(resolved.file as string, {
-    keyring,
-    compress: resolved.compress,
-    sync: resolved.sync,
-    lock: resolved.lock,
-    lockTimeoutMs: resolved.lockTimeoutMs,
-    maxFileSize: resolved.maxFileSize,
-    staleMs: resolved.staleMs,
-    io: resolved.fs,
-    formatVersion: resolved.formatVersion,
+/**
+ * Commits `entries` as the whole content of the store, in one transaction that first checks the
+ * store is still there: the changes clear it and set every entry, so every record is sealed anew.
+ */
+export async function replaceWholeStore(
+  backend: FileBackend,
+  entries: () => readonly [StoreKey, Entry][],
+): Promise<void> {
+  await backend.transaction(async (tx) => {
+    const changes: Change[] = [{ kind: 'clear' }]
+    for (const [key, entry] of entries()) changes.push({ kind: 'set', key, entry })
+    await tx.commit(changes)
   })
 }
 
@@ -55,11 +56,11 @@ export function wholeStoreBackend(resolved: ResolvedOptions, keyring: KeyRing): 
  * decode is refused, naming the key, and nothing is written. Returns the entry count.
  */
 export function checkEveryValueDecodes(
-  entries: EntryMap,
+  entries: readonly [StoreKey, Entry][],
   source: string,
   onProgress: ((done: number, total: number) => void) | undefined,
 ): number {
-  const total = entries.size
+  const total = entries.length
   let done = 0
   for (const [key, entry] of entries) {
     try {

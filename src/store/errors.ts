@@ -1,12 +1,53 @@
 /**
+ * Every `code` an anystore error can have: public API, so never renamed or removed. The base
+ * class only accepts these, so an error class with a new code does not compile until its code
+ * is listed here (and the CLI, whose exit statuses are keyed by this union, then refuses to
+ * compile until the code has an exit status too).
+ */
+export const ERROR_CODES = Object.freeze([
+  'ERR_ANYSTORE_WRONG_KEY',
+  'ERR_ANYSTORE_CORRUPT_FILE',
+  'ERR_ANYSTORE_NOT_ANYSTORE_FILE',
+  'ERR_ANYSTORE_UNSUPPORTED_FORMAT',
+  'ERR_ANYSTORE_STORE_REPLACED',
+  'ERR_ANYSTORE_ROLLBACK',
+  'ERR_ANYSTORE_INVALID_KEY',
+  'ERR_ANYSTORE_LOCK_TIMEOUT',
+  'ERR_ANYSTORE_LOCK_COMPROMISED',
+  'ERR_ANYSTORE_LOCK_MODE_MISMATCH',
+  'ERR_ANYSTORE_UNSUPPORTED_VALUE',
+  'ERR_ANYSTORE_UNSUPPORTED_KEY',
+  'ERR_ANYSTORE_CLOSED',
+  'ERR_ANYSTORE_INVALID_OPTION',
+  'ERR_ANYSTORE_INVALID_PATH',
+  'ERR_ANYSTORE_FILE_TOO_LARGE',
+  'ERR_ANYSTORE_REENTRANT',
+  'ERR_ANYSTORE_THING_NOT_FOUND',
+  'ERR_ANYSTORE_FILE_NOT_FOUND',
+  'ERR_ANYSTORE_NOT_A_TERMINAL',
+  'ERR_ANYSTORE_SCHEMA_VALIDATION',
+  'ERR_ANYSTORE_EDIT_ABORTED',
+  'ERR_ANYSTORE_INVALID_JSON',
+  'ERR_ANYSTORE_READ_ONLY',
+  'ERR_ANYSTORE_CONFLICT',
+] as const)
+
+export type AnyStoreErrorCode = (typeof ERROR_CODES)[number]
+
+/**
  * Every error anystore raises on purpose is an `AnyStoreError` with a stable `code`.
  * Match on `code` (or `instanceof`), never on message text: messages may be reworded.
  * System errors from the file system (ENOSPC, EACCES, EIO, ...) reach the caller unchanged.
+ *
+ * Each subclass narrows `code` to its own literal with `declare`: a field without `declare`
+ * would be defined again, as undefined, after super() has set it. The base is not generic in
+ * its code because `instanceof` on a generic class narrows to `AnyStoreError<any>`, which would
+ * make `error.code` `any` instead of the union for callers that check the base class.
  */
 export class AnyStoreError extends Error {
-  readonly code: string
+  readonly code: AnyStoreErrorCode
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: AnyStoreErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.code = code
   }
@@ -21,6 +62,7 @@ export class AnyStoreError extends Error {
  * when the file was written with the other kind of secret than the one given.
  */
 export class WrongKeyError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_WRONG_KEY'
   readonly file: string
   /** How many keys were tried: the encryption key and the accepted keys. */
   readonly keysTried: number
@@ -60,6 +102,7 @@ function wrongKeyMessage(file: string, keysTried: number, needs: 'passphrase' | 
 
 /** The file has our header but its bytes are damaged: truncated, tampered or bit-rotted. */
 export class CorruptFileError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_CORRUPT_FILE'
   readonly file: string
 
   constructor(file: string, detail: string, options?: { cause?: unknown }) {
@@ -74,6 +117,8 @@ export class CorruptFileError extends AnyStoreError {
 
 /** The file does not start with the anystore magic: it belongs to something else. */
 export class NotAnyStoreFileError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_NOT_ANYSTORE_FILE'
+
   constructor(file: string, detail: string) {
     super(
       'ERR_ANYSTORE_NOT_ANYSTORE_FILE',
@@ -84,6 +129,8 @@ export class NotAnyStoreFileError extends AnyStoreError {
 
 /** The file was written by a newer anystore (format version or flags this version does not know). */
 export class UnsupportedFormatError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_UNSUPPORTED_FORMAT'
+
   constructor(file: string, detail: string) {
     super(
       'ERR_ANYSTORE_UNSUPPORTED_FORMAT',
@@ -99,6 +146,7 @@ export class UnsupportedFormatError extends AnyStoreError {
  * open accepts the file as it is. See docs/DESIGN.md, "Store identity and rollback".
  */
 export class StoreReplacedError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_STORE_REPLACED'
   readonly file: string
   /** The store id (hex) this instance had seen. */
   readonly expectedStoreId: string
@@ -123,6 +171,7 @@ export class StoreReplacedError extends AnyStoreError {
  * the store is closed and opened again. See docs/DESIGN.md, "Store identity and rollback".
  */
 export class RollbackError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_ROLLBACK'
   readonly file: string
   /** The highest commit counter this instance had served or written. */
   readonly seenCounter: bigint
@@ -149,6 +198,7 @@ export class RollbackError extends AnyStoreError {
  * undefined or empty. `detail` says what was received, never the key itself.
  */
 export class InvalidKeyError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_INVALID_KEY'
   /** What was wrong with the key, e.g. `got 7 bytes` (never the key itself). */
   readonly detail: string
 
@@ -166,6 +216,7 @@ export class InvalidKeyError extends AnyStoreError {
 
 /** The cross-process lock could not be taken within `lockTimeoutMs`. */
 export class LockTimeoutError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_LOCK_TIMEOUT'
   readonly lockPath: string
   readonly timeoutMs: number
   /** Process id of the last process known to have taken the lock, when known. */
@@ -185,6 +236,8 @@ export class LockTimeoutError extends AnyStoreError {
 
 /** The lock was lost while held (lockfile deleted or replaced, stale lock taken over). Nothing was written. */
 export class LockCompromisedError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_LOCK_COMPROMISED'
+
   constructor(lockPath: string, detail: string) {
     super(
       'ERR_ANYSTORE_LOCK_COMPROMISED',
@@ -199,6 +252,7 @@ export class LockCompromisedError extends AnyStoreError {
  * this process's own lock and before anything is written.
  */
 export class LockModeMismatchError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_LOCK_MODE_MISMATCH'
   /** The lock mode of this process. */
   readonly mode: 'flock' | 'proper-lockfile'
 
@@ -214,6 +268,7 @@ export class LockModeMismatchError extends AnyStoreError {
 
 /** A value (or part of one) that cannot be stored and restored exactly. */
 export class UnsupportedValueError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_UNSUPPORTED_VALUE'
   /** Where in the value the problem is, e.g. `value.list[3]`. */
   readonly path: string
 
@@ -225,6 +280,8 @@ export class UnsupportedValueError extends AnyStoreError {
 
 /** A key that is neither a string nor a number. */
 export class UnsupportedKeyError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_UNSUPPORTED_KEY'
+
   constructor(detail: string) {
     super('ERR_ANYSTORE_UNSUPPORTED_KEY', `Keys must be strings or numbers, got ${detail}`)
   }
@@ -232,6 +289,8 @@ export class UnsupportedKeyError extends AnyStoreError {
 
 /** The store (or the transaction) was used after `close()` (or after the transaction ended). */
 export class StoreClosedError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_CLOSED'
+
   constructor(what = 'store') {
     super('ERR_ANYSTORE_CLOSED', `This ${what} is closed: open a new one`)
   }
@@ -239,6 +298,7 @@ export class StoreClosedError extends AnyStoreError {
 
 /** An option has a wrong type or value. */
 export class InvalidOptionError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_INVALID_OPTION'
   /** The option at fault, when one option is (so the CLI can name its own flag instead). */
   readonly option: string | undefined
 
@@ -250,6 +310,8 @@ export class InvalidOptionError extends AnyStoreError {
 
 /** The store path cannot hold a store file: a directory, a dangling symlink, ... */
 export class InvalidPathError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_INVALID_PATH'
+
   constructor(file: string, detail: string, options?: { cause?: unknown }) {
     super('ERR_ANYSTORE_INVALID_PATH', `Cannot use ${file} as a store file: ${detail}`, options)
   }
@@ -260,6 +322,7 @@ export class InvalidPathError extends AnyStoreError {
  * inflates to more than that.
  */
 export class FileTooLargeError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_FILE_TOO_LARGE'
   readonly file: string
   readonly size: number
   readonly limit: number
@@ -286,6 +349,8 @@ export class FileTooLargeError extends AnyStoreError {
  * file, which would wait for the lock its own transaction holds. Use the `tx` argument instead.
  */
 export class ReentrantCallError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_REENTRANT'
+
   constructor(method: string) {
     // A transaction has no run() of its own: point at what exists.
     const instead =
@@ -301,6 +366,7 @@ export class ReentrantCallError extends AnyStoreError {
 
 /** Config mode and CLI: nothing is stored under the key (or the file does not exist) and no `defaults` were given. */
 export class ThingNotFoundError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_THING_NOT_FOUND'
   /** The file (or stream) that was read. */
   readonly where: string
   readonly key: string | number
@@ -317,6 +383,7 @@ export class ThingNotFoundError extends AnyStoreError {
 
 /** The CLI was asked to read a store file that does not exist. */
 export class StoreFileNotFoundError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_FILE_NOT_FOUND'
   readonly file: string
 
   constructor(file: string) {
@@ -327,6 +394,8 @@ export class StoreFileNotFoundError extends AnyStoreError {
 
 /** Interactive editing needs a terminal on stdin; it is piped or closed. */
 export class NotATerminalError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_NOT_A_TERMINAL'
+
   constructor() {
     super(
       'ERR_ANYSTORE_NOT_A_TERMINAL',
@@ -343,6 +412,7 @@ export interface SchemaIssue {
 
 /** A value failed the `schema` given to unstash() or editThing(). */
 export class SchemaValidationError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_SCHEMA_VALIDATION'
   readonly issues: readonly SchemaIssue[]
 
   constructor(issues: readonly SchemaIssue[]) {
@@ -371,6 +441,8 @@ function formatIssuePath(path: readonly (string | number | symbol)[]): string {
 
 /** Editing ended without saving: Ctrl-C, the editor failed, or the user declined to edit again. */
 export class EditAbortedError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_EDIT_ABORTED'
+
   constructor(reason: string) {
     super('ERR_ANYSTORE_EDIT_ABORTED', `Nothing was saved: ${reason}`)
   }
@@ -378,6 +450,8 @@ export class EditAbortedError extends AnyStoreError {
 
 /** JSON given to the CLI (or read back from the editor) is not valid, or not a valid tagged value. */
 export class InvalidJsonError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_INVALID_JSON'
+
   constructor(detail: string, options?: { cause?: unknown }) {
     super('ERR_ANYSTORE_INVALID_JSON', `Invalid JSON input: ${detail}`, options)
   }
@@ -385,6 +459,7 @@ export class InvalidJsonError extends AnyStoreError {
 
 /** A write on a store opened with `readOnly: true`. Nothing was written or created. */
 export class ReadOnlyError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_READ_ONLY'
   readonly location: string
 
   constructor(location: string, method: string) {
@@ -401,6 +476,7 @@ export class ReadOnlyError extends AnyStoreError {
  * other writers changed what it read each time. Nothing of it was committed.
  */
 export class TransactionConflictError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_CONFLICT'
   readonly location: string
   readonly attempts: number
 

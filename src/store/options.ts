@@ -4,6 +4,7 @@ import { inspect } from 'node:util'
 import { DEFAULT_ENCRYPTION_KEY, parseKey } from '../crypto.js'
 import { InvalidKeyError, InvalidOptionError } from './errors.js'
 import { type FileSystem, nodeFileSystem } from '../backends/file/fsio.js'
+import type { Backend } from '../backends/backend.js'
 import { KeyRing } from './keyring.js'
 
 export type SyncMode = 'always' | 'never'
@@ -103,6 +104,27 @@ export interface AnyStoreOptions {
    * @default 3
    */
   formatVersion?: 2 | 3
+  /**
+   * Open the store read-only: no directory, lockfile or temp file is created, and every write
+   * (`set`, `delete`, `clear`, a `run()` that writes) fails with `ReadOnlyError`. For tools that
+   * inspect a store they must not change. Reads see other processes' commits as usual.
+   * @default false
+   */
+  readOnly?: boolean
+  /**
+   * Keep the store in this backend instead of a file or memory: a `MemoryBackend` shared by
+   * several instances, or any object implementing `Backend` (README, "Backends"). Not with
+   * `file`. The store does not close a backend it was given.
+   */
+  backend?: Backend
+  /**
+   * On a backend with optimistic concurrency, how many times `run()` tries its callback before
+   * failing with `TransactionConflictError` when other writers keep changing what it read. The
+   * callback may run more than once: keep side effects out of it. Exclusive backends (file,
+   * memory) run it once.
+   * @default 10
+   */
+  maxRunAttempts?: number
 }
 
 /** The functions that take an options object. */
@@ -146,6 +168,9 @@ const OPTION_NAMES = {
   formatVersion: LOCKING,
   from: ['restore'],
   fromEncryptionKey: ['restore'],
+  readOnly: ['open'],
+  backend: ['open'],
+  maxRunAttempts: ['open'],
 } as const satisfies Record<string, readonly EntryPoint[]>
 
 type OptionName = keyof typeof OPTION_NAMES
@@ -237,6 +262,9 @@ export interface ResolvedOptions {
   maxFileSize: number
   staleMs: number
   formatVersion: 2 | 3
+  readOnly: boolean
+  backend: Backend | undefined
+  maxRunAttempts: number
   /** Always node:fs, except in fault-injection tests (openWithFileSystem). */
   fs: FileSystem
 }
@@ -252,6 +280,8 @@ export const DEFAULT_OPTIONS = Object.freeze({
   maxFileSize: 1024 * 1024 * 1024,
   staleMs: 5000,
   formatVersion: 3 as 2 | 3,
+  readOnly: false,
+  maxRunAttempts: 10,
 })
 
 export function expandPath(file: string): string {
@@ -412,6 +442,16 @@ export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
       `Expected \`file\` to be a non-empty string, got ${received(o.file)}`,
     )
   }
+  if (o.backend !== undefined) {
+    if (typeof o.backend !== 'object' || o.backend === null || typeof o.backend.transaction !== 'function') {
+      throw new InvalidOptionError(
+        `Expected \`backend\` to be a Backend (README, "Backends"), got ${received(o.backend)}`,
+      )
+    }
+    if (o.file !== undefined || options.persist !== undefined) {
+      throw new InvalidOptionError('Pass either `backend` or `file`/`persist`, not both')
+    }
+  }
   const persist = boolean('persist', options.persist ?? o.file !== undefined)
   if (persist && o.file === undefined) {
     throw new InvalidOptionError('`persist: true` needs a `file` to persist to')
@@ -427,6 +467,9 @@ export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
     maxFileSize: positiveNumber('maxFileSize', o.maxFileSize),
     staleMs: Math.max(2000, positiveNumber('staleMs', o.staleMs)),
     formatVersion: formatVersion(o.formatVersion),
+    readOnly: boolean('readOnly', o.readOnly),
+    backend: o.backend,
+    maxRunAttempts: Math.floor(positiveNumber('maxRunAttempts', o.maxRunAttempts)),
     fs: nodeFileSystem,
   }
 }

@@ -1,3 +1,5 @@
+import type { KeyQuery } from '../backends/backend.js'
+
 /** Keys are strings or numbers; `1` and `'1'` are different keys. */
 export type StoreKey = string | number
 
@@ -9,8 +11,8 @@ export interface Transaction<V> {
   set(key: StoreKey, value: V): Promise<void>
   /** Resolves to whether the key existed. */
   delete(key: StoreKey): Promise<boolean>
-  keys(): Promise<StoreKey[]>
+  keys(query?: KeyQuery): Promise<StoreKey[]>
   size(): Promise<number>
-  entries(): Promise<[StoreKey, V][]>
+  entries(query?: KeyQuery): Promise<[StoreKey, V][]>
   clear(): Promise<void>
 }

@@ -25,35 +25,32 @@ import {
 import { closeQuietly, type FileSystem, readFully, unlinkQuietly, writeFully } from './fsio.js'
 import { linkCountRevealsReplacement } from './link-count.js'
 import type { KeyRing } from '../../store/keyring.js'
+import { ReadOnlyError } from '../../store/errors.js'
+import {
+  type Backend,
+  type BackendTransaction,
+  type Change,
+  type ChangeResult,
+  type KeyQuery,
+  matches,
+} from '../backend.js'
+import { applyChanges } from '../memory.js'
 import { type CrossProcessLock, createLock } from '../../lock.js'
 import { withPathMutex } from '../../store/mutex.js'
 import type { LockMode, SyncMode } from '../../store/options.js'
 import { Overlay } from '../../store/overlay.js'
-import { type Entry, type EntryMap, encodePayload, PayloadError } from '../../format/payload.js'
+import { type Entry, type EntryMap, PayloadError } from '../../format/payload.js'
 import { encodeOverlay, PayloadMap } from './payload-map.js'
 import type { Segments } from '../../format/segments.js'
 import type { StoreKey } from '../../store/types.js'
 
-/**
- * Where the encrypted bytes live and how a commit is made atomic. The store above it deals in
- * entry maps only; another backend implements the same four calls.
- */
-export interface Persistence {
-  readonly file: string
-  readonly lockMode: 'flock' | 'proper-lockfile'
-  /** The committed state if it changed since this instance last loaded or wrote it, else undefined. Takes no lock. */
-  refresh(): EntryMap | undefined
-  /** Runs `fn` holding this thread's mutex for the file and then the cross-process lock. */
-  exclusive<T>(fn: () => Promise<T>): Promise<T>
-  /** Inside `exclusive`: atomically replaces the stored state with `entries`. */
-  commit(entries: Iterable<[StoreKey, Entry]>): void
-  /** Releases descriptors. Never deletes the lockfile. */
-  close(): void
-}
-
 export interface FileBackendOptions {
-  /** Seals commits under its current key; opens files written under any of its keys. */
+  /** Opens files written under any of its keys; seals commits under its current key. */
   keyring: KeyRing
+  /** Seals commits under this keyring's current key instead (rekey). */
+  sealWith?: KeyRing | undefined
+  /** Refuses every write, and creates nothing: no directory, lockfile or temp file. */
+  readOnly?: boolean | undefined
   compress: boolean
   sync: SyncMode
   lock: LockMode
@@ -166,19 +163,26 @@ function stillTheOnlyLink(pinned: Stats, known: Identity): boolean {
 }
 
 /** Resolves the store path to the real file to replace, creating missing directories (0700). */
-export function prepareStorePath(io: FileSystem, file: string): string {
+export function prepareStorePath(io: FileSystem, file: string, create = true): string {
   if (file.includes('\0')) {
     throw new InvalidPathError(JSON.stringify(file), 'it contains a NUL byte, which no path may')
   }
   const dir = dirname(file)
   try {
-    io.mkdirSync(dir, 0o700)
+    if (create) io.mkdirSync(dir, 0o700)
   } catch (cause) {
     throw new InvalidPathError(file, `its directory cannot be created (${String(cause)})`, {
       cause,
     })
   }
-  const realDir = io.realpathSync(dir)
+  let realDir: string
+  try {
+    realDir = io.realpathSync(dir)
+  } catch (error) {
+    // Read-only: a missing directory holds no store yet, and is not created.
+    if (create || (error as { code?: string }).code !== 'ENOENT') throw error
+    return file
+  }
   const path = `${realDir}/${basename(file)}`
   const link = io.lstatSync(path)
   if (link === undefined) return path
@@ -195,18 +199,33 @@ export function prepareStorePath(io: FileSystem, file: string): string {
     if (target === undefined) throw new InvalidPathError(file, 'it is a dangling symbolic link')
     if (!target.isFile()) throw new InvalidPathError(file, 'its link target is not a regular file')
     // Replace the link's target, not the link: renaming over the link would turn it into a file.
-    return prepareStorePath(io, io.realpathSync(path))
+    return prepareStorePath(io, io.realpathSync(path), create)
   }
   if (!link.isFile()) throw new InvalidPathError(file, 'it exists and is not a regular file')
   return path
 }
 
-export class FileBackend implements Persistence {
+function keysOf(map: EntryMap, query: KeyQuery | undefined): StoreKey[] {
+  const keys = map instanceof PayloadMap ? map.keyArray() : [...map.keys()]
+  return query?.prefix === undefined ? keys : keys.filter((key) => matches(key, query))
+}
+
+function* entriesOf(map: EntryMap, query: KeyQuery | undefined): Generator<[StoreKey, Entry]> {
+  for (const entry of map) if (matches(entry[0], query)) yield entry
+}
+
+export class FileBackend implements Backend {
+  readonly kind = 'file'
+  readonly concurrency = 'exclusive'
   readonly file: string
+  readonly readOnly: boolean
+  /** The last state loaded or committed, decrypted: what reads answer from once it is fresh. */
+  #cache: EntryMap = new Map()
   readonly #dir: string
   readonly #options: FileBackendOptions
   readonly #io: FileSystem
-  readonly #lock: CrossProcessLock
+  /** Undefined for a read-only store, which never locks. */
+  readonly #lock: CrossProcessLock | undefined
   /** The descriptor of the loaded version, kept open so its inode number cannot be reused. */
   #pinnedFd: number | undefined
   /** Whether #pinnedFd was opened for writing (its status byte can be set through it). */
@@ -228,12 +247,8 @@ export class FileBackend implements Persistence {
    * changes instead.
    */
   #adoptable: Buffer | undefined
-  /**
-   * Where exclusive() is: the adopted map replaces the caller's map, which is only safe where no
-   * overlay is built on it, i.e. outside exclusive() or at its first refresh (before the
-   * section builds its overlay). A get() during a run() refreshes mid-section.
-   */
-  #section: 'none' | 'entered' | 'started' = 'none'
+  /** Whether a transaction holds the lock: its reads must not trust the status byte alone. */
+  #locked = false
   /** Whether refresh() may use one fstat on the pinned descriptor instead of stat on the path. */
   readonly #linkCountCheck: boolean
   /**
@@ -249,30 +264,141 @@ export class FileBackend implements Persistence {
    */
   #failure: AnyStoreError | undefined
 
+  /**
+   * Opens the store at `file` and loads it, so that a wrong key or a damaged file is reported
+   * at open. A missing file is an empty store (created by the first commit).
+   */
+  static open(file: string, options: FileBackendOptions): FileBackend {
+    const backend = new FileBackend(file, options)
+    try {
+      backend.#fresh()
+    } catch (error) {
+      backend.close()
+      throw error
+    }
+    return backend
+  }
+
   constructor(file: string, options: FileBackendOptions) {
     this.#io = options.io
-    this.file = prepareStorePath(this.#io, file)
+    this.readOnly = options.readOnly === true
+    this.file = prepareStorePath(this.#io, file, !this.readOnly)
     this.#dir = dirname(this.file)
     this.#options = options
-    this.#lock = createLock(options.lock, this.#io, this.file, options.staleMs)
+    this.#lock = this.readOnly
+      ? undefined
+      : createLock(options.lock, this.#io, this.file, options.staleMs)
     this.#linkCountCheck = linkCountRevealsReplacement(this.#dir)
   }
 
-  get lockMode(): 'flock' | 'proper-lockfile' {
-    return this.#lock.mode
+  get location(): string {
+    return this.file
   }
 
-  refresh(): EntryMap | undefined {
+  /** Transactions on one path exclude each other in this process, whichever instance runs them. */
+  get exclusiveScope(): unknown {
+    return this.file
+  }
+
+  get lockMode(): 'flock' | 'proper-lockfile' | undefined {
+    return this.#lock?.mode
+  }
+
+  get(key: StoreKey): Entry | undefined {
+    return this.#fresh().get(key)
+  }
+
+  has(key: StoreKey): boolean {
+    return this.#fresh().has(key)
+  }
+
+  size(): number {
+    return this.#fresh().size
+  }
+
+  keys(query?: KeyQuery): StoreKey[] {
+    return keysOf(this.#fresh(), query)
+  }
+
+  entries(query?: KeyQuery): Iterable<[StoreKey, Entry]> {
+    return entriesOf(this.#fresh(), query)
+  }
+
+  snapshot(): Iterable<[StoreKey, Entry]> {
+    return this.#cache
+  }
+
+  /**
+   * Holds this thread's mutex for the file and then the cross-process lock while `fn` runs;
+   * the transaction reads the state loaded under the lock and may commit once. A read-only
+   * store takes no lock: its transactions read the latest state and cannot commit.
+   */
+  async transaction<T>(fn: (tx: BackendTransaction) => Promise<T>): Promise<T> {
+    const lock = this.#lock
+    if (lock === undefined) return fn(this.#transactionOn(this.#fresh(), false))
+    return withPathMutex(this.file, async () => {
+      await lock.acquire(this.#options.lockTimeoutMs)
+      try {
+        this.#takeOverRecord()
+        this.#locked = true
+        this.#fresh()
+        return await fn(this.#transactionOn(undefined, true))
+      } finally {
+        this.#locked = false
+        this.#tempToken = undefined
+        await lock.release()
+      }
+    })
+  }
+
+  /**
+   * A transaction reading `frozen`, or, under the lock, whatever this instance holds (a read
+   * of the store during the transaction may swap in an equal map, indexed over our payload).
+   */
+  #transactionOn(frozen: EntryMap | undefined, mayCommit: boolean): BackendTransaction {
+    const state = () => frozen ?? this.#cache
+    let committed = false
+    return {
+      get: (key) => state().get(key),
+      has: (key) => state().has(key),
+      size: () => state().size,
+      keys: (query) => keysOf(state(), query),
+      entries: (query) => entriesOf(state(), query),
+      commit: (changes) => {
+        if (!mayCommit) throw new ReadOnlyError(this.file, 'commit')
+        if (committed) throw new Error('commit() twice in one transaction')
+        committed = true
+        return { committed: true, results: this.#commit(changes) }
+      },
+    }
+  }
+
+  /** Under the lock: applies `changes` to the loaded state and writes the result. */
+  #commit(changes: readonly Change[]): ChangeResult[] {
+    const base = this.#cache
+    const overlay = new Overlay(base)
+    const results = applyChanges(overlay, changes)
+    if (overlay.hasChanges) {
+      this.#write(overlay)
+      overlay.applyTo(base)
+    }
+    return results
+  }
+
+  /** The loaded state, reloaded first if another process committed since. Takes no lock. */
+  #fresh(): EntryMap {
     if (this.#failure !== undefined) throw this.#failure
-    const mayAdopt = this.#section !== 'started'
-    if (this.#section === 'entered') this.#section = 'started'
     const adoptable = this.#adoptable
     const fresh = this.#refresh()
-    if (fresh !== undefined) this.#adoptable = undefined
-    if (fresh !== undefined || adoptable === undefined || !mayAdopt) return fresh
-    this.#adoptable = undefined
-    // Still our own commit on disk: the same state, now indexed over its payload.
-    return new PayloadMap(adoptable)
+    if (fresh !== undefined) {
+      this.#adoptable = undefined
+      this.#cache = fresh
+    } else if (adoptable !== undefined) {
+      this.#adoptable = undefined
+      // Still our own commit on disk: the same state, now indexed over its payload.
+      this.#cache = new PayloadMap(adoptable)
+    }
+    return this.#cache
   }
 
   #refresh(): EntryMap | undefined {
@@ -309,7 +435,7 @@ export class FileBackend implements Persistence {
    * nor once the byte was seen set, nor once a full check is due.
    */
   #statusSaysCurrent(known: Identity, fd: number): boolean {
-    if (known.statusAt === undefined || known.superseded || this.#section !== 'none') return false
+    if (known.statusAt === undefined || known.superseded || this.#locked) return false
     if (this.#fullCheckDue) return false
     const status = this.#statusByte
     if (this.#io.readSync(fd, status, 0, 1, known.statusAt) === 1 && status[0] === STATUS_CURRENT) {
@@ -494,21 +620,6 @@ export class FileBackend implements Persistence {
     else closeQuietly(this.#io, fd)
   }
 
-  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    return withPathMutex(this.file, async () => {
-      await this.#lock.acquire(this.#options.lockTimeoutMs)
-      try {
-        this.#takeOverRecord()
-        this.#section = 'entered'
-        return await fn()
-      } finally {
-        this.#section = 'none'
-        this.#tempToken = undefined
-        await this.#lock.release()
-      }
-    })
-  }
-
   /**
    * Runs once per lock acquisition: removes the temp file a killed holder may have left (its
    * name is in the lock record), and records us as the holder with our temp name.
@@ -520,7 +631,8 @@ export class FileBackend implements Persistence {
    * last commit renamed or removed its temp: then there is nothing to remove or rewrite.
    */
   #takeOverRecord(): void {
-    const previous = this.#lock.record.read()
+    const lock = this.#lock as CrossProcessLock
+    const previous = lock.record.read()
     const token = (this.#token ??= newToken())
     if (this.#ownTempLeft) {
       unlinkQuietly(this.#io, this.#tempPath(token))
@@ -533,7 +645,7 @@ export class FileBackend implements Persistence {
         const leftover = this.#tempPath(previous.token)
         if (this.#io.lstatSync(leftover) !== undefined) unlinkQuietly(this.#io, leftover)
       }
-      this.#lock.record.write({ pid: process.pid, token })
+      lock.record.write({ pid: process.pid, token })
     }
     if (!this.#sweptTemps) {
       this.#sweepTemps()
@@ -555,27 +667,24 @@ export class FileBackend implements Persistence {
   }
 
   /**
-   * `sealWith` re-encrypts under another keyring's current key (rekey); this instance can read
-   * the result only if its own keyring accepts that key.
+   * Writes `entries` as the new version of the file. With `sealWith`, under that keyring's
+   * current key (rekey); this instance can read the result only if its own keyring accepts it.
    */
-  commit(
-    entries: Iterable<[StoreKey, Entry]>,
-    sealWith?: { keyring: KeyRing; compress: boolean },
-  ): void {
+  #write(entries: Overlay): void {
     if (this.#failure !== undefined) throw this.#failure
     const token = this.#tempToken
-    if (token === undefined) throw new Error('commit() outside exclusive() or twice in one lock')
+    if (token === undefined) throw new Error('a commit outside a transaction, or twice in one')
     this.#tempToken = undefined
     // Whatever happens now, an older payload no longer describes the map.
     this.#adoptable = undefined
     // Encode before touching the disk: an encoding failure leaves nothing behind. A commit on
     // top of a loaded map copies the loaded payload around the changed records.
-    const payload = entries instanceof Overlay ? encodeOverlay(entries) : encodePayload(entries)
+    const payload = encodeOverlay(entries)
     const reindex = worthReindexing(entries, payload)
     // The refresh under the lock made #lineage describe the file at the path, or the last one
     // seen there when it is missing: the new commit continues that store (a new one when none
     // was seen, or the file is in version 1 or 2).
-    const { keys, kdf } = (sealWith?.keyring ?? this.#options.keyring).sealing()
+    const { keys, kdf } = (this.#options.sealWith ?? this.#options.keyring).sealing()
     const seen = this.#lineage
     // A passphrase's parameters live in the version 3 header: such a store is always version 3.
     const formatVersion = seen !== undefined || kdf !== undefined ? 3 : this.#options.formatVersion
@@ -587,7 +696,7 @@ export class FileBackend implements Persistence {
       throw new CorruptFileError(this.file, 'its commit counter is at its maximum, 2^64 - 1')
     }
     const sealed = seal(keys, payload, {
-      compress: sealWith?.compress ?? this.#options.compress,
+      compress: this.#options.compress,
       formatVersion,
       storeId: lineage?.storeId,
       counter: lineage?.counter,
@@ -603,7 +712,7 @@ export class FileBackend implements Persistence {
         position += part.length
       }
       if (this.#options.sync === 'always') io.fsyncSync(fd)
-      this.#lock.assertHeld()
+      this.#lock?.assertHeld()
       this.#markReplaced()
       io.renameSync(temp, this.file)
       // Published: this store's newest commit is ours, whatever happens next.
@@ -669,6 +778,7 @@ export class FileBackend implements Persistence {
     this.#failure = undefined
     closeQuietly(this.#io, this.#dirFd)
     this.#dirFd = undefined
-    this.#lock.close()
+    this.#cache = new Map()
+    this.#lock?.close()
   }
 }

@@ -1,0 +1,116 @@
+import type { Entry } from '../format/payload.js'
+import { Mutex } from '../store/mutex.js'
+import type { StoreKey } from '../store/types.js'
+import {
+  type Backend,
+  type BackendTransaction,
+  type Change,
+  type ChangeResult,
+  type CommitOutcome,
+  type KeyQuery,
+  matches,
+} from './backend.js'
+
+/** What applyChanges() needs of a map: a `Map`, or the file backend's overlay. */
+export interface MutableEntries {
+  set(key: StoreKey, entry: Entry): unknown
+  delete(key: StoreKey): boolean
+  clear(): void
+}
+
+/** Applies `changes` to `map` in order, with a result per change: what a commit does. */
+export function applyChanges(map: MutableEntries, changes: readonly Change[]): ChangeResult[] {
+  return changes.map((change) => {
+    switch (change.kind) {
+      case 'set':
+        map.set(change.key, change.entry)
+        return undefined
+      case 'delete':
+        return map.delete(change.key)
+      case 'clear':
+        map.clear()
+        return undefined
+    }
+  })
+}
+
+function* keysOf(map: Map<StoreKey, Entry>, query: KeyQuery | undefined): Generator<StoreKey> {
+  for (const key of map.keys()) if (matches(key, query)) yield key
+}
+
+function* entriesOf(
+  map: Map<StoreKey, Entry>,
+  query: KeyQuery | undefined,
+): Generator<[StoreKey, Entry]> {
+  for (const entry of map) if (matches(entry[0], query)) yield entry
+}
+
+/**
+ * A store that lives in this process only: a `Map`, with transactions run one at a time. What
+ * `persist: false` opens, and what the store switches to on disablePersistence(). Pass an
+ * instance as `backend` to share one in-memory store between several AnyStore instances.
+ */
+export class MemoryBackend implements Backend {
+  readonly kind = 'memory'
+  readonly location = 'the in-memory store'
+  readonly concurrency = 'exclusive'
+  readonly readOnly = false
+  readonly #map: Map<StoreKey, Entry>
+  readonly #mutex = new Mutex()
+
+  constructor(entries: Iterable<[StoreKey, Entry]> = []) {
+    this.#map = new Map(entries)
+  }
+
+  /** Transactions on this store exclude each other, and only each other. */
+  get exclusiveScope(): unknown {
+    return this
+  }
+
+  get(key: StoreKey): Entry | undefined {
+    return this.#map.get(key)
+  }
+
+  has(key: StoreKey): boolean {
+    return this.#map.has(key)
+  }
+
+  size(): number {
+    return this.#map.size
+  }
+
+  keys(query?: KeyQuery): Iterable<StoreKey> {
+    return keysOf(this.#map, query)
+  }
+
+  entries(query?: KeyQuery): Iterable<[StoreKey, Entry]> {
+    return entriesOf(this.#map, query)
+  }
+
+  transaction<T>(fn: (tx: BackendTransaction) => Promise<T>): Promise<T> {
+    return this.#mutex.run(() => {
+      const map = this.#map
+      let committed = false
+      const tx: BackendTransaction = {
+        get: (key) => map.get(key),
+        has: (key) => map.has(key),
+        size: () => map.size,
+        keys: (query) => keysOf(map, query),
+        entries: (query) => entriesOf(map, query),
+        commit(changes): CommitOutcome {
+          if (committed) throw new Error('commit() twice in one transaction')
+          committed = true
+          return { committed: true, results: applyChanges(map, changes) }
+        },
+      }
+      return fn(tx)
+    })
+  }
+
+  snapshot(): Iterable<[StoreKey, Entry]> {
+    return this.#map
+  }
+
+  /** Nothing to release: the map lives as long as someone holds this backend. */
+  close(): void {}
+}

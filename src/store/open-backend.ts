@@ -1,0 +1,30 @@
+import type { Backend } from '../backends/backend.js'
+import { FileBackend, type FileBackendOptions } from '../backends/file/file-backend.js'
+import type { ResolvedOptions } from './options.js'
+
+/**
+ * The one place resolved options become a file backend: the store, rekey and restore all open
+ * their file through it, so an option reaches the backend the same way from each. Loads the
+ * file (a wrong key or a damaged file throws here).
+ */
+export function openFileBackend(
+  file: string,
+  options: ResolvedOptions,
+  extra: Pick<FileBackendOptions, 'sealWith'> & { compress?: boolean } = {},
+): FileBackend {
+  return FileBackend.open(file, {
+    keyring: options.keyring,
+    sealWith: extra.sealWith,
+    compress: extra.compress ?? options.compress,
+    sync: options.sync,
+    lock: options.lock,
+    lockTimeoutMs: options.lockTimeoutMs,
+    maxFileSize: options.maxFileSize,
+    staleMs: options.staleMs,
+    io: options.fs,
+    formatVersion: options.formatVersion,
+    readOnly: options.readOnly,
+  })
+}
+
+export type { Backend }

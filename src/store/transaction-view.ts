@@ -1,0 +1,123 @@
+import {
+  type BackendTransaction,
+  type Change,
+  isPromise,
+  type KeyQuery,
+  type MaybePromise,
+  matches,
+} from '../backends/backend.js'
+import type { Entry } from '../format/payload.js'
+import type { StoreKey } from './types.js'
+
+const DELETED = Symbol('deleted')
+
+/**
+ * A transaction's writes, buffered over the backend transaction's reads: reads see the
+ * committed state plus the writes so far, and `changes()` is the list a commit applies.
+ *
+ * The list keeps the order of the writes, so applying it in order gives exactly what a `Map`
+ * would (an overwritten key keeps its place, a deleted and re-set key moves to the end),
+ * whatever the backend: no write needs a read of the base to learn where its key goes. That
+ * matters on an optimistic backend, where every read becomes part of what the commit is
+ * checked against. The list stays short: a set replaces the earlier set of its key, a delete
+ * drops it, and a clear drops everything before it.
+ */
+export class TransactionView {
+  readonly #base: BackendTransaction
+  #log: (Change | undefined)[] = []
+  /** Where in #log the live set of each key is. */
+  readonly #setAt = new Map<StoreKey, number>()
+  /** What the writes so far make of each key they touched. */
+  readonly #state = new Map<StoreKey, Entry | typeof DELETED>()
+  #cleared = false
+
+  constructor(base: BackendTransaction) {
+    this.#base = base
+  }
+
+  get hasChanges(): boolean {
+    return this.#log.length > 0
+  }
+
+  changes(): Change[] {
+    return this.#log.filter((change) => change !== undefined)
+  }
+
+  get(key: StoreKey): MaybePromise<Entry | undefined> {
+    const state = this.#state.get(key)
+    if (state === DELETED) return undefined
+    if (state !== undefined) return state
+    return this.#cleared ? undefined : this.#base.get(key)
+  }
+
+  has(key: StoreKey): MaybePromise<boolean> {
+    const entry = this.get(key)
+    return isPromise(entry) ? entry.then((e) => e !== undefined) : entry !== undefined
+  }
+
+  set(key: StoreKey, entry: Entry): void {
+    const at = this.#setAt.get(key)
+    if (at === undefined) {
+      this.#setAt.set(key, this.#log.length)
+      this.#log.push({ kind: 'set', key, entry })
+    } else {
+      this.#log[at] = { kind: 'set', key, entry }
+    }
+    this.#state.set(key, entry)
+  }
+
+  /** Resolves to whether the key existed: a read of the key, then its deletion. */
+  async delete(key: StoreKey): Promise<boolean> {
+    const existed = await this.has(key)
+    const at = this.#setAt.get(key)
+    if (at !== undefined) {
+      this.#log[at] = undefined
+      this.#setAt.delete(key)
+    }
+    if (existed) this.#log.push({ kind: 'delete', key })
+    this.#state.set(key, DELETED)
+    return existed
+  }
+
+  clear(): void {
+    this.#log = [{ kind: 'clear' }]
+    this.#setAt.clear()
+    this.#state.clear()
+    this.#cleared = true
+  }
+
+  async size(): Promise<number> {
+    let size = this.#cleared ? 0 : await this.#base.size()
+    for (const [key, state] of this.#state) {
+      const inBase = !this.#cleared && (await this.#base.has(key))
+      if (state === DELETED) {
+        if (inBase) size--
+      } else if (!inBase) {
+        size++
+      }
+    }
+    return size
+  }
+
+  /**
+   * Every entry, in order: the base's entries with the writes applied in order, as a commit
+   * would apply them. Reads the whole base, as a listing must.
+   */
+  async *entries(query?: KeyQuery): AsyncGenerator<[StoreKey, Entry]> {
+    if (!this.hasChanges) {
+      yield* this.#base.entries(query)
+      return
+    }
+    const map = new Map<StoreKey, Entry>()
+    if (!this.#cleared) {
+      for await (const [key, entry] of this.#base.entries()) map.set(key, entry)
+    }
+    for (const change of this.#log) {
+      if (change === undefined) continue
+      if (change.kind === 'set') map.set(change.key, change.entry)
+      else if (change.kind === 'delete') map.delete(change.key)
+      else map.clear()
+    }
+    for (const entry of map) if (matches(entry[0], query)) yield entry
+  }
+}

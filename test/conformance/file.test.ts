@@ -13,9 +13,17 @@ describeConformance(
       return {
         open: () => AnyStore.open({ file, encryptionKey }),
         openWithWrongKey: () => AnyStore.open({ file, encryptionKey: newKey() }),
+        openReadOnly: () => AnyStore.open({ file, encryptionKey, readOnly: true }),
         processOptions: { file, encryptionKey },
       }
     },
   },
-  { persistent: true, wrongKey: true, multiProcess: true, sharedInstances: true, exclusive: true },
+  {
+    persistent: true,
+    wrongKey: true,
+    multiProcess: true,
+    sharedInstances: true,
+    exclusive: true,
+    readOnly: true,
+  },
 )

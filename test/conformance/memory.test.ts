@@ -1,4 +1,4 @@
-import { AnyStore } from '../../src/index.js'
+import { AnyStore, MemoryBackend } from '../../src/index.js'
 import { describeConformance } from './suite.js'
 
 describeConformance(
@@ -17,5 +17,31 @@ describeConformance(
       }
     },
   },
-  { persistent: false, wrongKey: false, multiProcess: false, sharedInstances: false, exclusive: true },
+  {
+    persistent: false,
+    wrongKey: false,
+    multiProcess: false,
+    sharedInstances: false,
+    exclusive: true,
+    readOnly: false,
+  },
+)
+
+describeConformance(
+  'memory, one MemoryBackend shared by several instances',
+  {
+    create() {
+      // The store never closes a backend it was given, so the entries outlive every instance.
+      const backend = new MemoryBackend()
+      return { open: () => AnyStore.open({ backend }) }
+    },
+  },
+  {
+    persistent: true,
+    wrongKey: false,
+    multiProcess: false,
+    sharedInstances: true,
+    exclusive: true,
+    readOnly: false,
+  },
 )

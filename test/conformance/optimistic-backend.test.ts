@@ -180,6 +180,17 @@ describe('the optimistic test backend', () => {
     expect(backend!.server.stats).toMatchObject({ commits: 1, conflicts: 2 })
   })
 
+  it('a read-only client may check its reads with an empty commit, and commit no change', async () => {
+    const server = new OptimisticServer()
+    const reader = new OptimisticBackend(server, { readOnly: true })
+    expect(reader.readOnly).toBe(true)
+    expect(await reader.transaction(async (tx) => tx.commit([]))).toEqual({ committed: true, results: [] })
+    await expect(reader.transaction(async (tx) => tx.commit([set('a', 1)]))).rejects.toBeInstanceOf(
+      BackendContractError,
+    )
+    expect(server.size).toBe(0)
+  })
+
   it('reports misuse: a transaction used after it ended, a second commit, use after close', async () => {
     const [backend] = clients(1)
     let leaked: BackendTransaction | undefined

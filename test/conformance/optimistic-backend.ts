@@ -185,13 +185,15 @@ export class OptimisticBackend implements Backend {
   readonly concurrency = 'optimistic'
   // Nothing is held during a transaction, so no call made inside one can wait for itself.
   readonly exclusiveScope = undefined
-  readonly readOnly = false
+  readonly readOnly: boolean
   readonly server: OptimisticServer
   #closed = false
 
-  constructor(server: OptimisticServer) {
+  /** `readOnly`: a client the store must not write through (it refuses with ReadOnlyError). */
+  constructor(server: OptimisticServer, options: { readOnly?: boolean } = {}) {
     this.server = server
     this.location = `optimistic://${server.name}`
+    this.readOnly = options.readOnly === true
   }
 
   async get(key: StoreKey): Promise<Entry | undefined> {
@@ -265,8 +267,12 @@ export class OptimisticBackend implements Backend {
         list()
         yield* server.listEntries(query)
       },
-      async commit(changes) {
+      commit: async (changes) => {
         if (committed) throw new BackendContractError('commit() was called twice in one transaction')
+        // An empty commit only checks what was read: a read-only client may make one.
+        if (this.readOnly && changes.length > 0) {
+          throw new BackendContractError('a commit of changes through a read-only backend')
+        }
         committed = true
         await request()
         return server.commit(reads, changes)

@@ -1,4 +1,4 @@
-import { describe, expect, it, onTestFinished } from 'vitest'
+import { beforeAll, describe, expect, it as vitestIt, onTestFinished } from 'vitest'
 import type { AnyStore, Transaction } from '../../src/index.js'
 import { nextMessage, runFixture, spawnFixture, exited } from '../helpers.js'
 
@@ -23,6 +23,8 @@ export interface Capabilities {
    * run() on the same store inside it would wait for itself: ReentrantCallError.
    */
   exclusive: boolean
+  /** An instance can be opened read-only (`openReadOnly`) beside a writing one. */
+  readOnly: boolean
 }
 
 /** One store (a file, a server...), fresh and empty, made for one test. */
@@ -35,6 +37,8 @@ export interface StoreUnderTest {
   open(): Promise<AnyStore>
   /** With `wrongKey`: opens this store with a key it was not written with. */
   openWithWrongKey?(): Promise<AnyStore>
+  /** With `readOnly`: opens another instance on this store that may not write. */
+  openReadOnly?(): Promise<AnyStore>
   /**
    * With `multiProcess`: what a child process passes to `AnyStore.open()` to open this store;
    * it crosses to the child as JSON.
@@ -47,7 +51,17 @@ export interface ConformanceFactory {
   create(): StoreUnderTest | Promise<StoreUnderTest>
 }
 
+export interface ConformanceOptions {
+  /**
+   * Tests this backend is known to fail, by title, each with the reason. They run as expected
+   * failures (`it.fails`): once the store is fixed they fail, and the entry must go.
+   */
+  knownFailures?: Record<string, string>
+}
+
 const CLOSED = 'ERR_ANYSTORE_CLOSED'
+const INVALID_OPTION = 'ERR_ANYSTORE_INVALID_OPTION'
+const READ_ONLY = 'ERR_ANYSTORE_READ_ONLY'
 const REENTRANT = 'ERR_ANYSTORE_REENTRANT'
 const UNSUPPORTED_KEY = 'ERR_ANYSTORE_UNSUPPORTED_KEY'
 const UNSUPPORTED_VALUE = 'ERR_ANYSTORE_UNSUPPORTED_VALUE'
@@ -72,6 +86,12 @@ async function failure(call: () => unknown): Promise<Error & { code?: string }> 
     return error as Error & { code?: string }
   }
   throw new Error('expected a failure')
+}
+
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = []
+  for await (const item of items) out.push(item)
+  return out
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -203,12 +223,45 @@ export function describeConformance(
   name: string,
   factory: ConformanceFactory,
   capabilities: Capabilities,
+  options: ConformanceOptions = {},
 ): void {
   const caps = capabilities
+  const known = new Map(Object.entries(options.knownFailures ?? {}))
+  const titles = new Set<string>()
+  const register = (title: string, fn: () => Promise<void>) => {
+    titles.add(title)
+    const reason = known.get(title)
+    if (reason === undefined) vitestIt(title, fn)
+    else vitestIt.fails(`${title} [known failure: ${reason}]`, fn)
+  }
+  const it = Object.assign(register, {
+    skipIf: (skip: boolean) => (title: string, fn: () => Promise<void>) => {
+      if (skip) {
+        titles.add(title)
+        vitestIt.skip(title, fn)
+      } else {
+        register(title, fn)
+      }
+    },
+  })
+  // A capability without the hook it needs would fail every test of its group for that reason.
+  const needs: [keyof Capabilities, keyof StoreUnderTest][] = [
+    ['wrongKey', 'openWithWrongKey'],
+    ['readOnly', 'openReadOnly'],
+    ['multiProcess', 'processOptions'],
+  ]
+  const checkHooks = (target: StoreUnderTest) => {
+    for (const [capability, hook] of needs) {
+      if (caps[capability] && target[hook] === undefined) {
+        throw new Error(`${name}: the capability ${capability} needs the factory to give ${hook}`)
+      }
+    }
+    return target
+  }
 
   /** A fresh store and its first instance; every instance opened is closed when the test ends. */
   async function fresh() {
-    const target = await factory.create()
+    const target = checkHooks(await factory.create())
     const opened: AnyStore[] = []
     onTestFinished(async () => {
       await Promise.allSettled(opened.map((s) => s.close()))
@@ -222,6 +275,12 @@ export function describeConformance(
     return {
       target,
       store,
+      /** A read-only instance beside the others (readOnly). */
+      openReadOnly: async () => {
+        const readOnly = await target.openReadOnly!()
+        opened.push(readOnly)
+        return readOnly
+      },
       /** Another instance on the same store (sharedInstances). */
       open,
       /** Closes every instance, then opens the store again (persistent). */
@@ -233,6 +292,13 @@ export function describeConformance(
   }
 
   describe(`${name}: conformance`, () => {
+    // Once every test is registered: a misspelt title would leave its failure unmarked.
+    beforeAll(() => {
+      for (const title of known.keys()) {
+        if (!titles.has(title)) throw new Error(`${name}: knownFailures names no test: ${title}`)
+      }
+    })
+
     describe('reads', () => {
       it('an empty store has nothing', async () => {
         const { store } = await fresh()
@@ -317,6 +383,53 @@ export function describeConformance(
         const [entry] = (await store.entries()) as [string, typeof value][]
         entry![1].list.push(4)
         expect(await store.get('v')).toEqual({ list: [1], when: new Date(0), bytes: Uint8Array.of(1) })
+      })
+
+      it('keys() and entries() with a prefix list the string keys that start with it, never numbers', async () => {
+        const { store } = await fresh()
+        for (const [i, key] of ['user:2', 1, 'user:1', 'users', 12, 'other', '1x'].entries()) {
+          await store.set(key, i)
+        }
+        await store.delete('user:2')
+        await store.set('user:2', 'again')
+        expect(await store.keys({ prefix: 'user:' })).toEqual(['user:1', 'user:2'])
+        expect(await store.entries({ prefix: 'user' })).toEqual([
+          ['user:1', 2],
+          ['users', 3],
+          ['user:2', 'again'],
+        ])
+        expect(await store.keys({ prefix: '1' })).toEqual(['1x'])
+        expect(await store.keys({ prefix: 'none' })).toEqual([])
+        const all = ['1', 'user:1', 'users', '12', 'other', '1x', 'user:2']
+        expect((await store.keys({ prefix: '' })).map(String)).toEqual(all)
+        expect((await store.keys({})).map(String)).toEqual(all)
+      })
+
+      it('iterateKeys() and iterateEntries() give what keys() and entries() give, one at a time', async () => {
+        const { store } = await fresh()
+        const empty = await collect(store.iterateKeys())
+        expect(empty).toEqual([])
+        await store.set('a:1', { n: 1 })
+        await store.set(2, new Set([2]))
+        await store.set('a:3', [3])
+        expect(await collect(store.iterateKeys())).toEqual(await store.keys())
+        expect(await collect(store.iterateEntries())).toEqual(await store.entries())
+        expect(await collect(store.iterateKeys({ prefix: 'a:' }))).toEqual(['a:1', 'a:3'])
+        expect(await collect(store.iterateEntries({ prefix: 'a:' }))).toEqual([
+          ['a:1', { n: 1 }],
+          ['a:3', [3]],
+        ])
+      })
+
+      it('a query that is not { prefix: string } is InvalidOptionError', async () => {
+        const { store } = await fresh()
+        const bad = [null, 'a:', { prefix: 1 }] as never[]
+        for (const query of bad) {
+          expect(await codeOf(() => store.keys(query)), String(query)).toBe(INVALID_OPTION)
+          expect(await codeOf(() => store.entries(query)), String(query)).toBe(INVALID_OPTION)
+          expect(await codeOf(() => collect(store.iterateKeys(query)))).toBe(INVALID_OPTION)
+          expect(await codeOf(() => store.run((tx) => tx.keys(query)))).toBe(INVALID_OPTION)
+        }
       })
     })
 
@@ -543,6 +656,26 @@ export function describeConformance(
           expect(await tx.entries()).toEqual([['b', 'again']])
         })
         expect(await store.entries()).toEqual([['b', 'again']])
+      })
+
+      it('tx.keys() and tx.entries() with a prefix include the transaction’s own writes', async () => {
+        const { store } = await fresh()
+        await store.set('p:a', 1)
+        await store.set('p:b', 2)
+        await store.set('q', 3)
+        await store.run(async (tx) => {
+          await tx.delete('p:a')
+          await tx.set('p:c', 4)
+          await tx.set(5, 5)
+          await tx.set('p:a', 6)
+          expect(await tx.keys({ prefix: 'p:' })).toEqual(['p:b', 'p:c', 'p:a'])
+          expect(await tx.entries({ prefix: 'p:' })).toEqual([
+            ['p:b', 2],
+            ['p:c', 4],
+            ['p:a', 6],
+          ])
+          expect(await tx.keys({ prefix: 'q' })).toEqual(['q'])
+        })
       })
 
       it('writes in run() follow Map order too', async () => {
@@ -845,6 +978,8 @@ export function describeConformance(
           ['keys', () => store.keys()],
           ['size', () => store.size()],
           ['entries', () => store.entries()],
+          ['iterateKeys', () => collect(store.iterateKeys())],
+          ['iterateEntries', () => collect(store.iterateEntries())],
           ['set', () => store.set('b', 1)],
           ['delete', () => store.delete('a')],
           ['clear', () => store.clear()],
@@ -935,6 +1070,42 @@ export function describeConformance(
         expect(await b.run(async (tx) => tx.get('n'))).toBe(5)
         await b.run(async (tx) => tx.set('n', ((await tx.get('n')) as number) * 2))
         expect(await a.get('n')).toBe(10)
+      })
+
+      it('reads in one run() are consistent: transfers by another instance never show a torn total', async () => {
+        const { store: reader, open } = await fresh()
+        const mover = await open()
+        await reader.set('x', 50)
+        await reader.set('y', 50)
+        let stop = false
+        let moves = 0
+        const moving = (async () => {
+          while (!stop) {
+            await mover.run(async (tx) => {
+              await tx.set('x', ((await tx.get('x')) as number) - 1)
+              await tx.set('y', ((await tx.get('y')) as number) + 1)
+            })
+            moves++
+          }
+        })()
+        const totals: number[] = []
+        try {
+          for (let i = 0; i < 100; i++) {
+            totals.push(
+              await reader.run(async (tx) => {
+                const x = (await tx.get('x')) as number
+                // Room for a transfer to land between the two reads, where one can.
+                await new Promise((resolve) => setImmediate(resolve))
+                return x + ((await tx.get('y')) as number)
+              }),
+            )
+          }
+        } finally {
+          stop = true
+          await moving
+        }
+        expect(moves).toBeGreaterThan(0)
+        expect(totals.filter((total) => total !== 100)).toEqual([])
       })
 
       it('concurrent run() increments from two instances end exact', async () => {
@@ -1049,6 +1220,38 @@ export function describeConformance(
         await write
         const again = await reopen()
         expect(await again.get('late')).toBe(1)
+      })
+    })
+
+    describe.skipIf(!caps.readOnly)('a read-only instance', () => {
+      it('reads what the store holds and sees later commits of a writer', async () => {
+        const { store, openReadOnly } = await fresh()
+        await store.set('a', 1)
+        const reader = await openReadOnly()
+        expect(reader.readOnly).toBe(true)
+        expect(store.readOnly).toBe(false)
+        expect(await reader.entries()).toEqual([['a', 1]])
+        await store.set('b', 2)
+        await store.delete('a')
+        expect(await reader.keys()).toEqual(['b'])
+        expect(await reader.run(async (tx) => tx.get('b'))).toBe(2)
+      })
+
+      it('refuses every write with ReadOnlyError, and nothing changes', async () => {
+        const { store, openReadOnly } = await fresh()
+        await store.set('a', 1)
+        const reader = await openReadOnly()
+        const writes: [string, () => unknown][] = [
+          ['set', () => reader.set('b', 1)],
+          ['delete', () => reader.delete('a')],
+          ['clear', () => reader.clear()],
+          ['run set', () => reader.run(async (tx) => tx.set('b', 1))],
+          ['run delete', () => reader.run(async (tx) => tx.delete('a'))],
+          ['run clear', () => reader.run(async (tx) => tx.clear())],
+        ]
+        for (const [what, call] of writes) expect(await codeOf(call), what).toBe(READ_ONLY)
+        expect(await store.entries()).toEqual([['a', 1]])
+        expect(await reader.entries()).toEqual([['a', 1]])
       })
     })
 

@@ -812,7 +812,8 @@ export function describeConformance(
 
       it('concurrent read-modify-write transactions on one instance lose nothing', async () => {
         const { store } = await fresh()
-        // Eight at once: an optimistic store retries each at most once per other one.
+        // Eight at once: each refusal of one means another committed, so an optimistic store
+        // needs at most eight attempts for any of them, within the default limit of ten.
         await Promise.all(
           Array.from({ length: 8 }, () =>
             store.run(async (tx) => {

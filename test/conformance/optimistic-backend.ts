@@ -1,0 +1,300 @@
+import {
+  type Backend,
+  type BackendTransaction,
+  type Change,
+  type ChangeResult,
+  type CommitOutcome,
+  type KeyQuery,
+  matches,
+} from '../../src/backends/backend.js'
+import type { Entry } from '../../src/format/payload.js'
+import type { StoreKey } from '../../src/store/types.js'
+
+/**
+ * A test-only backend with optimistic concurrency, standing in for a network store: one
+ * `OptimisticServer` holds the entries, and every `OptimisticBackend` on it is a client of its
+ * own. Nothing here is fast or durable; what it is for is making the store meet every behaviour
+ * of the conformance suite without a lock: asynchronous reads, commits that can be refused, and
+ * retries.
+ */
+
+/** Any misuse of the backend contract by the store, so that it fails a test loudly. */
+export class BackendContractError extends Error {}
+
+/** Entries cross the "network" as copies, so the store can rely on no shared object. */
+function copy(entry: Entry): Entry {
+  return entry.expiresAt === undefined
+    ? { value: Uint8Array.from(entry.value) }
+    : { value: Uint8Array.from(entry.value), expiresAt: entry.expiresAt }
+}
+
+/** A small seeded generator (mulberry32): the interleavings of a run can be replayed. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+export interface OptimisticServerOptions {
+  /** Names the store in `location`. */
+  name?: string
+  /** Seeds the choice of delays; the same seed gives the same interleavings. */
+  seed?: number
+}
+
+/** What a transaction read: each key with the version it had, and the store-wide version of a listing. */
+export interface ReadSet {
+  readonly keys: Map<StoreKey, number>
+  listedAt: number | undefined
+}
+
+/** The shared store: several backends on one server are several clients of one store. */
+export class OptimisticServer {
+  readonly name: string
+  /** Counted for tests: commits applied and refused (injected refusals included). */
+  readonly stats = { commits: 0, conflicts: 0, transactions: 0 }
+  readonly #entries = new Map<StoreKey, Entry>()
+  /** The version at which each key last changed; a key absent here last changed at #clearedAt or never. */
+  readonly #keyVersions = new Map<StoreKey, number>()
+  #clearedAt = 0
+  /** Bumped by every commit that changes something: what a listing depends on. */
+  #version = 0
+  #injectedConflicts = 0
+  readonly #random: () => number
+
+  constructor(options: OptimisticServerOptions = {}) {
+    this.name = options.name ?? 'test'
+    this.#random = seeded(options.seed ?? 1)
+  }
+
+  /** Makes the next `n` commits report a conflict, whatever they read. */
+  injectConflicts(n: number): void {
+    this.#injectedConflicts += n
+  }
+
+  /** Injected conflicts not yet reported. */
+  get pendingInjectedConflicts(): number {
+    return this.#injectedConflicts
+  }
+
+  get version(): number {
+    return this.#version
+  }
+
+  /**
+   * The delay of a round trip. Sometimes a microtask, sometimes a macrotask, so that concurrent
+   * clients interleave differently from one round to the next instead of in one fixed pattern
+   * (in which the same transaction could lose every race).
+   */
+  async roundTrip(): Promise<void> {
+    if (this.#random() < 0.5) {
+      await Promise.resolve()
+    } else {
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+  }
+
+  keyVersion(key: StoreKey): number {
+    return Math.max(this.#keyVersions.get(key) ?? 0, this.#clearedAt)
+  }
+
+  get(key: StoreKey): Entry | undefined {
+    const entry = this.#entries.get(key)
+    return entry === undefined ? undefined : copy(entry)
+  }
+
+  has(key: StoreKey): boolean {
+    return this.#entries.has(key)
+  }
+
+  get size(): number {
+    return this.#entries.size
+  }
+
+  listEntries(query: KeyQuery | undefined): [StoreKey, Entry][] {
+    const out: [StoreKey, Entry][] = []
+    for (const [key, entry] of this.#entries) if (matches(key, query)) out.push([key, copy(entry)])
+    return out
+  }
+
+  listKeys(query: KeyQuery | undefined): StoreKey[] {
+    return [...this.#entries.keys()].filter((key) => matches(key, query))
+  }
+
+  /** Applies `changes` atomically if nothing in `reads` changed since it was read. */
+  commit(reads: ReadSet, changes: readonly Change[]): CommitOutcome {
+    if (this.#injectedConflicts > 0) {
+      this.#injectedConflicts--
+      this.stats.conflicts++
+      return { committed: false, conflict: 'an injected conflict' }
+    }
+    if (reads.listedAt !== undefined && reads.listedAt !== this.#version) {
+      this.stats.conflicts++
+      return { committed: false, conflict: 'the store changed since it was listed' }
+    }
+    for (const [key, version] of reads.keys) {
+      if (this.keyVersion(key) !== version) {
+        this.stats.conflicts++
+        return { committed: false, conflict: `${JSON.stringify(key)} changed since it was read` }
+      }
+    }
+    const next = this.#version + 1
+    let changed = false
+    const results: ChangeResult[] = changes.map((change) => {
+      switch (change.kind) {
+        case 'set':
+          // Map semantics: an existing key keeps its place; one deleted earlier goes to the end.
+          this.#entries.set(change.key, copy(change.entry))
+          this.#keyVersions.set(change.key, next)
+          changed = true
+          return undefined
+        case 'delete': {
+          const existed = this.#entries.delete(change.key)
+          if (existed) {
+            this.#keyVersions.set(change.key, next)
+            changed = true
+          }
+          return existed
+        }
+        case 'clear':
+          if (this.#entries.size > 0) {
+            this.#entries.clear()
+            // Every version recorded so far is now at most #clearedAt: they say nothing more.
+            this.#keyVersions.clear()
+            this.#clearedAt = next
+            changed = true
+          }
+          return undefined
+      }
+    })
+    if (changed) this.#version = next
+    this.stats.commits++
+    return { committed: true, results }
+  }
+}
+
+/** One client of an OptimisticServer. */
+export class OptimisticBackend implements Backend {
+  readonly kind = 'optimistic-test'
+  readonly location: string
+  readonly concurrency = 'optimistic'
+  // Nothing is held during a transaction, so no call made inside one can wait for itself.
+  readonly exclusiveScope = undefined
+  readonly readOnly: boolean
+  readonly server: OptimisticServer
+  #closed = false
+
+  /** `readOnly`: a client the store must not write through (it refuses with ReadOnlyError). */
+  constructor(server: OptimisticServer, options: { readOnly?: boolean } = {}) {
+    this.server = server
+    this.location = `optimistic://${server.name}`
+    this.readOnly = options.readOnly === true
+  }
+
+  async get(key: StoreKey): Promise<Entry | undefined> {
+    await this.#request()
+    return this.server.get(key)
+  }
+
+  async has(key: StoreKey): Promise<boolean> {
+    await this.#request()
+    return this.server.has(key)
+  }
+
+  async size(): Promise<number> {
+    await this.#request()
+    return this.server.size
+  }
+
+  async *keys(query?: KeyQuery): AsyncIterable<StoreKey> {
+    await this.#request()
+    yield* this.server.listKeys(query)
+  }
+
+  async *entries(query?: KeyQuery): AsyncIterable<[StoreKey, Entry]> {
+    await this.#request()
+    yield* this.server.listEntries(query)
+  }
+
+  async transaction<T>(fn: (tx: BackendTransaction) => Promise<T>): Promise<T> {
+    this.#assertOpen()
+    this.server.stats.transactions++
+    const server = this.server
+    const reads: ReadSet = { keys: new Map(), listedAt: undefined }
+    let ended = false
+    let committed = false
+    const request = async () => {
+      if (ended) throw new BackendContractError('a backend transaction was used after it ended')
+      await server.roundTrip()
+      // Checked again after the delay: a read that arrives once fn has settled is a misuse too.
+      if (ended) throw new BackendContractError('a backend transaction was used after it ended')
+    }
+    // The version is taken together with the value, in the same turn, so the pair is consistent.
+    const readKey = (key: StoreKey) => {
+      if (!reads.keys.has(key)) reads.keys.set(key, server.keyVersion(key))
+    }
+    const list = () => {
+      reads.listedAt ??= server.version
+    }
+    const tx: BackendTransaction = {
+      async get(key) {
+        await request()
+        readKey(key)
+        return server.get(key)
+      },
+      async has(key) {
+        await request()
+        readKey(key)
+        return server.has(key)
+      },
+      async size() {
+        await request()
+        list()
+        return server.size
+      },
+      async *keys(query) {
+        await request()
+        list()
+        yield* server.listKeys(query)
+      },
+      async *entries(query) {
+        await request()
+        list()
+        yield* server.listEntries(query)
+      },
+      commit: async (changes) => {
+        if (committed) throw new BackendContractError('commit() was called twice in one transaction')
+        // An empty commit only checks what was read: a read-only client may make one.
+        if (this.readOnly && changes.length > 0) {
+          throw new BackendContractError('a commit of changes through a read-only backend')
+        }
+        committed = true
+        await request()
+        return server.commit(reads, changes)
+      },
+    }
+    try {
+      return await fn(tx)
+    } finally {
+      ended = true
+    }
+  }
+
+  close(): void {
+    this.#closed = true
+  }
+
+  async #request(): Promise<void> {
+    this.#assertOpen()
+    await this.server.roundTrip()
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new BackendContractError('the backend was used after close()')
+  }
+}

@@ -152,7 +152,7 @@ export class AnyStore<V = unknown> {
   }
 
   get readOnly(): boolean {
-    return this.#backend.readOnly
+    return this.#options.readOnly || this.#backend.readOnly
   }
 
   /** `T` types this one value, unchecked like a cast: for a store whose values differ in type. */
@@ -226,10 +226,12 @@ export class AnyStore<V = unknown> {
     this.#assertNotInside(backend, 'run')
     const source = this.#source
     const exclusive = backend.concurrency === 'exclusive'
+    // Tracked before the backend can call `fn`, so a close() made from `fn` waits for it.
+    const started = Promise.resolve()
     return this.#track(
-      this.#transact(backend, async (btx): Promise<Attempt<T>> => {
+      started.then(() => this.#transact(backend, async (btx): Promise<Attempt<T>> => {
         const view = new TransactionView(btx)
-        const { tx, end } = createTransaction<V>(view, source, backend)
+        const { tx, end } = createTransaction<V>(view, source, backend, this.readOnly)
         let value: T
         try {
           value = exclusive
@@ -238,10 +240,13 @@ export class AnyStore<V = unknown> {
         } finally {
           end()
         }
-        if (!view.hasChanges) return { committed: true, value }
+        // An exclusive backend held what was read: nothing to check. An optimistic one must
+        // check the reads even of a transaction that wrote nothing, or it could return a state
+        // that never existed (a read before and a read after another commit).
+        if (!view.hasChanges && exclusive) return { committed: true, value }
         const outcome = await btx.commit(view.changes())
         return outcome.committed ? { committed: true, value } : outcome
-      }),
+      })),
     )
   }
 
@@ -302,6 +307,10 @@ export class AnyStore<V = unknown> {
 
   /** Waits for writes in flight, then releases what the store opened. Never deletes the store. */
   close(): Promise<void> {
+    // From inside run() on this store, waiting for the writes in flight would wait for itself.
+    if (this.#closing === undefined && this.#insideOwnTransaction()) {
+      return Promise.reject(new ReentrantCallError('close'))
+    }
     this.#closing ??= (async () => {
       while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight])
       if (this.#persisting) await this.#backend.close()
@@ -335,6 +344,11 @@ export class AnyStore<V = unknown> {
     if (heldScopes.getStore()?.has(backend.exclusiveScope)) throw new ReentrantCallError(method)
   }
 
+  #insideOwnTransaction(): boolean {
+    const backend = this.#backend
+    return backend.concurrency === 'exclusive' && heldScopes.getStore()?.has(backend.exclusiveScope) === true
+  }
+
   #track<T>(promise: Promise<T>): Promise<T> {
     this.#inFlight.add(promise)
     const forget = () => this.#inFlight.delete(promise)
@@ -364,7 +378,7 @@ export class AnyStore<V = unknown> {
   #write(change: Change, method: string): Promise<ChangeResult> {
     this.#assertOpen()
     const queue = this.#queue
-    if (queue.backend.readOnly) throw new ReadOnlyError(queue.backend.location, method)
+    if (this.readOnly) throw new ReadOnlyError(queue.backend.location, method)
     this.#assertNotInside(queue.backend, method)
     return new Promise((resolve, reject) => {
       queue.pending.push({ change, resolve, reject })
@@ -420,7 +434,7 @@ function checkQuery(query: KeyQuery | undefined): KeyQuery | undefined {
   if (query.prefix !== undefined && typeof query.prefix !== 'string') {
     throw new InvalidOptionError('Expected `prefix` to be a string')
   }
-  return query.prefix === undefined || query.prefix === '' ? undefined : query
+  return query.prefix === undefined ? undefined : query
 }
 
 /**
@@ -458,6 +472,7 @@ function createTransaction<V>(
   view: TransactionView,
   source: string,
   backend: Backend,
+  readOnly: boolean,
 ): { tx: Transaction<V>; end: () => void } {
   let ended = false
   const open = (): TransactionView => {
@@ -466,7 +481,7 @@ function createTransaction<V>(
   }
   const writable = (method: string): TransactionView => {
     const current = open()
-    if (backend.readOnly) throw new ReadOnlyError(backend.location, `tx.${method}`)
+    if (readOnly) throw new ReadOnlyError(backend.location, `tx.${method}`)
     return current
   }
   const tx: Transaction<V> = {

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { AnyStore, newKey } from '../src/index.js'
+import { AnyStore, MemoryBackend, newKey } from '../src/index.js'
 import { tempDir } from './helpers.js'
 
 describe('readOnly: true', () => {
@@ -71,7 +71,7 @@ describe('key queries and iteration', () => {
       await store.set('user:1', 'again')
       expect(await store.keys({ prefix: 'user:' })).toEqual(['user:2', 'user:0', 'user:1'])
       expect(await store.keys({ prefix: '1' })).toEqual([])
-      expect(await store.keys({ prefix: '' })).toEqual(await store.keys())
+      expect(await store.keys({ prefix: '' })).toEqual((await store.keys()).filter((k) => typeof k === 'string'))
       expect(await store.entries({ prefix: 'team' })).toEqual([['team:1', 'team:1']])
       const keys: unknown[] = []
       for await (const key of store.iterateKeys({ prefix: 'user:' })) keys.push(key)
@@ -92,4 +92,47 @@ describe('key queries and iteration', () => {
       await store.close()
     })
   }
+})
+
+describe('readOnly on other backends', () => {
+  it('holds for an in-memory store and for a backend passed in', async () => {
+    const shared = new MemoryBackend()
+    const writer = await AnyStore.open({ backend: shared })
+    await writer.set('a', 1)
+    for (const store of [
+      await AnyStore.open({ readOnly: true }),
+      await AnyStore.open({ backend: shared, readOnly: true }),
+    ]) {
+      expect(store.readOnly).toBe(true)
+      await expect(store.set('b', 2)).rejects.toMatchObject({ code: 'ERR_ANYSTORE_READ_ONLY' })
+      await expect(store.run(async (tx) => tx.set('b', 2))).rejects.toMatchObject({
+        code: 'ERR_ANYSTORE_READ_ONLY',
+      })
+      await store.close()
+    }
+    expect(await writer.keys()).toEqual(['a'])
+  })
+})
+
+describe('run() edge cases', () => {
+  it('close() from inside run() on the same store fails instead of waiting for itself', async () => {
+    for (const store of [
+      await AnyStore.open(),
+      await AnyStore.open({ file: join(tempDir(), 's.db'), encryptionKey: newKey() }),
+    ]) {
+      const inside = await store.run(async () => store.close().then(() => 'closed', (e) => e.code))
+      expect(inside).toBe('ERR_ANYSTORE_REENTRANT')
+      expect(store.closed).toBe(false)
+      await store.close()
+    }
+  })
+
+  it('maxRunAttempts is a whole number of at least 1', async () => {
+    for (const maxRunAttempts of [0, 0.5, -1, Number.NaN, '3']) {
+      await expect(
+        AnyStore.open({ maxRunAttempts: maxRunAttempts as number }),
+      ).rejects.toMatchObject({ code: 'ERR_ANYSTORE_INVALID_OPTION' })
+    }
+    await (await AnyStore.open({ maxRunAttempts: 1 })).close()
+  })
 })

@@ -1,20 +1,24 @@
-import { AnyStore, type AnyStoreOptions, StoreClosedError, type StoreKey } from '../index.js'
+import {
+  AnyStore,
+  type AnyStoreOptions,
+  type KeyQuery,
+  StoreClosedError,
+  type StoreKey,
+} from '../index.js'
 
 /** What an adapter is built from: the options to open a store with, or a store already open. */
 export type StoreSource = AnyStoreOptions | AnyStore
 
 /**
- * The string keys under `prefix` (all string keys for ''). The one place the adapters list keys
- * by prefix, so that it can move to a prefix-aware key listing of the store without touching
- * them. Number keys are skipped: keyv and unstorage only make string keys, so a number key
+ * The string keys under `prefix` (all string keys for ''). Number keys are skipped: keyv and unstorage only make string keys, so a number key
  * belongs to other code sharing the file.
  */
 export async function keysWithPrefix(
-  source: { keys(): Promise<StoreKey[]> },
+  source: { keys(query?: KeyQuery): Promise<StoreKey[]> },
   prefix: string,
 ): Promise<string[]> {
-  const keys = await source.keys()
-  return keys.filter((key): key is string => typeof key === 'string' && key.startsWith(prefix))
+  // A prefix, even '', matches string keys only.
+  return (await source.keys({ prefix })) as string[]
 }
 
 /**

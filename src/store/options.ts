@@ -427,6 +427,13 @@ export function newKeyringOption(options: object): KeyRing {
   return KeyRing.ofKey(keyOption(options, 'newEncryptionKey', 'required'))
 }
 
+function attempts(value: unknown): number {
+  if (Number.isSafeInteger(value) && (value as number) >= 1) return value as number
+  throw new InvalidOptionError(
+    `Expected \`maxRunAttempts\` to be a whole number of at least 1, got ${received(value)}`,
+  )
+}
+
 function formatVersion(value: unknown): 2 | 3 {
   if (value === 2 || value === 3) return value
   throw new InvalidOptionError(`Expected \`formatVersion\` to be 2 or 3, got ${String(value)}`)
@@ -469,7 +476,7 @@ export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
     formatVersion: formatVersion(o.formatVersion),
     readOnly: boolean('readOnly', o.readOnly),
     backend: o.backend,
-    maxRunAttempts: Math.floor(positiveNumber('maxRunAttempts', o.maxRunAttempts)),
+    maxRunAttempts: attempts(o.maxRunAttempts),
     fs: nodeFileSystem,
   }
 }

@@ -26,12 +26,6 @@ describeConformance(
     exclusive: false,
     readOnly: true,
   },
-  {
-    knownFailures: {
-      'reads in one run() are consistent: transfers by another instance never show a torn total':
-        'run() skips the commit of a transaction that wrote nothing, so its reads are never checked',
-    },
-  },
 )
 
 describe('optimistic: conflicts and retries', () => {

@@ -400,9 +400,9 @@ export function describeConformance(
         ])
         expect(await store.keys({ prefix: '1' })).toEqual(['1x'])
         expect(await store.keys({ prefix: 'none' })).toEqual([])
-        const all = ['1', 'user:1', 'users', '12', 'other', '1x', 'user:2']
-        expect((await store.keys({ prefix: '' })).map(String)).toEqual(all)
-        expect((await store.keys({})).map(String)).toEqual(all)
+        // '' is a prefix like any other: every string key, no number.
+        expect(await store.keys({ prefix: '' })).toEqual(['user:1', 'users', 'other', '1x', 'user:2'])
+        expect(await store.keys({})).toEqual([1, 'user:1', 'users', 12, 'other', '1x', 'user:2'])
       })
 
       it('iterateKeys() and iterateEntries() give what keys() and entries() give, one at a time', async () => {
@@ -1087,6 +1087,9 @@ export function describeConformance(
               await tx.set('y', ((await tx.get('y')) as number) + 1)
             })
             moves++
+            // A writer that never pauses starves an optimistic reader (every attempt conflicts):
+            // liveness is not what this test is about, consistency is.
+            await new Promise((resolve) => setTimeout(resolve, 1))
           }
         })()
         const totals: number[] = []

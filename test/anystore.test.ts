@@ -44,59 +44,6 @@ describe('in memory', () => {
     await store.close()
   })
 
-  it('copies values in and out', async () => {
-    const store = await AnyStore.open<{ list: number[] }>()
-    const value = { list: [1] }
-    await store.set('v', value)
-    value.list.push(2)
-    const out = await store.get('v')
-    out?.list.push(3)
-    expect(await store.get('v')).toEqual({ list: [1] })
-  })
-
-  it('rejects keys that are not strings or numbers', async () => {
-    const store = await AnyStore.open()
-    for (const key of [null, undefined, {}, Symbol('s'), 1n]) {
-      expect((await rejection(store.set(key as never, 1))).code).toBe(
-        'ERR_ANYSTORE_UNSUPPORTED_KEY',
-      )
-      expect((await rejection(store.get(key as never))).code).toBe('ERR_ANYSTORE_UNSUPPORTED_KEY')
-    }
-  })
-
-  it('rejects a string key with a lone surrogate, which the file cannot hold as it is', async () => {
-    // UTF-8 has no form for it: the file would hold U+FFFD, and a reload would change the key.
-    const dir = tempDir()
-    const store = await AnyStore.open({ file: join(dir, 's') })
-    for (const key of ['\uD800', 'a\uDC00b']) {
-      expect((await rejection(store.set(key, 1))).code).toBe('ERR_ANYSTORE_UNSUPPORTED_KEY')
-    }
-    await store.set('\uD83D\uDD11', 1)
-    expect(await store.keys()).toEqual(['\uD83D\uDD11'])
-    await store.close()
-  })
-
-  it('run() applies all writes or none', async () => {
-    const store = await AnyStore.open<number>()
-    await store.set('a', 1)
-    const result = await store.run(async (tx) => {
-      await tx.set('b', 2)
-      await tx.delete('a')
-      expect(await tx.get('b')).toBe(2)
-      expect(await store.get('b')).toBeUndefined()
-      return 'done'
-    })
-    expect(result).toBe('done')
-    expect(await store.entries()).toEqual([['b', 2]])
-    const boom = new Error('boom')
-    await expect(
-      store.run(async (tx) => {
-        await tx.set('c', 3)
-        throw boom
-      }),
-    ).rejects.toBe(boom)
-    expect(await store.has('c')).toBe(false)
-  })
 })
 
 describe('persisted', () => {
@@ -214,26 +161,6 @@ describe('persisted', () => {
     await reopened.close()
   })
 
-  it('gives each write in a group the result of its own step', async () => {
-    const store = await AnyStore.open({ file: join(tempDir(), 'd.db') })
-    await store.set('a', 1)
-    const results = await Promise.all([store.delete('a'), store.delete('a'), store.set('a', 2)])
-    expect(results).toEqual([true, false, undefined])
-    expect(await store.get('a')).toBe(2)
-    await store.close()
-  })
-
-  it('sees commits of another instance on the same file', async () => {
-    const file = join(tempDir(), 'two.db')
-    const a = await AnyStore.open({ file })
-    const b = await AnyStore.open({ file })
-    await a.set('x', 1)
-    expect(await b.get('x')).toBe(1)
-    await b.set('x', 2)
-    expect(await a.get('x')).toBe(2)
-    await Promise.all([a.close(), b.close()])
-  })
-
   it('run() commits once, or not at all when the callback throws', async () => {
     const file = join(tempDir(), 'tx.db')
     const { io, counts } = countingFs()
@@ -257,13 +184,6 @@ describe('persisted', () => {
     await store.close()
   })
 
-  it('refuses writes to the same file from inside run() instead of deadlocking', async () => {
-    const store = await AnyStore.open<number>({ file: join(tempDir(), 'r.db') })
-    const error = await rejection(store.run(async () => store.set('x', 1)))
-    expect(error.code).toBe('ERR_ANYSTORE_REENTRANT')
-    await store.close()
-  })
-
   it('a nested run() fails with a message that names only what exists', async () => {
     for (const file of [join(tempDir(), 'nested.db'), undefined]) {
       const store = await AnyStore.open<number>({ file })
@@ -278,49 +198,6 @@ describe('persisted', () => {
     }
   })
 
-  it('the transaction object has only the documented methods', async () => {
-    const store = await AnyStore.open<number>()
-    const names = new Set<string>()
-    await store.run(async (tx) => {
-      for (let o: object | null = tx; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
-        for (const name of Object.getOwnPropertyNames(o)) names.add(name)
-      }
-      expect('end' in tx).toBe(false)
-      await tx.set('a', 1)
-    })
-    names.delete('constructor')
-    expect([...names].sort()).toEqual(
-      ['clear', 'delete', 'entries', 'get', 'has', 'keys', 'set', 'size'].sort(),
-    )
-    expect(await store.get('a')).toBe(1)
-    await store.close()
-  })
-
-  it('a transaction object cannot be used after run() returns', async () => {
-    const store = await AnyStore.open<number>()
-    let leaked: { get(key: string): Promise<unknown> } | undefined
-    await store.run(async (tx) => {
-      leaked = tx
-    })
-    expect((await rejection(leaked!.get('a'))).code).toBe('ERR_ANYSTORE_CLOSED')
-  })
-})
-
-describe('await using', () => {
-  it('closes the store when the block ends', async () => {
-    const file = join(tempDir(), 'using.db')
-    let leaked: AnyStore<number> | undefined
-    {
-      await using store = await AnyStore.open<number>({ file })
-      leaked = store
-      await store.set('k', 1)
-    }
-    expect(leaked.closed).toBe(true)
-    expect((await rejection(leaked.get('k'))).code).toBe('ERR_ANYSTORE_CLOSED')
-    const again = await AnyStore.open<number>({ file })
-    expect(await again.get('k')).toBe(1)
-    await again.close()
-  })
 })
 
 describe('switching persistence', () => {
@@ -493,26 +370,6 @@ describe('file permissions', () => {
     await store.set('a', 1)
     expect(await store.get('a')).toBe(1)
     await store.close()
-  })
-})
-
-describe('in-memory transactions', () => {
-  it('serialize with plain writes, so a set() during run() is not lost', async () => {
-    const store = await AnyStore.open<number>()
-    let reached!: () => void
-    const insideTx = new Promise<void>((resolve) => {
-      reached = resolve
-    })
-    const tx = store.run(async (t) => {
-      const before = (await t.get('n')) ?? 0
-      reached()
-      await new Promise((resolve) => setTimeout(resolve, 20))
-      await t.set('n', before + 1)
-    })
-    await insideTx
-    const write = store.set('n', 10)
-    await Promise.all([tx, write])
-    expect(await store.get('n')).toBe(10)
   })
 })
 

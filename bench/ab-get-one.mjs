@@ -6,11 +6,13 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { open as openLmdb } from 'lmdb'
+import { openStore } from './lib/backends.mjs'
 
-const build = process.argv[2] ? pathToFileURL(resolve(process.argv[2])).href : '../dist/index.js'
-const { AnyStore } = await import(build)
+const build = process.argv[2]
+  ? await import(pathToFileURL(resolve(process.argv[2])).href)
+  : await import('../dist/index.js')
 const dir = mkdtempSync(join(tmpdir(), 'anystore-ab-get-'))
-const s = await AnyStore.open({ file: join(dir, 'store'), sync: 'never' })
+const s = await openStore('file', { location: join(dir, 'store'), sync: 'never', build })
 const db = openLmdb({ path: join(dir, 'lmdb') })
 const v = 'x'.repeat(100)
 await s.run(async (tx) => { for (let i = 0; i < 1000; i++) await tx.set(`key-${i}`, v) })

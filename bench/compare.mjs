@@ -2,8 +2,8 @@ import { closeSync, openSync, readSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import Conf from 'conf'
 import { open as openLmdb } from 'lmdb'
-import { AnyStore } from '../dist/index.js'
 import { contend } from './concurrency.mjs'
+import { backendInfo, openStore } from './lib/backends.mjs'
 import { rawWriter } from './lib/baselines.mjs'
 import { check, freshDir, keyFor, valueFor } from './lib/data.mjs'
 import { measure } from './lib/harness.mjs'
@@ -24,8 +24,11 @@ export const GO_ORIGINAL = {
 
 const storeKinds = ['anystore', 'lmdb', 'conf']
 
-async function openContenders(dir, size) {
-  const anystore = await AnyStore.open({ file: join(dir, 'store.anystore'), sync: 'always' })
+async function openContenders(dir, size, backend) {
+  const anystore = await openStore(backend, {
+    location: join(dir, 'store.anystore'),
+    sync: 'always',
+  })
   await populate(anystore, size)
   const lmdb = openLmdb({ path: join(dir, 'lmdb') })
   await lmdb.transaction(() => {
@@ -77,9 +80,9 @@ function readFloor(file, batch) {
  * moves within a minute while an in-process call does not, so measuring one store after the
  * other would fold that drift into the ratio between them.
  */
-async function side(profile, name, size, operations, { floor } = {}) {
+async function side(profile, name, size, operations, { floor, backend }) {
   const dir = freshDir(`compare-${size}`)
-  const stores = await openContenders(dir, size)
+  const stores = await openContenders(dir, size, backend)
   const contenders = storeKinds.map((kind) => ({ kind, ...operations[kind](stores[kind], dir) }))
   if (floor === 'durable replace') {
     // Once first, so that the file (created by the first commit) has the size it has while
@@ -129,10 +132,22 @@ function middle(values, score) {
   return [...values].sort((a, b) => score(a) - score(b))[Math.floor(values.length / 2)]
 }
 
-export async function compare(profile, { incrementCount, warmUp, coldSize }) {
+/**
+ * The side-by-side rows: get, set then get, set on 10,000 entries, cold open, with anystore on
+ * `backend`. Rows and floors the backend cannot run are listed in `skipped`.
+ */
+export async function compareOperations(profile, { coldSize, backend = 'file' }) {
+  const info = backendInfo(backend)
   const rows = []
+  const skipped = []
   const batch = profile.batch
   const key = keyFor(7)
+  if (!info.file) {
+    skipped.push({
+      scenario: 'side by side: the read floor (awaited call + 1-byte pread of the store file)',
+      reason: `the ${backend} backend keeps no file to pread`,
+    })
+  }
 
   rows.push(
     await side(profile, 'get, unchanged store of 1,000 entries', 1000, {
@@ -159,7 +174,7 @@ export async function compare(profile, { incrementCount, warmUp, coldSize }) {
         },
         verify: () => check(c.get(key) === valueFor(7), 'conf get'),
       }),
-    }, { floor: 'read' }),
+    }, { floor: info.file ? 'read' : undefined, backend }),
   )
 
   let round = 0
@@ -192,15 +207,29 @@ export async function compare(profile, { incrementCount, warmUp, coldSize }) {
           },
         }),
       },
-      { floor: 'durable replace' },
+      { floor: info.file ? 'durable replace' : undefined, backend },
     )
-  rows.push(await setThenGet(0, 'set then get of one key (durable)'))
-  rows.push(await setThenGet(10_000, 'set, store of 10,000 entries (durable)'))
+  for (const [size, name] of [
+    [0, 'set then get of one key (durable)'],
+    [10_000, 'set, store of 10,000 entries (durable)'],
+  ]) {
+    if (info.durable) rows.push(await setThenGet(size, name))
+    else
+      skipped.push({
+        scenario: `side by side: ${name}`,
+        reason: `the ${backend} backend's commits are not durable, the other stores' are`,
+      })
+  }
 
   // Cold open: a new handle on an existing store, then its first read.
-  {
+  if (!info.coldOpen) {
+    skipped.push({
+      scenario: 'side by side: cold open + first get',
+      reason: `a new instance on the ${backend} backend has nothing to read or connect to`,
+    })
+  } else {
     const dir = freshDir(`compare-cold-${coldSize}`)
-    const stores = await openContenders(dir, coldSize)
+    const stores = await openContenders(dir, coldSize, backend)
     await closeContenders(stores)
     const last = keyFor(coldSize - 1)
     const row = { scenario: 'cold open + first get, 100,000 entries', size: coldSize }
@@ -208,7 +237,7 @@ export async function compare(profile, { incrementCount, warmUp, coldSize }) {
       await measure(
         profile,
         async () => {
-          const s = await AnyStore.open({ file: join(dir, 'store.anystore') })
+          const s = await openStore(backend, { location: join(dir, 'store.anystore') })
           if ((await s.get(last)) !== valueFor(coldSize - 1)) throw new Error('anystore cold get')
           await s.close()
         },
@@ -239,17 +268,23 @@ export async function compare(profile, { incrementCount, warmUp, coldSize }) {
     row.go = coldSize === 100_000 ? GO_ORIGINAL[row.scenario] : undefined
     rows.push(row)
   }
+  return { rows, skipped }
+}
 
-  // In turns too: each store's figures are those of its middle round by rate, and its lost
-  // updates the most any round lost.
+/**
+ * 4 processes incrementing one counter in each store, anystore on `backend` (one that other
+ * processes can open). In turns too: each store's figures are those of its middle round by
+ * rate, and its lost updates the most any round lost.
+ */
+export async function compareContention(profile, { incrementCount, warmUp, backend = 'file' }) {
   const kinds = ['anystore', 'lmdb', 'lmdb-flushed', 'conf', 'floor']
   const runs = await inTurns(kinds, profile.rounds ?? 1, (kind) =>
-    contend(kind, 4, incrementCount, warmUp),
+    contend(kind, 4, incrementCount, warmUp, backend),
   )
   const contention = runs.map((all) => ({
     ...middle(all, (run) => run.opsPerSec),
     rounds: all.map((run) => Math.round(run.opsPerSec)),
     lost: Math.max(...all.map((run) => run.lost)),
   }))
-  return { rows, contention, goLostOf1000: GO_ORIGINAL.lostOf1000 }
+  return { contention, goLostOf1000: GO_ORIGINAL.lostOf1000 }
 }

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { AnyStore } from '../dist/index.js'
+import { openStore } from './lib/backends.mjs'
 import { check, freshDir, keyFor, valueFor } from './lib/data.mjs'
 import { measure } from './lib/harness.mjs'
 import { populate } from './scenarios.mjs'
@@ -11,11 +11,11 @@ const INCREMENTER = fileURLToPath(new URL('./fixtures/increment.mjs', import.met
 
 /**
  * Group commit: 1,000 concurrent set() calls (one commit, or a few) against 1,000 sequential
- * awaited ones (1,000 commits), sync 'always', on a 1,000-entry store.
+ * awaited ones (1,000 commits), sync 'always' where the backend has it, on a 1,000-entry store.
  */
-export async function groupCommit(profile, writes = 1000) {
-  const file = join(freshDir('group'), 'store.anystore')
-  const store = await AnyStore.open({ file, sync: 'always' })
+export async function groupCommit(profile, writes = 1000, backend = 'file') {
+  const location = join(freshDir(`group-${backend}`), 'store.anystore')
+  const store = await openStore(backend, { location, sync: 'always' })
   await populate(store, 1000)
   const keys = Array.from({ length: writes }, (_, i) => keyFor(i))
   let round = 0
@@ -42,7 +42,7 @@ export async function groupCommit(profile, writes = 1000) {
     },
     { slow: true, beforeEach: nextRound },
   )
-  const reader = await AnyStore.open({ file })
+  const reader = await openStore(backend, { location })
   for (let i = 0; i < writes; i++) {
     check(
       (await reader.get(keyFor(i))) === valueFor(i, round),
@@ -59,10 +59,12 @@ export async function groupCommit(profile, writes = 1000) {
   }
 }
 
-function startContender(kind, path, count, warmUp) {
-  const child = spawn(process.execPath, [INCREMENTER, kind, path, String(count), String(warmUp)], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  })
+function startContender(kind, path, count, warmUp, backend) {
+  const child = spawn(
+    process.execPath,
+    [INCREMENTER, kind, path, String(count), String(warmUp), backend],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  )
   const lines = createInterface({ input: child.stdout })
   const next = () =>
     new Promise((resolve, reject) => {
@@ -72,9 +74,9 @@ function startContender(kind, path, count, warmUp) {
   return { child, ready: next(), next }
 }
 
-export async function readCounter(kind, path) {
+export async function readCounter(kind, path, backend = 'file') {
   if (kind === 'anystore') {
-    const store = await AnyStore.open({ file: path })
+    const store = await openStore(backend, { location: path })
     const value = await store.get('counter')
     await store.close()
     return value ?? 0
@@ -97,9 +99,10 @@ export async function readCounter(kind, path) {
 /**
  * `processes` processes each doing `count` read-modify-write increments of one counter, all
  * released at once after they have opened the store and done `warmUp` increments of a scratch
- * counter each. Returns the transaction rate and how many increments were lost.
+ * counter each. Returns the transaction rate and how many increments were lost. `backend` is
+ * anystore's (the other kinds are other stores); it must be one other processes can open.
  */
-export async function contend(kind, processes, count, warmUp = 0) {
+export async function contend(kind, processes, count, warmUp = 0, backend = 'file') {
   const dir = freshDir(`contend-${kind}-${processes}`)
   const path =
     kind === 'anystore'
@@ -108,7 +111,7 @@ export async function contend(kind, processes, count, warmUp = 0) {
         ? join(dir, 'db')
         : dir
   const contenders = Array.from({ length: processes }, () =>
-    startContender(kind, path, count, warmUp),
+    startContender(kind, path, count, warmUp, backend),
   )
   for (const c of contenders) check((await c.ready) === 'ready', `${kind} contender starts`)
   const done = contenders.map((c) => c.next())
@@ -117,9 +120,10 @@ export async function contend(kind, processes, count, warmUp = 0) {
   const reports = (await Promise.all(done)).map((line) => JSON.parse(line))
   const wallMs = performance.now() - start
   const total = processes * count
-  const final = await readCounter(kind, path)
+  const final = await readCounter(kind, path, backend)
   return {
     store: kind,
+    ...(kind === 'anystore' ? { backend } : {}),
     processes,
     increments: total,
     wallMs,

@@ -13,8 +13,10 @@ const table = (header, rows) =>
 
 console.log(
   `Machine: ${m.cpu.trim()}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}, ${m.fileSystem}. ` +
-    `Date: ${r.date.slice(0, 10)}. Command: \`${r.command}\` (${r.durationSeconds} s).\n`,
+    `Backend: ${r.backend ?? 'file'}. Date: ${r.date.slice(0, 10)}. Command: \`${r.command}\` (${r.durationSeconds} s).\n`,
 )
+for (const { scenario, reason } of r.skipped ?? []) console.log(`- Skipped: ${scenario} (${reason}).`)
+if (r.skipped?.length > 0) console.log('')
 
 console.log('### Side by side\n')
 console.log(
@@ -40,23 +42,25 @@ const storeLabels = {
   'lmdb-flushed': 'lmdb, each increment also awaiting `db.flushed` (durable when done, like `run()`)',
   floor: 'floor: flock + read + durable replace, nothing else',
 }
-console.log(
-  table(
-    ['4 processes, read-modify-write increments', 'transactions/s', 'lost updates'],
-    [
-      ...r.compare.contention.map((c) => [
-        storeLabels[c.store] ?? c.store,
-        c.opsPerSec.toFixed(0),
-        `${c.lost} of ${c.increments}`,
-      ]),
+if (r.compare.contention.length > 0) {
+  console.log(
+    table(
+      ['4 processes, read-modify-write increments', 'transactions/s', 'lost updates'],
       [
-        'Go original `Run` (measured earlier on this machine)',
-        '-',
-        `${r.compare.goLostOf1000} of 1000`,
+        ...r.compare.contention.map((c) => [
+          storeLabels[c.store] ?? c.store,
+          c.opsPerSec.toFixed(0),
+          `${c.lost} of ${c.increments}`,
+        ]),
+        [
+          'Go original `Run` (measured earlier on this machine)',
+          '-',
+          `${r.compare.goLostOf1000} of 1000`,
+        ],
       ],
-    ],
-  ),
-)
+    ),
+  )
+}
 
 console.log('\n### Targets\n')
 console.log(
@@ -84,10 +88,15 @@ for (const [sync, compress] of [
   ['never', false],
   ['always', true],
   ['never', true],
+  [null, null],
 ]) {
   const configs = sizes.map((s) => pick(s, sync, compress)).filter(Boolean)
   if (configs.length === 0) continue
-  console.log(`\n#### sync '${sync}', compress ${compress}\n`)
+  console.log(
+    sync === null
+      ? '\n#### sync and compress n/a\n'
+      : `\n#### sync '${sync}', compress ${compress}\n`,
+  )
   const ops = configs[0].results.map((x) => [x.operation, x.flavour])
   console.log(
     table(
@@ -98,39 +107,54 @@ for (const [sync, compress] of [
           flavour,
           ...configs.map((c) => {
             const x = c.results.find((y) => y.operation === op && y.flavour === flavour)
-            return `${formatUs(x.medianUs)} (${formatRatio(x.ratio)})`
+            return x.ratio === undefined
+              ? formatUs(x.medianUs)
+              : `${formatUs(x.medianUs)} (${formatRatio(x.ratio)})`
           }),
         ]),
-        [
-          '*limits*',
-          'stat / durable write / read + decrypt',
-          ...configs.map(
-            (c) =>
-              `${formatUs(c.limits.statUs)} / ${formatUs(c.limits.rawWriteUs)} / ${formatUs(c.limits.rawReadUs)}`,
-          ),
-        ],
-        ['*file size*', '', ...configs.map((c) => `${(c.limits.fileSize / 1024).toFixed(0)} KiB`)],
+        ...(configs[0].limits.fileSize === undefined ? [] : fileRows(configs)),
       ],
     ),
   )
 }
 
+/** The limits and file sizes under a table of a backend that keeps a file. */
+function fileRows(configs) {
+  return [
+    [
+      '*limits*',
+      'stat / durable write / read + decrypt',
+      ...configs.map(
+        (c) =>
+          `${formatUs(c.limits.statUs)} / ${formatUs(c.limits.rawWriteUs)} / ${formatUs(c.limits.rawReadUs)}`,
+      ),
+    ],
+    ['*file size*', '', ...configs.map((c) => `${(c.limits.fileSize / 1024).toFixed(0)} KiB`)],
+  ]
+}
+
 const g = r.groupCommit
-console.log(
-  `\nGroup commit: ${g.writes} concurrent \`set()\`s take ${g.concurrentMs.toFixed(1)} ms, ` +
-    `${g.writes} sequential awaited ones ${g.sequentialMs.toFixed(0)} ms: ${formatRatio(g.speedup)} faster.\n`,
-)
-console.log(
-  table(
-    ['processes doing run() increments (sync always)', 'transactions/s', 'lost updates'],
-    r.processes.map((p) => [p.processes, p.opsPerSec.toFixed(0), `${p.lost} of ${p.increments}`]),
-  ),
-)
+if (g) {
+  console.log(
+    `\nGroup commit: ${g.writes} concurrent \`set()\`s take ${g.concurrentMs.toFixed(1)} ms, ` +
+      `${g.writes} sequential awaited ones ${g.sequentialMs.toFixed(0)} ms: ${formatRatio(g.speedup)} faster.\n`,
+  )
+}
+if (r.processes.length > 0) {
+  console.log(
+    table(
+      ['processes doing run() increments (sync always)', 'transactions/s', 'lost updates'],
+      r.processes.map((p) => [p.processes, p.opsPerSec.toFixed(0), `${p.lost} of ${p.increments}`]),
+    ),
+  )
+}
 const c = r.coldOpen
-console.log(
-  `\nCold open (open + first get) of ${c.size.toLocaleString('en')} entries (${(c.fileSize / 2 ** 20).toFixed(1)} MiB): ` +
-    `${formatUs(c.anystoreUs)}; read + decrypt of the same bytes ${formatUs(c.readDecryptUs)} ` +
-    `(${formatRatio(c.anystoreUs / c.readDecryptUs)}); lock + JSON store ${formatUs(c.jsonUs)} ` +
-    `(${formatRatio(c.anystoreUs / c.jsonUs)}); peak RSS above the process's baseline ` +
-    `${(c.peakRssAboveBaseline / 2 ** 20).toFixed(1)} MiB (${formatRatio(c.peakRssAboveBaseline / c.fileSize)} the file).`,
-)
+if (c) {
+  console.log(
+    `\nCold open (open + first get) of ${c.size.toLocaleString('en')} entries (${(c.fileSize / 2 ** 20).toFixed(1)} MiB): ` +
+      `${formatUs(c.anystoreUs)}; read + decrypt of the same bytes ${formatUs(c.readDecryptUs)} ` +
+      `(${formatRatio(c.anystoreUs / c.readDecryptUs)}); lock + JSON store ${formatUs(c.jsonUs)} ` +
+      `(${formatRatio(c.anystoreUs / c.jsonUs)}); peak RSS above the process's baseline ` +
+      `${(c.peakRssAboveBaseline / 2 ** 20).toFixed(1)} MiB (${formatRatio(c.peakRssAboveBaseline / c.fileSize)} the file).`,
+  )
+}

@@ -7,32 +7,73 @@ import { expect, it } from 'vitest'
 
 const RUNNER = fileURLToPath(new URL('../bench/run.mjs', import.meta.url))
 
-// The suite itself is `npm run bench`; this only proves every scenario still runs and checks
-// its results, with budgets of a few milliseconds.
-it('the benchmark suite runs end to end and writes its results and chart', () => {
+interface Skip {
+  scenario: string
+  reason: string
+}
+
+/** Runs the suite with budgets of a few milliseconds into a temp dir; returns the files it wrote. */
+function smoke(args: string[], resultName: string, chartName: string) {
   const out = mkdtempSync(join(tmpdir(), 'anystore-bench-smoke-'))
   try {
-    execFileSync(process.execPath, [RUNNER, '--smoke', '--out', out], {
+    execFileSync(process.execPath, [RUNNER, '--smoke', ...args, '--out', out], {
       stdio: ['ignore', 'ignore', 'inherit'],
       timeout: 60_000,
     })
-    const results = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8'))
-    expect(results.mode).toBe('smoke')
-    expect(results.configurations.length).toBeGreaterThan(0)
-    for (const configuration of results.configurations) {
-      for (const result of configuration.results) expect(result.medianUs).toBeGreaterThan(0)
+    return {
+      results: JSON.parse(readFileSync(join(out, resultName), 'utf8')),
+      chart: readFileSync(join(out, chartName), 'utf8'),
     }
-    expect(results.processes.every((p: { lost: number }) => p.lost === 0)).toBe(true)
-    expect(results.compare.contention.map((c: { store: string }) => c.store)).toEqual([
-      'anystore',
-      'lmdb',
-      'lmdb-flushed',
-      'conf',
-      'floor',
-    ])
-    expect(results.compare.rows.every((r: { floor?: number }) => r.floor === undefined || r.floor > 0)).toBe(true)
-    expect(readFileSync(join(out, 'chart.svg'), 'utf8')).toMatch(/^<svg[^>]*>[\s\S]*<\/svg>\n$/)
   } finally {
     rmSync(out, { recursive: true, force: true })
   }
+}
+
+// The suite itself is `npm run bench`; this only proves every scenario still runs and checks
+// its results, with budgets of a few milliseconds.
+it('the benchmark suite runs end to end and writes its results and chart', () => {
+  const { results, chart } = smoke([], 'latest.json', 'chart.svg')
+  expect(results.mode).toBe('smoke')
+  expect(results.backend).toBe('file')
+  expect(results.skipped).toEqual([])
+  expect(results.configurations.length).toBeGreaterThan(0)
+  for (const configuration of results.configurations) {
+    for (const result of configuration.results) expect(result.medianUs).toBeGreaterThan(0)
+  }
+  expect(results.processes.every((p: { lost: number }) => p.lost === 0)).toBe(true)
+  expect(results.compare.contention.map((c: { store: string }) => c.store)).toEqual([
+    'anystore',
+    'lmdb',
+    'lmdb-flushed',
+    'conf',
+    'floor',
+  ])
+  expect(results.compare.rows.every((r: { floor?: number }) => r.floor === undefined || r.floor > 0)).toBe(true)
+  expect(chart).toMatch(/^<svg[^>]*>[\s\S]*<\/svg>\n$/)
+})
+
+it('on the memory backend, the suite skips what needs a file or other processes, and says so', () => {
+  const { results, chart } = smoke(
+    ['--backend', 'memory'],
+    'latest-memory.json',
+    'chart-memory.svg',
+  )
+  expect(results.backend).toBe('memory')
+  expect(results.command).toBe('npm run bench -- --smoke --backend memory')
+  for (const configuration of results.configurations) {
+    expect(configuration.limits.sync).toBeNull()
+    for (const result of configuration.results) expect(result.medianUs).toBeGreaterThan(0)
+  }
+  expect(results.groupCommit.speedup).toBeGreaterThan(0)
+  expect(results.processes).toEqual([])
+  expect(results.compare.contention).toEqual([])
+  expect(results.compare.rows.map((r: { scenario: string }) => r.scenario)).toEqual([
+    'get, unchanged store of 1,000 entries',
+  ])
+  const scenarios = results.skipped.map((s: Skip) => s.scenario).join('\n')
+  for (const expected of [/cold open/, /processes/, /durable/, /limits/]) {
+    expect(scenarios).toMatch(expected)
+  }
+  expect(results.skipped.every((s: Skip) => s.reason.length > 0)).toBe(true)
+  expect(chart).toMatch(/^<svg[^>]*>[\s\S]*<\/svg>\n$/)
 })

@@ -20,7 +20,7 @@ import {
   TransactionConflictError,
 } from './store/errors.js'
 import type { KeyRing } from './store/keyring.js'
-import { openFileBackend } from './store/open-backend.js'
+import { openFileBackend } from './backends/open-backend.js'
 import {
   type AnyStoreOptions,
   checkOptionNames,

@@ -1,5 +1,7 @@
 import type { Entry } from '../format/payload.js'
-import type { StoreKey } from '../store/types.js'
+import type { KeyQuery, StoreKey } from '../store/types.js'
+
+export type { KeyQuery }
 
 /**
  * The seam between the store and the place its entries live (docs/DESIGN.md, "The backend
@@ -26,10 +28,6 @@ export type CommitOutcome =
   | { readonly committed: true; readonly results: readonly ChangeResult[] }
   | { readonly committed: false; readonly conflict: string }
 
-/** Which keys a listing covers. A prefix matches string keys that start with it, never numbers. */
-export interface KeyQuery {
-  readonly prefix?: string | undefined
-}
 
 /** Reads of one store, all in insertion order. */
 export interface EntryReader {

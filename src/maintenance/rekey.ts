@@ -4,7 +4,7 @@ import { InvalidOptionError, StoreFileNotFoundError } from '../store/errors.js'
 import { readFileHeader } from '../format/file-info.js'
 import { isDeflated } from '../format/header.js'
 import { checkOptionNames, keyringOption, newKeyringOption } from '../store/options.js'
-import { openFileBackend } from '../store/open-backend.js'
+import { openFileBackend } from '../backends/open-backend.js'
 import {
   checkEveryValueDecodes,
   replaceWholeStore,

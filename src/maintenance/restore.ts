@@ -5,7 +5,7 @@ import { readFileHeader } from '../format/file-info.js'
 import { isDeflated } from '../format/header.js'
 import { readStoreFile } from '../format/store-file.js'
 import { checkOptionNames, expandPath, keyOption, keyringOption } from '../store/options.js'
-import { openFileBackend } from '../store/open-backend.js'
+import { openFileBackend } from '../backends/open-backend.js'
 import {
   checkEveryValueDecodes,
   replaceWholeStore,

@@ -1,7 +1,10 @@
-import type { KeyQuery } from '../backends/backend.js'
-
 /** Keys are strings or numbers; `1` and `'1'` are different keys. */
 export type StoreKey = string | number
+
+/** Which keys a listing covers. A prefix matches string keys that start with it, never numbers. */
+export interface KeyQuery {
+  readonly prefix?: string | undefined
+}
 
 /** What `run()` hands its callback: reads see the locked, latest committed state plus this transaction's own writes. */
 export interface Transaction<V> {

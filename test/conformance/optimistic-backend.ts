@@ -9,6 +9,7 @@ import {
 } from '../../src/backends/backend.js'
 import type { Entry } from '../../src/format/payload.js'
 import type { StoreKey } from '../../src/store/types.js'
+import { prng } from '../../fuzz/prng.js'
 
 /**
  * A test-only backend with optimistic concurrency, standing in for a network store: one
@@ -26,18 +27,6 @@ function copy(entry: Entry): Entry {
   return entry.expiresAt === undefined
     ? { value: Uint8Array.from(entry.value) }
     : { value: Uint8Array.from(entry.value), expiresAt: entry.expiresAt }
-}
-
-/** A small seeded generator (mulberry32): the interleavings of a run can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 export interface OptimisticServerOptions {
@@ -69,7 +58,7 @@ export class OptimisticServer {
 
   constructor(options: OptimisticServerOptions = {}) {
     this.name = options.name ?? 'test'
-    this.#random = seeded(options.seed ?? 1)
+    this.#random = prng(options.seed ?? 1)
   }
 
   /** Makes the next `n` commits report a conflict, whatever they read. */

@@ -1,6 +1,6 @@
-import type { Backend } from '../backends/backend.js'
-import { FileBackend, type FileBackendOptions } from '../backends/file/file-backend.js'
-import type { ResolvedOptions } from './options.js'
+import type { Backend } from './backend.js'
+import { FileBackend, type FileBackendOptions } from './file/file-backend.js'
+import type { ResolvedOptions } from '../store/options.js'
 
 /**
  * The one place resolved options become a file backend: the store, rekey and restore all open

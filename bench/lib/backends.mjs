@@ -8,7 +8,7 @@ import { removeDirs } from './data.mjs'
  * can be measured in alternating runs. Loaded on first use, after the suite has read its options.
  */
 let defaultBuild
-function loadDefaultBuild() {
+export function loadBuild() {
   const path = process.env.BENCH_BUILD
   defaultBuild ??= import(path ? pathToFileURL(resolve(path)).href : '../../dist/index.js')
   return defaultBuild
@@ -99,7 +99,7 @@ export function redisUrl() {
  */
 export async function openStore(backendName, { location, sync, compress, build }) {
   const info = backendInfo(backendName)
-  build ??= await loadDefaultBuild()
+  build ??= await loadBuild()
   const tuning = {
     ...(info.sync && sync !== undefined ? { sync } : {}),
     ...(info.compress && compress !== undefined ? { compress } : {}),

@@ -1,30 +1,15 @@
-import { constants, type Stats } from 'node:fs'
+import type { Stats } from 'node:fs'
 import { dirname } from 'node:path'
 import {
-  type FileHeader,
   MAX_COUNTER,
   newStoreId,
-  STATUS_CURRENT,
-  STATUS_SIZE,
-  SUPERSEDED,
   type WritableFormatVersion,
 } from '../../format/header.js'
-import { checkFileSize, entriesOf, open, openSlices, SLICE_SIZE, seal } from '../../format/store-file.js'
-import {
-  type AnyStoreError,
-  CorruptFileError,
-  InvalidPathError,
-} from '../../store/errors.js'
-import { closeQuietly, type FileSystem, readFully, unlinkQuietly, writeFully } from './fsio.js'
-import {
-  FULL_CHECK_EVERY_MS,
-  type Identity,
-  identityOf,
-  sameIdentity,
-  stillTheOnlyLink,
-} from './freshness.js'
+import { seal } from '../../format/store-file.js'
+import { type AnyStoreError, CorruptFileError } from '../../store/errors.js'
+import { closeQuietly, type FileSystem, unlinkQuietly, writeFully } from './fsio.js'
+import { LoadedVersion } from './freshness.js'
 import { type Lineage, lineageFailure } from './lineage.js'
-import { linkCountRevealsReplacement } from './link-count.js'
 import { prepareStorePath } from './store-path.js'
 import { createTempFile, newToken, sweepTempFiles, tempPath } from './temp-files.js'
 import type { KeyRing } from '../../store/keyring.js'
@@ -44,7 +29,6 @@ import type { LockMode, SyncMode } from '../../store/options.js'
 import { Overlay } from '../../store/overlay.js'
 import { type Entry, type EntryMap } from '../../format/payload.js'
 import { encodeOverlay, PayloadMap } from '../../format/payload-map.js'
-import type { Segments } from '../../format/segments.js'
 import type { StoreKey } from '../../store/types.js'
 
 export interface FileBackendOptions {
@@ -115,12 +99,8 @@ export class FileBackend implements Backend {
   readonly #io: FileSystem
   /** Undefined for a read-only store, which never locks. */
   readonly #lock: CrossProcessLock | undefined
-  /** The descriptor of the loaded version, kept open so its inode number cannot be reused. */
-  #pinnedFd: number | undefined
-  /** Whether #pinnedFd was opened for writing (its status byte can be set through it). */
-  #pinnedWritable = false
-  /** undefined: never loaded; null: loaded while the file did not exist. */
-  #loaded: Identity | null | undefined
+  /** The version loaded or committed last, pinned, and whether it is still the one at the path. */
+  readonly #version: LoadedVersion
   #dirFd: number | undefined
   /** This instance's temp name token, random, drawn once: `<file>.<token>.tmp`. */
   #token: string | undefined
@@ -138,8 +118,6 @@ export class FileBackend implements Backend {
   #adoptable: Buffer | undefined
   /** Whether a transaction holds the lock: its reads must not trust the status byte alone. */
   #locked = false
-  /** Whether refresh() may use one fstat on the pinned descriptor instead of stat on the path. */
-  readonly #linkCountCheck: boolean
   /**
    * Undefined until a version 3 file was loaded or written. Kept while the file is missing:
    * a copy put back after a delete is as old as it was before, and another store is as
@@ -177,7 +155,16 @@ export class FileBackend implements Backend {
     this.#lock = this.readOnly
       ? undefined
       : createLock(options.lock, this.#io, this.file, options.staleMs)
-    this.#linkCountCheck = linkCountRevealsReplacement(this.#dir)
+    this.#version = new LoadedVersion({
+      io: this.#io,
+      file: this.file,
+      keyring: options.keyring,
+      maxFileSize: options.maxFileSize,
+      vet: (header) => {
+        this.#failure = lineageFailure(this.file, this.#lineage, header)
+        if (this.#failure !== undefined) throw this.#failure
+      },
+    })
   }
 
   get location(): string {
@@ -278,205 +265,20 @@ export class FileBackend implements Backend {
   #fresh(): EntryMap {
     if (this.#failure !== undefined) throw this.#failure
     const adoptable = this.#adoptable
-    const fresh = this.#refresh()
-    if (fresh !== undefined) {
+    const reloaded = this.#version.refresh(this.#locked)
+    if (reloaded !== undefined) {
+      const header = reloaded.header
+      if (header?.storeId !== undefined) {
+        this.#lineage = { storeId: header.storeId, counter: header.counter }
+      }
       this.#adoptable = undefined
-      this.#cache = fresh
+      this.#cache = reloaded.map
     } else if (adoptable !== undefined) {
       this.#adoptable = undefined
       // Still our own commit on disk: the same state, now indexed over its payload.
       this.#cache = new PayloadMap(adoptable)
     }
     return this.#cache
-  }
-
-  #refresh(): EntryMap | undefined {
-    const known = this.#loaded
-    if (known && this.#linkCountCheck && this.#pinnedFd !== undefined) {
-      if (this.#statusSaysCurrent(known, this.#pinnedFd)) return undefined
-      if (stillTheOnlyLink(this.#io.fstatSync(this.#pinnedFd), known)) {
-        this.#verified()
-        return undefined
-      }
-    }
-    const stats = this.#io.statSync(this.file)
-    if (stats === undefined) {
-      if (this.#loaded === null) return undefined
-      this.#missing()
-      return new Map()
-    }
-    if (known && sameIdentity(stats, known)) {
-      // Same inode, so same version (a hard link or chmod only changed nlink or ctime): take
-      // those as they are now, so the next read can use the fast check again.
-      this.#loaded = { ...identityOf(stats, known.statusAt), superseded: known.superseded }
-      this.#verified()
-      return undefined
-    }
-    // Changed: until a load succeeds, the status byte of the old version vouches for nothing.
-    if (known) known.superseded = true
-    return this.#load()
-  }
-
-  /**
-   * The fastest read check (docs/DESIGN.md, "The status byte"): one pread of the loaded
-   * version's status byte, which every anystore commit sets before renaming a new version over
-   * it. Not used inside exclusive(), where a commit is about to be based on what was loaded,
-   * nor once the byte was seen set, nor once a full check is due.
-   */
-  #statusSaysCurrent(known: Identity, fd: number): boolean {
-    if (known.statusAt === undefined || known.superseded || this.#locked) return false
-    if (this.#fullCheckDue) return false
-    const status = this.#statusByte
-    if (this.#io.readSync(fd, status, 0, 1, known.statusAt) === 1 && status[0] === STATUS_CURRENT) {
-      return true
-    }
-    known.superseded = true
-    return false
-  }
-
-  readonly #statusByte = Buffer.alloc(1)
-  #fullCheckDue = true
-  #fullCheckTimer: NodeJS.Timeout | undefined
-
-  /** A full check (or a load or commit) just found the loaded version current. */
-  #verified(): void {
-    this.#fullCheckDue = false
-    if (this.#fullCheckTimer !== undefined) return
-    this.#fullCheckTimer = setTimeout(() => {
-      this.#fullCheckTimer = undefined
-      this.#fullCheckDue = true
-    }, FULL_CHECK_EVERY_MS)
-    this.#fullCheckTimer.unref()
-  }
-
-  #load(): EntryMap {
-    let opened: { fd: number; writable: boolean }
-    try {
-      opened = this.#openForMarking()
-    } catch (error) {
-      if ((error as { code?: string }).code !== 'ENOENT') throw error
-      this.#missing()
-      return new Map()
-    }
-    let fd: number | undefined = opened.fd
-    try {
-      const stats = this.#io.fstatSync(fd)
-      if (!stats.isFile()) throw new InvalidPathError(this.file, 'it is not a regular file')
-      checkFileSize(this.file, stats.size, this.#options.maxFileSize)
-      const { payload, header } = this.#decrypt(fd, stats.size)
-      this.#failure = lineageFailure(this.file, this.#lineage, header)
-      if (this.#failure !== undefined) throw this.#failure
-      const map = entriesOf(this.file, payload)
-      this.#pin(fd, stats, header.version, opened.writable)
-      if (header.storeId !== undefined) {
-        this.#lineage = { storeId: header.storeId, counter: header.counter }
-      }
-      fd = undefined
-      return map
-    } finally {
-      closeQuietly(this.#io, fd)
-    }
-  }
-
-  /**
-   * The file is gone: it reads as empty. The lineage stays: otherwise deleting the file, then
-   * putting an old copy back once readers had seen it missing, would be an undetected rollback.
-   */
-  #missing(): void {
-    this.#unpin()
-    this.#loaded = null
-  }
-
-
-  /**
-   * Opens the store file to load it, for reading and writing where permitted: whoever later
-   * commits over this version sets its status byte through this descriptor. Read-only where
-   * writing is refused; a commit then fails before replacing the file (see #markReplaced).
-   */
-  #openForMarking(): { fd: number; writable: boolean } {
-    try {
-      return { fd: this.#io.openSync(this.file, 'r+'), writable: true }
-    } catch (error) {
-      const code = (error as { code?: string }).code
-      if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') throw error
-    }
-    return { fd: this.#io.openSync(this.file, 'r'), writable: false }
-  }
-
-  /** The plaintext of the file open at `fd`: a small file in one read, a large one slice by slice. */
-  #decrypt(fd: number, size: number): { payload: Buffer | Segments; header: FileHeader } {
-    const io = this.#io
-    if (size > SLICE_SIZE) {
-      const readAt = (buffer: Buffer, length: number, position: number) =>
-        readFully(io, fd, buffer, length, position)
-      return openSlices(this.file, this.#options.keyring, readAt, size, this.#options.maxFileSize)
-    }
-    const bytes = Buffer.allocUnsafe(size)
-    const read = readFully(io, fd, bytes, size, 0)
-    return open(this.file, this.#options.keyring, bytes.subarray(0, read), {
-      inPlace: true,
-      maxPayloadSize: this.#options.maxFileSize,
-    })
-  }
-
-  #pin(fd: number, stats: Stats, version: number, writable: boolean): void {
-    this.#unpin()
-    this.#pinnedFd = fd
-    this.#pinnedWritable = writable
-    this.#loaded = identityOf(stats, version >= 2 ? stats.size - STATUS_SIZE : undefined)
-    this.#verified()
-  }
-
-  /**
-   * Sets the status byte of the version about to be replaced, so that every reader still
-   * holding it sees the commit with one pread. Runs under the lock, after the refresh that
-   * made the loaded version the one at the path. A version 1 file has no status byte: its
-   * readers use the fstat check. Throws (and the commit with it) where the file may not be
-   * written: replacing it unmarked would leave its readers unaware.
-   */
-  #markReplaced(): void {
-    const known = this.#loaded
-    if (!known || known.statusAt === undefined || this.#pinnedFd === undefined) return
-    const io = this.#io
-    let fd = this.#pinnedFd
-    if (!this.#pinnedWritable) {
-      // Loaded read-only: open the path again for writing, which fails (and the commit with it)
-      // where the file may not be written. Never through a link, and only if the path still
-      // holds the version loaded under this lock: the byte must not land in another file.
-      try {
-        fd = io.openSync(this.file, constants.O_RDWR | (constants.O_NOFOLLOW ?? 0))
-      } catch (error) {
-        if ((error as { code?: string }).code !== 'ELOOP') throw error
-        throw new InvalidPathError(
-          this.file,
-          'a symbolic link was put at its path while this commit held the lock; nothing was written',
-          { cause: error },
-        )
-      }
-      const now = io.fstatSync(fd)
-      if (now.dev !== known.dev || now.ino !== known.ino) {
-        closeQuietly(io, fd)
-        throw new InvalidPathError(
-          this.file,
-          'another file was put at its path while this commit held the lock; nothing was written',
-        )
-      }
-    }
-    try {
-      writeFully(io, fd, Buffer.of(SUPERSEDED), known.statusAt)
-    } finally {
-      if (fd !== this.#pinnedFd) closeQuietly(io, fd)
-    }
-  }
-
-  #unpin(): void {
-    const fd = this.#pinnedFd
-    this.#pinnedFd = undefined
-    if (fd === undefined) return
-    // Usually the last descriptor of a replaced version: closing it frees the file, which
-    // need not hold up the commit or read that made it obsolete.
-    if (this.#io.closeInBackground) this.#io.closeInBackground(fd)
-    else closeQuietly(this.#io, fd)
   }
 
   /**
@@ -512,7 +314,6 @@ export class FileBackend implements Backend {
     }
     this.#tempToken = token
   }
-
 
   /**
    * Writes `entries` as the new version of the file. With `sealWith`, under that keyring's
@@ -561,7 +362,7 @@ export class FileBackend implements Backend {
       }
       if (this.#options.sync === 'always') io.fsyncSync(fd)
       this.#lock?.assertHeld()
-      this.#markReplaced()
+      this.#version.markReplaced()
       io.renameSync(temp, this.file)
       // Published: this store's newest commit is ours, whatever happens next.
       if (lineage !== undefined) this.#lineage = lineage
@@ -584,14 +385,12 @@ export class FileBackend implements Backend {
       if (this.#options.sync === 'always') io.fsyncSync(this.#directoryFd())
     } catch (error) {
       closeQuietly(io, fd)
-      this.#unpin()
-      this.#loaded = undefined
+      this.#version.forget()
       throw error
     }
-    this.#pin(fd, stats, formatVersion, true)
+    this.#version.pin(fd, stats, formatVersion, true)
     if (reindex) this.#adoptable = payload
   }
-
 
   #directoryFd(): number {
     if (this.#dirFd === undefined) this.#dirFd = this.#io.openSync(this.#dir, 'r')
@@ -599,11 +398,8 @@ export class FileBackend implements Backend {
   }
 
   close(): void {
-    clearTimeout(this.#fullCheckTimer)
-    this.#fullCheckTimer = undefined
+    this.#version.close()
     this.#adoptable = undefined
-    this.#unpin()
-    this.#loaded = undefined
     this.#lineage = undefined
     this.#failure = undefined
     closeQuietly(this.#io, this.#dirFd)

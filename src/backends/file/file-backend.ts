@@ -1,5 +1,3 @@
-import type { Stats } from 'node:fs'
-import { dirname } from 'node:path'
 import {
   MAX_COUNTER,
   newStoreId,
@@ -7,11 +5,11 @@ import {
 } from '../../format/header.js'
 import { seal } from '../../format/store-file.js'
 import { type AnyStoreError, CorruptFileError } from '../../store/errors.js'
-import { closeQuietly, type FileSystem, unlinkQuietly, writeFully } from './fsio.js'
+import { Committer } from './commit.js'
+import type { FileSystem } from './fsio.js'
 import { LoadedVersion } from './freshness.js'
 import { type Lineage, lineageFailure } from './lineage.js'
 import { prepareStorePath } from './store-path.js'
-import { createTempFile, newToken, sweepTempFiles, tempPath } from './temp-files.js'
 import type { KeyRing } from '../../store/keyring.js'
 import { ReadOnlyError } from '../../store/errors.js'
 import {
@@ -94,21 +92,15 @@ export class FileBackend implements Backend {
   readonly readOnly: boolean
   /** The last state loaded or committed, decrypted: what reads answer from once it is fresh. */
   #cache: EntryMap = new Map()
-  readonly #dir: string
   readonly #options: FileBackendOptions
   readonly #io: FileSystem
   /** Undefined for a read-only store, which never locks. */
   readonly #lock: CrossProcessLock | undefined
   /** The version loaded or committed last, pinned, and whether it is still the one at the path. */
   readonly #version: LoadedVersion
-  #dirFd: number | undefined
-  /** This instance's temp name token, random, drawn once: `<file>.<token>.tmp`. */
-  #token: string | undefined
+  readonly #committer: Committer
   /** Set by exclusive(), taken by the one commit it allows. */
   #tempToken: string | undefined
-  /** A failed commit could not remove our temp file: the next takeover removes it. */
-  #ownTempLeft = false
-  #sweptTemps = false
   /**
    * The payload of our last commit when the next commits should be laid out over it (see
    * worthReindexing: the map was filled in memory, or drifted far from its loaded payload).
@@ -150,7 +142,6 @@ export class FileBackend implements Backend {
     this.#io = options.io
     this.readOnly = options.readOnly === true
     this.file = prepareStorePath(this.#io, file, !this.readOnly)
-    this.#dir = dirname(this.file)
     this.#options = options
     this.#lock = this.readOnly
       ? undefined
@@ -164,6 +155,13 @@ export class FileBackend implements Backend {
         this.#failure = lineageFailure(this.file, this.#lineage, header)
         if (this.#failure !== undefined) throw this.#failure
       },
+    })
+    this.#committer = new Committer({
+      io: this.#io,
+      file: this.file,
+      lock: this.#lock,
+      sync: options.sync,
+      version: this.#version,
     })
   }
 
@@ -215,7 +213,7 @@ export class FileBackend implements Backend {
     return withPathMutex(this.file, async () => {
       await lock.acquire(this.#options.lockTimeoutMs)
       try {
-        this.#takeOverRecord()
+        this.#tempToken = this.#committer.takeOverRecord()
         this.#locked = true
         this.#fresh()
         return await fn(this.#transactionOn(undefined, true))
@@ -282,40 +280,6 @@ export class FileBackend implements Backend {
   }
 
   /**
-   * Runs once per lock acquisition: removes the temp file a killed holder may have left (its
-   * name is in the lock record), and records us as the holder with our temp name.
-   * The first acquisition of each instance also sweeps the directory for older temps: while we
-   * hold the lock no live writer has one.
-   *
-   * When the record already names this instance, no one else held the lock since our last
-   * acquisition (every holder writes its record before it creates a temp file), and our own
-   * last commit renamed or removed its temp: then there is nothing to remove or rewrite.
-   */
-  #takeOverRecord(): void {
-    const lock = this.#lock as CrossProcessLock
-    const previous = lock.record.read()
-    const token = (this.#token ??= newToken())
-    if (this.#ownTempLeft) {
-      unlinkQuietly(this.#io, tempPath(this.file, token))
-      this.#ownTempLeft = false
-    }
-    if (previous?.token !== token || previous.pid !== process.pid) {
-      if (previous !== undefined) {
-        // Normally the holder renamed its temp away: look before unlinking, because a failing
-        // unlinkSync costs more (a thrown error with a stack) than the lstat.
-        const leftover = tempPath(this.file, previous.token)
-        if (this.#io.lstatSync(leftover) !== undefined) unlinkQuietly(this.#io, leftover)
-      }
-      lock.record.write({ pid: process.pid, token })
-    }
-    if (!this.#sweptTemps) {
-      sweepTempFiles(this.#io, this.file)
-      this.#sweptTemps = true
-    }
-    this.#tempToken = token
-  }
-
-  /**
    * Writes `entries` as the new version of the file. With `sealWith`, under that keyring's
    * current key (rekey); this instance can read the result only if its own keyring accepts it.
    */
@@ -351,50 +315,11 @@ export class FileBackend implements Backend {
       counter: lineage?.counter,
       kdf,
     })
-    const temp = tempPath(this.file, token)
-    const io = this.#io
-    const fd = createTempFile(this.#io, temp)
-    try {
-      let position = 0
-      for (const part of sealed.parts) {
-        writeFully(io, fd, part, position)
-        position += part.length
-      }
-      if (this.#options.sync === 'always') io.fsyncSync(fd)
-      this.#lock?.assertHeld()
-      this.#version.markReplaced()
-      io.renameSync(temp, this.file)
+    this.#committer.write(token, sealed.parts, formatVersion, () => {
       // Published: this store's newest commit is ours, whatever happens next.
       if (lineage !== undefined) this.#lineage = lineage
-    } catch (error) {
-      closeQuietly(io, fd)
-      try {
-        io.unlinkSync(temp)
-      } catch (unlinkError) {
-        // Our temp name is reused by our next commit: remove it then, under the lock.
-        if ((unlinkError as { code?: string }).code !== 'ENOENT') this.#ownTempLeft = true
-      }
-      throw error
-    }
-    // The new version is visible to everyone now. If making the rename durable fails, the
-    // caller is told, and this instance forgets what it loaded so its next read reloads.
-    let stats: Stats
-    try {
-      // After the rename, which changes the new file's ctime on some file systems.
-      stats = io.fstatSync(fd)
-      if (this.#options.sync === 'always') io.fsyncSync(this.#directoryFd())
-    } catch (error) {
-      closeQuietly(io, fd)
-      this.#version.forget()
-      throw error
-    }
-    this.#version.pin(fd, stats, formatVersion, true)
+    })
     if (reindex) this.#adoptable = payload
-  }
-
-  #directoryFd(): number {
-    if (this.#dirFd === undefined) this.#dirFd = this.#io.openSync(this.#dir, 'r')
-    return this.#dirFd
   }
 
   close(): void {
@@ -402,8 +327,7 @@ export class FileBackend implements Backend {
     this.#adoptable = undefined
     this.#lineage = undefined
     this.#failure = undefined
-    closeQuietly(this.#io, this.#dirFd)
-    this.#dirFd = undefined
+    this.#committer.close()
     this.#cache = new Map()
     this.#lock?.close()
   }

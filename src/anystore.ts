@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks'
 import {
   type Backend,
   type BackendTransaction,
@@ -28,6 +27,7 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from './store/options.js'
+import { insideRunOf, refuseInside, runHolding } from './store/held-scopes.js'
 import { TransactionView } from './store/transaction-view.js'
 import type { StoreKey, Transaction } from './store/types.js'
 
@@ -42,6 +42,13 @@ interface CommitQueue {
   backend: Backend
   pending: Pending[]
   flushScheduled: boolean
+  /**
+   * The flushes of this queue, one after another: a batch retried after a conflict (optimistic
+   * backends) must commit before a later batch, or an older value would overwrite a newer one.
+   */
+  flushes: Promise<void>
+  /** While set, writes wait here without a flush (enablePersistence() is moving the store). */
+  held: boolean
 }
 
 /** What one attempt of a transaction gave: its value, or the conflict that refused its commit. */
@@ -78,15 +85,6 @@ async function collect<T>(items: Iterable<T> | AsyncIterable<T>): Promise<T[]> {
   return out
 }
 
-/** What the current async context holds exclusively (backends' scopes), to catch deadlocks. */
-const heldScopes = new AsyncLocalStorage<ReadonlySet<unknown>>()
-
-function withHeld(scope: unknown): ReadonlySet<unknown> {
-  const held = new Set(heldScopes.getStore())
-  held.add(scope)
-  return held
-}
-
 /** Before attempt n + 1 of a transaction refused by a conflict: jittered, growing, capped. */
 function backoffMs(attempt: number): number {
   return Math.random() * Math.min(100, 2 ** attempt)
@@ -105,6 +103,8 @@ export class AnyStore<V = unknown> {
   #queue: CommitQueue
   /** Whether the backend was opened by enablePersistence() (and is this store's to close). */
   #persisting = false
+  /** The enablePersistence() in progress, if any. */
+  #enabling: Promise<void> | undefined
   readonly #inFlight = new Set<Promise<unknown>>()
   #closing: Promise<void> | undefined
 
@@ -226,6 +226,7 @@ export class AnyStore<V = unknown> {
     this.#assertNotInside(backend, 'run')
     const source = this.#source
     const exclusive = backend.concurrency === 'exclusive'
+    const scope = exclusive ? backend.exclusiveScope : undefined
     // Tracked before the backend can call `fn`, so a close() made from `fn` waits for it.
     const started = Promise.resolve()
     return this.#track(
@@ -234,9 +235,7 @@ export class AnyStore<V = unknown> {
         const { tx, end } = createTransaction<V>(view, source, backend, this.readOnly)
         let value: T
         try {
-          value = exclusive
-            ? await heldScopes.run(withHeld(backend.exclusiveScope), () => fn(tx))
-            : await fn(tx)
+          value = await runHolding(this, scope, () => fn(tx))
         } finally {
           end()
         }
@@ -264,31 +263,60 @@ export class AnyStore<V = unknown> {
     }
     const path = expandPath(file)
     if (this.#persisting) {
-      if (this.file === path) return
+      if (this.file === path) return this.#enabling
       throw new InvalidOptionError(
         `This store already persists to ${this.file}: call disablePersistence() first`,
       )
     }
-    const memory = this.#backend
+    // The copy below runs in a memory transaction, which a run() of this store already holds.
+    this.#assertNotInside(this.#backend, 'enablePersistence')
+    const memoryQueue = this.#queue
     const backend = openFileBackend(path, this.#options)
+    // From here on writes go to the file, but wait (held) until the in-memory entries, and
+    // every write made before this call, are in it: none lands on the memory store after the
+    // copy, and none reaches the file before the entries it may overwrite.
+    const fileQueue = newQueue(backend)
+    fileQueue.held = true
+    this.#queue = fileQueue
+    this.#persisting = true
+    this.#enabling = this.#track(this.#moveToFile(memoryQueue, fileQueue))
+    return this.#enabling
+  }
+
+  /** One commit of the in-memory entries into the file; on failure the store stays in memory. */
+  async #moveToFile(memoryQueue: CommitQueue, fileQueue: CommitQueue): Promise<void> {
+    const memory = memoryQueue.backend
+    const backend = fileQueue.backend
     try {
-      // Inside a memory transaction, so no in-memory write lands between the copy and the switch.
+      await memoryQueue.flushes
       await memory.transaction(async (mtx) => {
         const inMemory = await collect(mtx.entries())
         if (inMemory.length === 0) return
-        if (backend.readOnly) throw new ReadOnlyError(backend.location, 'enablePersistence')
+        if (this.readOnly) throw new ReadOnlyError(backend.location, 'enablePersistence')
         const changes = inMemory.map(([key, entry]): Change => ({ kind: 'set', key, entry }))
         await backend.transaction(async (ftx) => ftx.commit(changes))
       })
     } catch (error) {
-      backend.close()
+      // Back to memory, with the writes that waited for the file.
+      this.#queue = memoryQueue
+      this.#persisting = false
+      this.#release(fileQueue, memoryQueue)
+      await backend.close()
       throw error
+    } finally {
+      this.#enabling = undefined
     }
-    this.#queue = newQueue(backend)
-    this.#persisting = true
+    this.#release(fileQueue, fileQueue)
     if (this.#options.keyring.current !== undefined) {
       warnIfDefaultKey(this.#options.keyring.current, backend.location)
     }
+  }
+
+  /** Hands the writes held in `from` to `to` and lets them flush. */
+  #release(from: CommitQueue, to: CommitQueue): void {
+    from.held = false
+    const waiting = from.pending.splice(0)
+    for (const write of waiting) this.#enqueue(to, write)
   }
 
   /**
@@ -298,6 +326,9 @@ export class AnyStore<V = unknown> {
    */
   disablePersistence(): void {
     if (!this.#persisting) return
+    if (this.#enabling !== undefined) {
+      throw new InvalidOptionError('enablePersistence() is still in progress: await it first')
+    }
     const backend = this.#backend
     this.#queue = newQueue(new MemoryBackend(backend.snapshot?.() ?? []))
     this.#persisting = false
@@ -308,9 +339,7 @@ export class AnyStore<V = unknown> {
   /** Waits for writes in flight, then releases what the store opened. Never deletes the store. */
   close(): Promise<void> {
     // From inside run() on this store, waiting for the writes in flight would wait for itself.
-    if (this.#closing === undefined && this.#insideOwnTransaction()) {
-      return Promise.reject(new ReentrantCallError('close'))
-    }
+    if (insideRunOf(this)) return Promise.reject(new ReentrantCallError('close'))
     this.#closing ??= (async () => {
       while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight])
       if (this.#persisting) await this.#backend.close()
@@ -340,13 +369,7 @@ export class AnyStore<V = unknown> {
 
   /** A call that would wait for the transaction it is made from: refused instead. */
   #assertNotInside(backend: Backend, method: string): void {
-    if (backend.concurrency !== 'exclusive') return
-    if (heldScopes.getStore()?.has(backend.exclusiveScope)) throw new ReentrantCallError(method)
-  }
-
-  #insideOwnTransaction(): boolean {
-    const backend = this.#backend
-    return backend.concurrency === 'exclusive' && heldScopes.getStore()?.has(backend.exclusiveScope) === true
+    if (backend.concurrency === 'exclusive') refuseInside(backend.exclusiveScope, method)
   }
 
   #track<T>(promise: Promise<T>): Promise<T> {
@@ -380,13 +403,14 @@ export class AnyStore<V = unknown> {
     const queue = this.#queue
     if (this.readOnly) throw new ReadOnlyError(queue.backend.location, method)
     this.#assertNotInside(queue.backend, method)
-    return new Promise((resolve, reject) => {
-      queue.pending.push({ change, resolve, reject })
-      if (!queue.flushScheduled) {
-        queue.flushScheduled = true
-        void this.#track(this.#flush(queue))
-      }
-    })
+    return new Promise((resolve, reject) => this.#enqueue(queue, { change, resolve, reject }))
+  }
+
+  #enqueue(queue: CommitQueue, write: Pending): void {
+    queue.pending.push(write)
+    if (queue.held || queue.flushScheduled) return
+    queue.flushScheduled = true
+    queue.flushes = this.#track(queue.flushes.then(() => this.#flush(queue)))
   }
 
   /**
@@ -423,7 +447,7 @@ export class AnyStore<V = unknown> {
 }
 
 function newQueue(backend: Backend): CommitQueue {
-  return { backend, pending: [], flushScheduled: false }
+  return { backend, pending: [], flushScheduled: false, flushes: Promise.resolve(), held: false }
 }
 
 function checkQuery(query: KeyQuery | undefined): KeyQuery | undefined {

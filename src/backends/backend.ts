@@ -46,6 +46,8 @@ export interface BackendTransaction extends EntryReader {
   /**
    * Applies `changes` atomically, in order, if nothing this transaction read has changed since
    * it was read; at most once per transaction. An exclusive backend never reports a conflict.
+   * An optimistic backend gets `commit([])` from a transaction that only read: it must accept
+   * it (even when read-only) and answer whether the reads still hold.
    */
   commit(changes: readonly Change[]): MaybePromise<CommitOutcome>
 }

@@ -66,15 +66,20 @@ export class TransactionView {
     this.#state.set(key, entry)
   }
 
-  /** Resolves to whether the key existed: a read of the key, then its deletion. */
-  async delete(key: StoreKey): Promise<boolean> {
-    const existed = await this.has(key)
+  /**
+   * Deletes at once, so a later write of the transaction (even one not awaited in between) is
+   * ordered after it, and resolves to whether the key existed: from the writes so far, else
+   * from a read of the base.
+   */
+  delete(key: StoreKey): MaybePromise<boolean> {
+    const existed = this.has(key)
     const at = this.#setAt.get(key)
     if (at !== undefined) {
       this.#log[at] = undefined
       this.#setAt.delete(key)
     }
-    if (existed) this.#log.push({ kind: 'delete', key })
+    // Logged even if the key turns out to be absent: applying it then changes nothing.
+    this.#log.push({ kind: 'delete', key })
     this.#state.set(key, DELETED)
     return existed
   }

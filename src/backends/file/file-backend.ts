@@ -169,9 +169,12 @@ export class FileBackend implements Backend {
     return this.file
   }
 
-  /** Transactions on one path exclude each other in this process, whichever instance runs them. */
+  /**
+   * Transactions on one path exclude each other in this process, whichever instance runs them.
+   * A read-only store's transactions take no lock, so they hold nothing anyone could wait for.
+   */
   get exclusiveScope(): unknown {
-    return this.file
+    return this.readOnly ? this : this.file
   }
 
   get lockMode(): 'flock' | 'proper-lockfile' | undefined {

@@ -356,7 +356,9 @@ export class ReentrantCallError extends AnyStoreError {
     const instead =
       method === 'run'
         ? 'do that work in the outer transaction, through its `tx` argument'
-        : `use the transaction argument (tx.${method}) instead`
+        : method === 'flush'
+          ? 'run() commits when its callback returns; flush after it'
+          : `use the transaction argument (tx.${method}) instead`
     super(
       'ERR_ANYSTORE_REENTRANT',
       `store.${method}() was called inside run() on the same file and would deadlock: ${instead}`,

@@ -458,18 +458,21 @@ function syncPolicy(value: unknown): { sync: SyncMode; everyMs: number | undefin
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new InvalidOptionError(
       `Expected \`sync\` to be 'always', 'never' or { everyMs: <milliseconds> }, got ${received(value)}`,
+      'sync',
     )
   }
   const extra = Object.keys(value).filter((name) => name !== 'everyMs')
   if (extra.length > 0) {
     throw new InvalidOptionError(
       `Unknown property \`sync.${extra[0]}\`; \`sync\` as an object takes only \`everyMs\``,
+      'sync',
     )
   }
   const everyMs: unknown = (value as { everyMs?: unknown }).everyMs
   if (typeof everyMs !== 'number' || !Number.isFinite(everyMs) || everyMs <= 0 || everyMs > MAX_EVERY_MS) {
     throw new InvalidOptionError(
       `Expected \`sync.everyMs\` to be a positive finite number of milliseconds (at most ${MAX_EVERY_MS}), got ${received(everyMs)}`,
+      'sync',
     )
   }
   // Write-behind commits are fsynced: what it trades is when a write is committed, not how.

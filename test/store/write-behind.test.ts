@@ -444,6 +444,7 @@ describe('the sync option', () => {
     for (const [sync, message] of bad) {
       const error = await rejection(AnyStore.open({ file, sync: sync as never }))
       expect(error.code, JSON.stringify(sync)).toBe('ERR_ANYSTORE_INVALID_OPTION')
+      expect((error as { option?: string }).option).toBe('sync')
       expect(error.message).toContain(message)
     }
     for (const sync of ['always', 'never', { everyMs: 0.5 }, { everyMs: 2 ** 31 - 1 }] as const) {

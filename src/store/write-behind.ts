@@ -393,8 +393,10 @@ export class WriteBehind implements Backend, ExitFlush {
     }
     const what = `${changes.length} acknowledged change(s) to ${this.location}`
     if (this.#inner.commitSync === undefined) {
+      // A commit of this backend may be under way, answered or not: it cannot be known now.
+      const state = this.#committing === undefined ? 'were not committed' : 'were not committed, or not known to be'
       return {
-        message: `${earlier}${what} were not committed: the ${this.kind} backend cannot commit while the process exits; call flush() or close() before it ends`,
+        message: `${earlier}${what} ${state}: the ${this.kind} backend cannot commit while the process exits; call flush() or close() before it ends`,
         lost: true,
       }
     }

@@ -29,6 +29,7 @@ import {
 } from './store/options.js'
 import { insideRunOf, refuseInside, runHolding } from './store/held-scopes.js'
 import { TransactionView } from './store/transaction-view.js'
+import { finishWriteBehind, WriteBehind, withSyncPolicy } from './store/write-behind.js'
 import type { StoreKey, Transaction } from './store/types.js'
 
 interface Pending {
@@ -110,7 +111,9 @@ export class AnyStore<V = unknown> {
 
   private constructor(options: ResolvedOptions) {
     this.#options = options
-    this.#queue = newQueue(options.backend ?? new MemoryBackend())
+    this.#queue = newQueue(
+      options.backend === undefined ? new MemoryBackend() : withSyncPolicy(options.backend, options),
+    )
   }
 
   /** Opens a store; with a `file`, loads it (throwing WrongKeyError, CorruptFileError, ... right away). */
@@ -198,13 +201,19 @@ export class AnyStore<V = unknown> {
     return this.#backend.location
   }
 
-  /** Resolves once the value is committed (and, with `sync: 'always'`, durable). */
+  /**
+   * Resolves once the value is committed (and, with `sync: 'always'`, durable); with
+   * `sync: { everyMs }`, once this instance holds it, to be committed within `everyMs`.
+   */
   async set(key: StoreKey, value: V): Promise<void> {
     const entry: Entry = { value: encodeValue(value) }
     await this.#write({ kind: 'set', key: checkKey(key), entry }, 'set')
   }
 
-  /** Resolves to whether the key existed when the delete was committed. */
+  /**
+   * Resolves to whether the key existed when the delete was committed; with
+   * `sync: { everyMs }`, whether this instance saw it when delete() was called.
+   */
   async delete(key: StoreKey): Promise<boolean> {
     return (await this.#write({ kind: 'delete', key: checkKey(key) }, 'delete')) === true
   }
@@ -275,7 +284,7 @@ export class AnyStore<V = unknown> {
     // From here on writes go to the file, but wait (held) until the in-memory entries, and
     // every write made before this call, are in it: none lands on the memory store after the
     // copy, and none reaches the file before the entries it may overwrite.
-    const fileQueue = newQueue(backend)
+    const fileQueue = newQueue(withSyncPolicy(backend, this.#options))
     fileQueue.held = true
     this.#queue = fileQueue
     this.#persisting = true
@@ -336,15 +345,30 @@ export class AnyStore<V = unknown> {
     void idle.then(() => backend.close())
   }
 
-  /** Waits for writes in flight, then releases what the store opened. Never deletes the store. */
+  /**
+   * Resolves once every write acknowledged so far is committed. Only `sync: { everyMs }`
+   * acknowledges writes before their commit: elsewhere there is nothing to wait for.
+   */
+  async flush(): Promise<void> {
+    const backend = this.#open()
+    if (backend instanceof WriteBehind) await backend.flush()
+  }
+
+  /**
+   * Waits for writes in flight, commits what write-behind holds, then releases what the store
+   * opened. Never deletes the store.
+   */
   close(): Promise<void> {
     // From inside run() on this store, waiting for the writes in flight would wait for itself.
     if (insideRunOf(this)) return Promise.reject(new ReentrantCallError('close'))
     this.#closing ??= (async () => {
       while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight])
+      const failure = await finishWriteBehind(this.#backend)
       if (this.#persisting) await this.#backend.close()
       this.#persisting = false
       this.#queue = newQueue(new MemoryBackend())
+      // Closed all the same: what the last commit could not write is dropped, and this says so.
+      if (failure !== undefined) throw failure.error
     })()
     return this.#closing
   }
@@ -403,6 +427,9 @@ export class AnyStore<V = unknown> {
     const queue = this.#queue
     if (this.readOnly) throw new ReadOnlyError(queue.backend.location, method)
     this.#assertNotInside(queue.backend, method)
+    if (queue.backend instanceof WriteBehind && !queue.held) {
+      return Promise.resolve(queue.backend.write(change))
+    }
     return new Promise((resolve, reject) => this.#enqueue(queue, { change, resolve, reject }))
   }
 

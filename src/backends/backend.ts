@@ -89,6 +89,14 @@ export interface Backend extends EntryReader {
    * persistence is switched off. Undefined where the backend keeps no local copy.
    */
   snapshot?(): Iterable<[StoreKey, Entry]> | undefined
+  /**
+   * Applies `changes` as one commit before returning, without giving up the thread (a lock is
+   * waited for with a bounded synchronous wait). Only for where no promise or timer will run
+   * again: the flush of write-behind changes when the process exits (`sync: { everyMs }`).
+   * A backend that cannot (one behind a network) leaves it out; its users must call flush()
+   * or close() before the process exits.
+   */
+  commitSync?(changes: readonly Change[]): readonly ChangeResult[]
   /** Releases what the backend opened. Never deletes the store. */
   close(): MaybePromise<void>
 }

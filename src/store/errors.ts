@@ -358,9 +358,11 @@ export class ReentrantCallError extends AnyStoreError {
     const instead =
       method === 'run'
         ? 'do that work in the outer transaction, through its `tx` argument'
-        : TRANSACTION_WRITES.has(method)
-          ? `use the transaction argument (tx.${method}) instead`
-          : 'call it once run() has returned'
+        : method === 'flush'
+          ? 'run() commits when its callback returns; flush after it'
+          : TRANSACTION_WRITES.has(method)
+            ? `use the transaction argument (tx.${method}) instead`
+            : 'call it once run() has returned'
     const name = method === 'rekey' || method === 'restore' ? `${method}()` : `store.${method}()`
     super(
       'ERR_ANYSTORE_REENTRANT',

@@ -229,6 +229,29 @@ export class FileBackend implements Backend {
   }
 
   /**
+   * One commit of `changes` under the locks, taken without yielding: for the exit flush of
+   * write-behind. The in-process mutex is not waited for, because an instance that holds it at
+   * exit can never release it; if that instance holds the cross-process lock too, the wait
+   * for it ends at lockTimeoutMs with LockTimeoutError. Its own lock (a transaction of this
+   * instance cut short by the exit) is reused: that transaction will never commit.
+   */
+  commitSync(changes: readonly Change[]): ChangeResult[] {
+    const lock = this.#lock
+    if (lock === undefined) throw new ReadOnlyError(this.file, 'commit')
+    lock.acquireSync(this.#options.lockTimeoutMs)
+    try {
+      this.#tempToken = this.#committer.takeOverRecord()
+      this.#locked = true
+      this.#fresh()
+      return this.#commit(changes)
+    } finally {
+      this.#locked = false
+      this.#tempToken = undefined
+      lock.releaseSync()
+    }
+  }
+
+  /**
    * A transaction reading `frozen`, or, under the lock, whatever this instance holds (a read
    * of the store during the transaction may swap in an equal map, indexed over our payload).
    */

@@ -601,6 +601,9 @@ export function describeConformance(
           expect(await codeOf(() => store.get(k)), `get ${label}`).toBe(UNSUPPORTED_KEY)
           expect(await codeOf(() => store.has(k)), `has ${label}`).toBe(UNSUPPORTED_KEY)
           expect(await codeOf(() => store.delete(k)), `delete ${label}`).toBe(UNSUPPORTED_KEY)
+          expect(await codeOf(() => store.ttl(k)), `ttl ${label}`).toBe(UNSUPPORTED_KEY)
+          expect(await codeOf(() => store.setIfAbsent(k, 1)), `setIfAbsent ${label}`).toBe(UNSUPPORTED_KEY)
+          expect(await codeOf(() => store.expire(k, 1)), `expire ${label}`).toBe(UNSUPPORTED_KEY)
         }
         await store.run(async (tx) => {
           for (const [label, key] of invalidKeys) {
@@ -609,6 +612,11 @@ export function describeConformance(
             expect(await codeOf(() => tx.get(k)), `tx.get ${label}`).toBe(UNSUPPORTED_KEY)
             expect(await codeOf(() => tx.has(k)), `tx.has ${label}`).toBe(UNSUPPORTED_KEY)
             expect(await codeOf(() => tx.delete(k)), `tx.delete ${label}`).toBe(UNSUPPORTED_KEY)
+            expect(await codeOf(() => tx.ttl(k)), `tx.ttl ${label}`).toBe(UNSUPPORTED_KEY)
+            expect(await codeOf(() => tx.setIfAbsent(k, 1)), `tx.setIfAbsent ${label}`).toBe(
+              UNSUPPORTED_KEY,
+            )
+            expect(await codeOf(() => tx.expire(k, 1)), `tx.expire ${label}`).toBe(UNSUPPORTED_KEY)
           }
         })
         expect(await store.entries()).toEqual([['a', 1]])
@@ -788,6 +796,9 @@ export function describeConformance(
           ['size', () => tx.size()],
           ['entries', () => tx.entries()],
           ['clear', () => tx.clear()],
+          ['ttl', () => tx.ttl('a')],
+          ['setIfAbsent', () => tx.setIfAbsent('b', 1)],
+          ['expire', () => tx.expire('a', 1000)],
         ]
         for (const [method, call] of calls) expect(await codeOf(call), method).toBe(CLOSED)
         let failed: Transaction<unknown> | undefined
@@ -877,6 +888,8 @@ export function describeConformance(
             ['set', () => store.set('x', 1)],
             ['delete', () => store.delete('x')],
             ['clear', () => store.clear()],
+            ['setIfAbsent', () => store.setIfAbsent('y', 1)],
+            ['expire', () => store.expire('x', 1000)],
             ['run', () => store.run(async () => 1)],
           ]
           for (const [method, call] of nested) {
@@ -1348,6 +1361,9 @@ export function describeConformance(
           ['set', () => store.set('b', 1)],
           ['delete', () => store.delete('a')],
           ['clear', () => store.clear()],
+          ['ttl', () => store.ttl('a')],
+          ['setIfAbsent', () => store.setIfAbsent('b', 1)],
+          ['expire', () => store.expire('a', 1000)],
           [
             'run',
             () =>
@@ -1616,6 +1632,10 @@ export function describeConformance(
           ['run set', () => reader.run(async (tx) => tx.set('b', 1))],
           ['run delete', () => reader.run(async (tx) => tx.delete('a'))],
           ['run clear', () => reader.run(async (tx) => tx.clear())],
+          ['setIfAbsent', () => reader.setIfAbsent('b', 1)],
+          ['expire', () => reader.expire('a', 1000)],
+          ['run setIfAbsent', () => reader.run(async (tx) => tx.setIfAbsent('b', 1))],
+          ['run expire', () => reader.run(async (tx) => tx.expire('a', 1000))],
         ]
         for (const [what, call] of writes) expect(await codeOf(call), what).toBe(READ_ONLY)
         expect(await store.entries()).toEqual([['a', 1]])

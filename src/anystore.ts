@@ -8,7 +8,7 @@ import {
 } from './backends/backend.js'
 import { MemoryBackend } from './backends/memory.js'
 import type { FileSystem } from './backends/file/fsio.js'
-import { decodeValue, encodeValue } from './format/codec.js'
+import { decodeValue } from './format/codec.js'
 import { checkKey, type Entry } from './format/payload.js'
 import { warnIfDefaultKey } from './store/default-key-warning.js'
 import {
@@ -27,10 +27,17 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from './store/options.js'
+import {
+  expireIn,
+  expiryAfter,
+  newEntry,
+  remainingMs,
+  setIfAbsentIn,
+} from './store/expiry.js'
 import { insideRunOf, refuseInside, runHolding } from './store/held-scopes.js'
 import { TransactionView } from './store/transaction-view.js'
 import { finishWriteBehind, WriteBehind, withSyncPolicy } from './store/write-behind.js'
-import type { StoreKey, Transaction } from './store/types.js'
+import type { SetOptions, StoreKey, Transaction } from './store/types.js'
 
 interface Pending {
   change: Change
@@ -168,6 +175,12 @@ export class AnyStore<V = unknown> {
     return this.#open().has(checkKey(key))
   }
 
+  /** The milliseconds `key` has left before it expires; undefined when it has no expiry or is absent. */
+  async ttl(key: StoreKey): Promise<number | undefined> {
+    const entry = this.#open().get(checkKey(key))
+    return remainingMs(isPromise(entry) ? await entry : entry)
+  }
+
   /** The keys in insertion order; with `prefix`, only the string keys that start with it. */
   async keys(query?: KeyQuery): Promise<StoreKey[]> {
     return collect(this.#open().keys(checkQuery(query)))
@@ -203,11 +216,29 @@ export class AnyStore<V = unknown> {
 
   /**
    * Resolves once the value is committed (and, with `sync: 'always'`, durable); with
-   * `sync: { everyMs }`, once this instance holds it, to be committed within `everyMs`.
+   * `sync: { everyMs }`, once this instance holds it, to be committed within `everyMs`. With
+   * `ttlMs` or `expiresAt` it expires then; without, it never does (whatever expiry the key had).
    */
-  async set(key: StoreKey, value: V): Promise<void> {
-    const entry: Entry = { value: encodeValue(value) }
+  async set(key: StoreKey, value: V, options?: SetOptions): Promise<void> {
+    const entry = newEntry(value, options)
     await this.#write({ kind: 'set', key: checkKey(key), entry }, 'set')
+  }
+
+  /** Sets `key` only if it is absent or expired, in one transaction; resolves to whether it did. */
+  async setIfAbsent(key: StoreKey, value: V, options?: SetOptions): Promise<boolean> {
+    const checked = checkKey(key)
+    const entry = newEntry(value, options)
+    return this.#update('setIfAbsent', (view) => setIfAbsentIn(view, checked, entry))
+  }
+
+  /**
+   * Gives `key` a new expiry, `ttlMs` from now, or removes its expiry (undefined), in one
+   * transaction; resolves to whether the key existed (an absent key stays absent).
+   */
+  async expire(key: StoreKey, ttlMs: number | undefined): Promise<boolean> {
+    const checked = checkKey(key)
+    const expiresAt = expiryAfter(ttlMs)
+    return this.#update('expire', (view) => expireIn(view, checked, expiresAt))
   }
 
   /**
@@ -248,11 +279,7 @@ export class AnyStore<V = unknown> {
         } finally {
           end()
         }
-        // An exclusive backend held what was read: nothing to check. An optimistic one must
-        // check the reads even of a transaction that wrote nothing, or it could return a state
-        // that never existed (a read before and a read after another commit).
-        if (!view.hasChanges && exclusive) return { committed: true, value }
-        const outcome = await btx.commit(view.changes())
+        const outcome = await view.commit(exclusive)
         return outcome.committed ? { committed: true, value } : outcome
       })),
     )
@@ -422,6 +449,26 @@ export class AnyStore<V = unknown> {
     }
   }
 
+  /**
+   * One transaction the store makes itself (setIfAbsent, expire): `fn` reads and writes through
+   * the view, which is committed when it resolves; run again where the backend is optimistic.
+   */
+  #update<T>(method: string, fn: (view: TransactionView) => Promise<T>): Promise<T> {
+    this.#assertOpen()
+    const backend = this.#backend
+    if (this.readOnly) throw new ReadOnlyError(backend.location, method)
+    this.#assertNotInside(backend, method)
+    const exclusive = backend.concurrency === 'exclusive'
+    return this.#track(
+      this.#transact(backend, async (btx): Promise<Attempt<T>> => {
+        const view = new TransactionView(btx)
+        const value = await fn(view)
+        const outcome = await view.commit(exclusive)
+        return outcome.committed ? { committed: true, value } : outcome
+      }),
+    )
+  }
+
   #write(change: Change, method: string): Promise<ChangeResult> {
     this.#assertOpen()
     const queue = this.#queue
@@ -543,9 +590,21 @@ function createTransaction<V>(
     async has(key) {
       return open().has(checkKey(key))
     },
-    async set(key, value) {
+    async ttl(key) {
+      const entry = open().get(checkKey(key))
+      return remainingMs(isPromise(entry) ? await entry : entry)
+    },
+    async set(key, value, options?: SetOptions) {
       const current = writable('set')
-      current.set(checkKey(key), { value: encodeValue(value) })
+      current.set(checkKey(key), newEntry(value, options))
+    },
+    async setIfAbsent(key, value, options?: SetOptions) {
+      const current = writable('setIfAbsent')
+      return setIfAbsentIn(current, checkKey(key), newEntry(value, options))
+    },
+    async expire(key, ttlMs) {
+      const current = writable('expire')
+      return expireIn(current, checkKey(key), expiryAfter(ttlMs))
     },
     async delete(key) {
       return writable('delete').delete(checkKey(key))

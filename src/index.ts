@@ -59,4 +59,4 @@ export {
   unstash,
 } from './config/stash.js'
 export { fromTagged, parseTagged, stringifyTagged, toTagged } from './format/tagged-json.js'
-export type { StoreKey, Transaction } from './store/types.js'
+export type { SetOptions, StoreKey, Transaction } from './store/types.js'

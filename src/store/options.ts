@@ -224,7 +224,7 @@ function editDistance(a: string, b: string): number {
 }
 
 /** The known name `name` was most likely meant to be, or undefined when none is close. */
-function closestName(name: string, known: readonly string[]): string | undefined {
+export function closestName(name: string, known: readonly string[]): string | undefined {
   const lower = name.toLowerCase()
   // A wrong case is the likeliest slip (`encryptionkey`), so it wins over any edit distance.
   const sameLetters = known.find((candidate) => candidate.toLowerCase() === lower)

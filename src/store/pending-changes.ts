@@ -2,9 +2,11 @@ import {
   type Change,
   type EntryReader,
   isPromise,
+  isExpired,
   type KeyQuery,
   type MaybePromise,
   matches,
+  unlessExpired,
 } from '../backends/backend.js'
 import type { Entry } from '../format/payload.js'
 import type { StoreKey } from './types.js'
@@ -122,6 +124,21 @@ export class PendingChanges {
   get liveSets(): number {
     return this.#liveSets
   }
+
+  /** Whether the changes set `key` to an entry that has expired by `now`: it reads as absent. */
+  setsExpired(key: StoreKey, now: number): boolean {
+    const state = this.#state.get(key)
+    return state !== undefined && state !== DELETED && isExpired(state, now)
+  }
+
+  /** How many of the entries the changes set have expired by `now`. */
+  expiredSets(now: number): number {
+    let expired = 0
+    for (const state of this.#state.values()) {
+      if (state !== DELETED && isExpired(state, now)) expired++
+    }
+    return expired
+  }
 }
 
 /** Collects an iterable that may be asynchronous, synchronously when it is not. */
@@ -161,13 +178,14 @@ export class ReadThrough implements EntryReader {
   get(key: StoreKey): MaybePromise<Entry | undefined> {
     const state = this.#layer.lookup(key)
     if (state === DELETED) return undefined
-    return state ?? this.#below.get(key)
+    // A pending entry expires like a committed one: the commit would not store it.
+    return state === undefined ? this.#below.get(key) : unlessExpired(state)
   }
 
   has(key: StoreKey): MaybePromise<boolean> {
     const state = this.#layer.lookup(key)
     if (state === undefined) return this.#below.has(key)
-    return state !== DELETED
+    return state !== DELETED && unlessExpired(state) !== undefined
   }
 
   /**
@@ -177,11 +195,12 @@ export class ReadThrough implements EntryReader {
   size(): MaybePromise<number> {
     const layer = this.#layer
     if (layer.isEmpty) return this.#below.size()
-    if (layer.cleared) return layer.liveSets
+    const pending = layer.liveSets - layer.expiredSets(Date.now())
+    if (layer.cleared) return pending
     return collected(this.#below.keys(), (keys) => {
       let untouched = 0
       for (const key of keys) if (!layer.touches(key)) untouched++
-      return untouched + layer.liveSets
+      return untouched + pending
     })
   }
 
@@ -194,6 +213,8 @@ export class ReadThrough implements EntryReader {
         const map = new Map<StoreKey, true>()
         for (const key of keys) map.set(key, true)
         layer.replayOnto(map, query, () => true)
+        const now = Date.now()
+        for (const key of map.keys()) if (layer.setsExpired(key, now)) map.delete(key)
         return map.keys()
       }),
     )
@@ -209,6 +230,8 @@ export class ReadThrough implements EntryReader {
       collected(below, (entries) => {
         const map = new Map(entries)
         layer.replayOnto(map, query, (entry) => entry)
+        const now = Date.now()
+        for (const [key, entry] of map) if (isExpired(entry, now)) map.delete(key)
         return map.entries()
       }),
     )

@@ -21,6 +21,8 @@ const crossInstance = Object.fromEntries(
     'both instances see the same Map order',
     'run() in one instance starts from what the other committed',
     'concurrent set() calls from two instances all land',
+    'two instances agree on when an entry expires',
+    'an instance that never read the expired entry drops it at its commit',
   ].map((title) => [title, deferred]),
 )
 const readOnlyInstance = Object.fromEntries(
@@ -59,6 +61,7 @@ describeConformance(
       ...crossInstance,
       ...readOnlyInstance,
       "a child reads the parent's write, and the parent's next read sees the child's": deferred,
+      'another process sees an entry until the moment it expires, and not after': deferred,
     },
   },
 )

@@ -454,3 +454,26 @@ describe('the sync option', () => {
     }
   })
 })
+
+describe('write-behind and expiry', () => {
+  it('a pending entry expires like a committed one, for every read of this instance', async () => {
+    const store = await AnyStore.open({
+      file: join(tempDir(), 's.db'),
+      sync: { everyMs: 60_000 },
+    })
+    onTestFinished(() => store.close())
+    await store.set('kept', 0)
+    await store.flush()
+    await store.set('a', 1, { ttlMs: 20 })
+    expect(await store.get('a')).toBe(1)
+    await new Promise((resolve) => setTimeout(resolve, 40))
+    // Still pending (the commit is a minute away), and expired.
+    expect(await store.get('a')).toBeUndefined()
+    expect(await store.has('a')).toBe(false)
+    expect(await store.size()).toBe(1)
+    expect(await store.keys()).toEqual(['kept'])
+    expect(await store.entries()).toEqual([['kept', 0]])
+    expect(await store.setIfAbsent('a', 2)).toBe(true)
+    expect(await store.get('a')).toBe(2)
+  })
+})

@@ -21,6 +21,7 @@ import {
   matches,
 } from '../backend.js'
 import { applyChanges } from '../memory.js'
+import { dropExpiredSets, ExpiryQueue, expiriesIn } from '../expiry.js'
 import { type CrossProcessLock, createLock } from '../../lock.js'
 import { withPathMutex } from '../../store/mutex.js'
 import type { LockMode, SyncMode } from '../../store/options.js'
@@ -76,6 +77,11 @@ function worthReindexing(entries: Iterable<[StoreKey, Entry]>, payload: Buffer):
 
 
 
+/** The expiries in `map`; a PayloadMap knows from its load's scan whether it has any. */
+function expiriesOf(map: EntryMap): Iterable<[StoreKey, number]> {
+  return map instanceof PayloadMap ? map.expiries() : expiriesIn(map)
+}
+
 function keysIn(map: EntryMap, query: KeyQuery | undefined): StoreKey[] {
   const keys = map instanceof PayloadMap ? map.keyArray() : [...map.keys()]
   return query?.prefix === undefined ? keys : keys.filter((key) => matches(key, query))
@@ -110,6 +116,13 @@ export class FileBackend implements Backend {
   #adoptable: Buffer | undefined
   /** Whether a transaction holds the lock: its reads must not trust the status byte alone. */
   #locked = false
+  /**
+   * The expiries of the entries of #expiriesOf (the cache, normally), built when a read first
+   * meets a newly loaded map. Reads remove what expired from the cache first (the file keeps it
+   * until the next commit, which leaves it out), so they answer from the map as it is.
+   */
+  #expiries = new ExpiryQueue()
+  #expiriesOf: EntryMap | undefined
   /**
    * Undefined until a version 3 file was loaded or written. Kept while the file is missing:
    * a copy put back after a delete is as old as it was before, and another store is as
@@ -202,7 +215,7 @@ export class FileBackend implements Backend {
   }
 
   snapshot(): Iterable<[StoreKey, Entry]> {
-    return this.#cache
+    return this.#live(this.#cache)
   }
 
   /**
@@ -256,7 +269,7 @@ export class FileBackend implements Backend {
    * of the store during the transaction may swap in an equal map, indexed over our payload).
    */
   #transactionOn(frozen: EntryMap | undefined, mayCommit: boolean): BackendTransaction {
-    const state = () => frozen ?? this.#cache
+    const state = () => this.#live(frozen ?? this.#cache)
     let committed = false
     return {
       get: (key) => state().get(key),
@@ -275,12 +288,17 @@ export class FileBackend implements Backend {
 
   /** Under the lock: applies `changes` to the loaded state and writes the result. */
   #commit(changes: readonly Change[]): ChangeResult[] {
-    const base = this.#cache
+    // One time for the whole commit: what expired is gone before the changes apply (a set of an
+    // expired key is the set of an absent one), and none of it is written.
+    const now = Date.now()
+    const base = this.#live(this.#cache, now)
     const overlay = new Overlay(base)
     const results = applyChanges(overlay, changes)
+    dropExpiredSets(overlay, changes, now)
     if (overlay.hasChanges) {
       this.#write(overlay)
       overlay.applyTo(base)
+      this.#expiries.trackChanges(changes)
     }
     return results
   }
@@ -302,7 +320,20 @@ export class FileBackend implements Backend {
       // Still our own commit on disk: the same state, now indexed over its payload.
       this.#cache = new PayloadMap(adoptable)
     }
-    return this.#cache
+    return this.#live(this.#cache)
+  }
+
+  /**
+   * `map` without what expired by `now` (by default the clock, read only when something may
+   * have expired). The entries are removed from the map itself: they count nowhere any more,
+   * and a PayloadMap that lost records leaves them out of the next payload it encodes.
+   */
+  #live(map: EntryMap, now?: number): EntryMap {
+    if (this.#expiriesOf !== map) {
+      this.#expiries = new ExpiryQueue(expiriesOf(map))
+      this.#expiriesOf = map
+    }
+    return this.#expiries.purge(map, now)
   }
 
   /**
@@ -355,6 +386,8 @@ export class FileBackend implements Backend {
     this.#failure = undefined
     this.#committer.close()
     this.#cache = new Map()
+    this.#expiries = new ExpiryQueue()
+    this.#expiriesOf = undefined
     this.#lock?.close()
   }
 }

@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks'
 import {
   type Backend,
   type BackendTransaction,
@@ -9,7 +8,7 @@ import {
 } from './backends/backend.js'
 import { MemoryBackend } from './backends/memory.js'
 import type { FileSystem } from './backends/file/fsio.js'
-import { decodeValue, encodeValue } from './format/codec.js'
+import { decodeValue } from './format/codec.js'
 import { checkKey, type Entry } from './format/payload.js'
 import { warnIfDefaultKey } from './store/default-key-warning.js'
 import {
@@ -28,8 +27,17 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from './store/options.js'
+import {
+  expireIn,
+  expiryAfter,
+  newEntry,
+  remainingMs,
+  setIfAbsentIn,
+} from './store/expiry.js'
+import { insideRunOf, refuseInside, runHolding } from './store/held-scopes.js'
 import { TransactionView } from './store/transaction-view.js'
-import type { StoreKey, Transaction } from './store/types.js'
+import { finishWriteBehind, WriteBehind, withSyncPolicy } from './store/write-behind.js'
+import type { SetOptions, StoreKey, Transaction } from './store/types.js'
 
 interface Pending {
   change: Change
@@ -42,6 +50,13 @@ interface CommitQueue {
   backend: Backend
   pending: Pending[]
   flushScheduled: boolean
+  /**
+   * The flushes of this queue, one after another: a batch retried after a conflict (optimistic
+   * backends) must commit before a later batch, or an older value would overwrite a newer one.
+   */
+  flushes: Promise<void>
+  /** While set, writes wait here without a flush (enablePersistence() is moving the store). */
+  held: boolean
 }
 
 /** What one attempt of a transaction gave: its value, or the conflict that refused its commit. */
@@ -78,15 +93,6 @@ async function collect<T>(items: Iterable<T> | AsyncIterable<T>): Promise<T[]> {
   return out
 }
 
-/** What the current async context holds exclusively (backends' scopes), to catch deadlocks. */
-const heldScopes = new AsyncLocalStorage<ReadonlySet<unknown>>()
-
-function withHeld(scope: unknown): ReadonlySet<unknown> {
-  const held = new Set(heldScopes.getStore())
-  held.add(scope)
-  return held
-}
-
 /** Before attempt n + 1 of a transaction refused by a conflict: jittered, growing, capped. */
 function backoffMs(attempt: number): number {
   return Math.random() * Math.min(100, 2 ** attempt)
@@ -105,12 +111,16 @@ export class AnyStore<V = unknown> {
   #queue: CommitQueue
   /** Whether the backend was opened by enablePersistence() (and is this store's to close). */
   #persisting = false
+  /** The enablePersistence() in progress, if any. */
+  #enabling: Promise<void> | undefined
   readonly #inFlight = new Set<Promise<unknown>>()
   #closing: Promise<void> | undefined
 
   private constructor(options: ResolvedOptions) {
     this.#options = options
-    this.#queue = newQueue(options.backend ?? new MemoryBackend())
+    this.#queue = newQueue(
+      options.backend === undefined ? new MemoryBackend() : withSyncPolicy(options.backend, options),
+    )
   }
 
   /** Opens a store; with a `file`, loads it (throwing WrongKeyError, CorruptFileError, ... right away). */
@@ -165,6 +175,12 @@ export class AnyStore<V = unknown> {
     return this.#open().has(checkKey(key))
   }
 
+  /** The milliseconds `key` has left before it expires; undefined when it has no expiry or is absent. */
+  async ttl(key: StoreKey): Promise<number | undefined> {
+    const entry = this.#open().get(checkKey(key))
+    return remainingMs(isPromise(entry) ? await entry : entry)
+  }
+
   /** The keys in insertion order; with `prefix`, only the string keys that start with it. */
   async keys(query?: KeyQuery): Promise<StoreKey[]> {
     return collect(this.#open().keys(checkQuery(query)))
@@ -198,13 +214,37 @@ export class AnyStore<V = unknown> {
     return this.#backend.location
   }
 
-  /** Resolves once the value is committed (and, with `sync: 'always'`, durable). */
-  async set(key: StoreKey, value: V): Promise<void> {
-    const entry: Entry = { value: encodeValue(value) }
+  /**
+   * Resolves once the value is committed (and, with `sync: 'always'`, durable); with
+   * `sync: { everyMs }`, once this instance holds it, to be committed within `everyMs`. With
+   * `ttlMs` or `expiresAt` it expires then; without, it never does (whatever expiry the key had).
+   */
+  async set(key: StoreKey, value: V, options?: SetOptions): Promise<void> {
+    const entry = newEntry(value, options)
     await this.#write({ kind: 'set', key: checkKey(key), entry }, 'set')
   }
 
-  /** Resolves to whether the key existed when the delete was committed. */
+  /** Sets `key` only if it is absent or expired, in one transaction; resolves to whether it did. */
+  async setIfAbsent(key: StoreKey, value: V, options?: SetOptions): Promise<boolean> {
+    const checked = checkKey(key)
+    const entry = newEntry(value, options)
+    return this.#update('setIfAbsent', (view) => setIfAbsentIn(view, checked, entry))
+  }
+
+  /**
+   * Gives `key` a new expiry, `ttlMs` from now, or removes its expiry (undefined), in one
+   * transaction; resolves to whether the key existed (an absent key stays absent).
+   */
+  async expire(key: StoreKey, ttlMs: number | undefined): Promise<boolean> {
+    const checked = checkKey(key)
+    const expiresAt = expiryAfter(ttlMs)
+    return this.#update('expire', (view) => expireIn(view, checked, expiresAt))
+  }
+
+  /**
+   * Resolves to whether the key existed when the delete was committed; with
+   * `sync: { everyMs }`, whether this instance saw it when delete() was called.
+   */
   async delete(key: StoreKey): Promise<boolean> {
     return (await this.#write({ kind: 'delete', key: checkKey(key) }, 'delete')) === true
   }
@@ -226,6 +266,7 @@ export class AnyStore<V = unknown> {
     this.#assertNotInside(backend, 'run')
     const source = this.#source
     const exclusive = backend.concurrency === 'exclusive'
+    const scope = exclusive ? backend.exclusiveScope : undefined
     // Tracked before the backend can call `fn`, so a close() made from `fn` waits for it.
     const started = Promise.resolve()
     return this.#track(
@@ -234,17 +275,11 @@ export class AnyStore<V = unknown> {
         const { tx, end } = createTransaction<V>(view, source, backend, this.readOnly)
         let value: T
         try {
-          value = exclusive
-            ? await heldScopes.run(withHeld(backend.exclusiveScope), () => fn(tx))
-            : await fn(tx)
+          value = await runHolding(this, scope, () => fn(tx))
         } finally {
           end()
         }
-        // An exclusive backend held what was read: nothing to check. An optimistic one must
-        // check the reads even of a transaction that wrote nothing, or it could return a state
-        // that never existed (a read before and a read after another commit).
-        if (!view.hasChanges && exclusive) return { committed: true, value }
-        const outcome = await btx.commit(view.changes())
+        const outcome = await view.commit(exclusive)
         return outcome.committed ? { committed: true, value } : outcome
       })),
     )
@@ -264,31 +299,60 @@ export class AnyStore<V = unknown> {
     }
     const path = expandPath(file)
     if (this.#persisting) {
-      if (this.file === path) return
+      if (this.file === path) return this.#enabling
       throw new InvalidOptionError(
         `This store already persists to ${this.file}: call disablePersistence() first`,
       )
     }
-    const memory = this.#backend
+    // The copy below runs in a memory transaction, which a run() of this store already holds.
+    this.#assertNotInside(this.#backend, 'enablePersistence')
+    const memoryQueue = this.#queue
     const backend = openFileBackend(path, this.#options)
+    // From here on writes go to the file, but wait (held) until the in-memory entries, and
+    // every write made before this call, are in it: none lands on the memory store after the
+    // copy, and none reaches the file before the entries it may overwrite.
+    const fileQueue = newQueue(withSyncPolicy(backend, this.#options))
+    fileQueue.held = true
+    this.#queue = fileQueue
+    this.#persisting = true
+    this.#enabling = this.#track(this.#moveToFile(memoryQueue, fileQueue))
+    return this.#enabling
+  }
+
+  /** One commit of the in-memory entries into the file; on failure the store stays in memory. */
+  async #moveToFile(memoryQueue: CommitQueue, fileQueue: CommitQueue): Promise<void> {
+    const memory = memoryQueue.backend
+    const backend = fileQueue.backend
     try {
-      // Inside a memory transaction, so no in-memory write lands between the copy and the switch.
+      await memoryQueue.flushes
       await memory.transaction(async (mtx) => {
         const inMemory = await collect(mtx.entries())
         if (inMemory.length === 0) return
-        if (backend.readOnly) throw new ReadOnlyError(backend.location, 'enablePersistence')
+        if (this.readOnly) throw new ReadOnlyError(backend.location, 'enablePersistence')
         const changes = inMemory.map(([key, entry]): Change => ({ kind: 'set', key, entry }))
         await backend.transaction(async (ftx) => ftx.commit(changes))
       })
     } catch (error) {
-      backend.close()
+      // Back to memory, with the writes that waited for the file.
+      this.#queue = memoryQueue
+      this.#persisting = false
+      this.#release(fileQueue, memoryQueue)
+      await backend.close()
       throw error
+    } finally {
+      this.#enabling = undefined
     }
-    this.#queue = newQueue(backend)
-    this.#persisting = true
+    this.#release(fileQueue, fileQueue)
     if (this.#options.keyring.current !== undefined) {
       warnIfDefaultKey(this.#options.keyring.current, backend.location)
     }
+  }
+
+  /** Hands the writes held in `from` to `to` and lets them flush. */
+  #release(from: CommitQueue, to: CommitQueue): void {
+    from.held = false
+    const waiting = from.pending.splice(0)
+    for (const write of waiting) this.#enqueue(to, write)
   }
 
   /**
@@ -298,6 +362,9 @@ export class AnyStore<V = unknown> {
    */
   disablePersistence(): void {
     if (!this.#persisting) return
+    if (this.#enabling !== undefined) {
+      throw new InvalidOptionError('enablePersistence() is still in progress: await it first')
+    }
     const backend = this.#backend
     this.#queue = newQueue(new MemoryBackend(backend.snapshot?.() ?? []))
     this.#persisting = false
@@ -305,17 +372,30 @@ export class AnyStore<V = unknown> {
     void idle.then(() => backend.close())
   }
 
-  /** Waits for writes in flight, then releases what the store opened. Never deletes the store. */
+  /**
+   * Resolves once every write acknowledged so far is committed. Only `sync: { everyMs }`
+   * acknowledges writes before their commit: elsewhere there is nothing to wait for.
+   */
+  async flush(): Promise<void> {
+    const backend = this.#open()
+    if (backend instanceof WriteBehind) await backend.flush()
+  }
+
+  /**
+   * Waits for writes in flight, commits what write-behind holds, then releases what the store
+   * opened. Never deletes the store.
+   */
   close(): Promise<void> {
     // From inside run() on this store, waiting for the writes in flight would wait for itself.
-    if (this.#closing === undefined && this.#insideOwnTransaction()) {
-      return Promise.reject(new ReentrantCallError('close'))
-    }
+    if (insideRunOf(this)) return Promise.reject(new ReentrantCallError('close'))
     this.#closing ??= (async () => {
       while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight])
+      const failure = await finishWriteBehind(this.#backend)
       if (this.#persisting) await this.#backend.close()
       this.#persisting = false
       this.#queue = newQueue(new MemoryBackend())
+      // Closed all the same: what the last commit could not write is dropped, and this says so.
+      if (failure !== undefined) throw failure.error
     })()
     return this.#closing
   }
@@ -340,13 +420,7 @@ export class AnyStore<V = unknown> {
 
   /** A call that would wait for the transaction it is made from: refused instead. */
   #assertNotInside(backend: Backend, method: string): void {
-    if (backend.concurrency !== 'exclusive') return
-    if (heldScopes.getStore()?.has(backend.exclusiveScope)) throw new ReentrantCallError(method)
-  }
-
-  #insideOwnTransaction(): boolean {
-    const backend = this.#backend
-    return backend.concurrency === 'exclusive' && heldScopes.getStore()?.has(backend.exclusiveScope) === true
+    if (backend.concurrency === 'exclusive') refuseInside(backend.exclusiveScope, method)
   }
 
   #track<T>(promise: Promise<T>): Promise<T> {
@@ -375,18 +449,42 @@ export class AnyStore<V = unknown> {
     }
   }
 
+  /**
+   * One transaction the store makes itself (setIfAbsent, expire): `fn` reads and writes through
+   * the view, which is committed when it resolves; run again where the backend is optimistic.
+   */
+  #update<T>(method: string, fn: (view: TransactionView) => Promise<T>): Promise<T> {
+    this.#assertOpen()
+    const backend = this.#backend
+    if (this.readOnly) throw new ReadOnlyError(backend.location, method)
+    this.#assertNotInside(backend, method)
+    const exclusive = backend.concurrency === 'exclusive'
+    return this.#track(
+      this.#transact(backend, async (btx): Promise<Attempt<T>> => {
+        const view = new TransactionView(btx)
+        const value = await fn(view)
+        const outcome = await view.commit(exclusive)
+        return outcome.committed ? { committed: true, value } : outcome
+      }),
+    )
+  }
+
   #write(change: Change, method: string): Promise<ChangeResult> {
     this.#assertOpen()
     const queue = this.#queue
     if (this.readOnly) throw new ReadOnlyError(queue.backend.location, method)
     this.#assertNotInside(queue.backend, method)
-    return new Promise((resolve, reject) => {
-      queue.pending.push({ change, resolve, reject })
-      if (!queue.flushScheduled) {
-        queue.flushScheduled = true
-        void this.#track(this.#flush(queue))
-      }
-    })
+    if (queue.backend instanceof WriteBehind && !queue.held) {
+      return Promise.resolve(queue.backend.write(change))
+    }
+    return new Promise((resolve, reject) => this.#enqueue(queue, { change, resolve, reject }))
+  }
+
+  #enqueue(queue: CommitQueue, write: Pending): void {
+    queue.pending.push(write)
+    if (queue.held || queue.flushScheduled) return
+    queue.flushScheduled = true
+    queue.flushes = this.#track(queue.flushes.then(() => this.#flush(queue)))
   }
 
   /**
@@ -423,7 +521,7 @@ export class AnyStore<V = unknown> {
 }
 
 function newQueue(backend: Backend): CommitQueue {
-  return { backend, pending: [], flushScheduled: false }
+  return { backend, pending: [], flushScheduled: false, flushes: Promise.resolve(), held: false }
 }
 
 function checkQuery(query: KeyQuery | undefined): KeyQuery | undefined {
@@ -492,9 +590,21 @@ function createTransaction<V>(
     async has(key) {
       return open().has(checkKey(key))
     },
-    async set(key, value) {
+    async ttl(key) {
+      const entry = open().get(checkKey(key))
+      return remainingMs(isPromise(entry) ? await entry : entry)
+    },
+    async set(key, value, options?: SetOptions) {
       const current = writable('set')
-      current.set(checkKey(key), { value: encodeValue(value) })
+      current.set(checkKey(key), newEntry(value, options))
+    },
+    async setIfAbsent(key, value, options?: SetOptions) {
+      const current = writable('setIfAbsent')
+      return setIfAbsentIn(current, checkKey(key), newEntry(value, options))
+    },
+    async expire(key, ttlMs) {
+      const current = writable('expire')
+      return expireIn(current, checkKey(key), expiryAfter(ttlMs))
     },
     async delete(key) {
       return writable('delete').delete(checkKey(key))

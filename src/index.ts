@@ -44,7 +44,7 @@ export {
   WrongKeyError,
 } from './store/errors.js'
 export { readFileHeader } from './format/file-info.js'
-export type { AnyStoreOptions, LockMode, SyncMode } from './store/options.js'
+export type { AnyStoreOptions, LockMode, SyncMode, SyncPolicy } from './store/options.js'
 export { DEFAULT_OPTIONS } from './store/options.js'
 export { type RekeyOptions, rekey } from './maintenance/rekey.js'
 export { type RestoreOptions, restore } from './maintenance/restore.js'
@@ -59,4 +59,4 @@ export {
   unstash,
 } from './config/stash.js'
 export { fromTagged, parseTagged, stringifyTagged, toTagged } from './format/tagged-json.js'
-export type { StoreKey, Transaction } from './store/types.js'
+export type { SetOptions, StoreKey, Transaction } from './store/types.js'

@@ -142,9 +142,17 @@ export interface CrossProcessLock {
   readonly record: LockRecordFile
   /** Waits until the lock is ours, or throws LockTimeoutError after `timeoutMs`. */
   acquire(timeoutMs: number): Promise<void>
+  /**
+   * acquire() without giving up the thread: for the exit flush of write-behind, where no timer
+   * or promise runs any more. Sleeps between tries (Atomics.wait), at most `timeoutMs` in all.
+   * A lock this instance already holds (a transaction the exit cut short) counts as acquired.
+   */
+  acquireSync(timeoutMs: number): void
   /** Throws LockCompromisedError if the lock was lost since `acquire`. Call right before publishing. */
   assertHeld(): void
   release(): Promise<void>
+  /** release() of a lock taken with acquireSync(). */
+  releaseSync(): void
   close(): void
 }
 
@@ -170,6 +178,11 @@ const lockDirFs = {
   stat: fs.stat,
   utimes: fs.utimes,
   realpath: fs.realpath,
+  // What proper-lockfile's lockSync() calls instead (acquireSync).
+  mkdirSync: (path: string) => fs.mkdirSync(path, { mode: 0o700 }),
+  statSync: fs.statSync,
+  utimesSync: fs.utimesSync,
+  realpathSync: fs.realpathSync,
 }
 
 let flockSync: FlockSync | null | undefined
@@ -208,8 +221,19 @@ export async function backoff(attempt: number): Promise<void> {
     await new Promise<void>((resolve) => setImmediate(resolve))
     return
   }
+  await sleep(backoffMs(attempt))
+}
+
+function backoffMs(attempt: number): number {
   const ceiling = Math.min(8, 0.25 * 2 ** (attempt - 2))
-  await sleep(ceiling / 2 + Math.random() * (ceiling / 2))
+  return ceiling / 2 + Math.random() * (ceiling / 2)
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4))
+
+/** backoff() for acquireSync(): the thread sleeps, since nothing else may run any more. */
+function backoffSync(attempt: number): void {
+  Atomics.wait(sleeper, 0, 0, attempt < 2 ? 0.05 : backoffMs(attempt))
 }
 
 function isBusy(error: unknown): boolean {
@@ -269,6 +293,25 @@ export class FlockLock implements CrossProcessLock {
     }
   }
 
+  acquireSync(timeoutMs: number): void {
+    const deadline = performance.now() + timeoutMs
+    for (let attempt = 0; ; attempt++) {
+      if (this.#tryLock()) {
+        try {
+          this.#refuseMixedModes()
+        } catch (error) {
+          this.#unlock()
+          throw error
+        }
+        return
+      }
+      if (performance.now() >= deadline) {
+        throw new LockTimeoutError(this.record.path, timeoutMs, this.record.read()?.pid)
+      }
+      backoffSync(attempt)
+    }
+  }
+
   #tryLock(): boolean {
     try {
       this.#flock(this.record.fd, 'exnb')
@@ -323,6 +366,10 @@ export class FlockLock implements CrossProcessLock {
     this.#unlock()
   }
 
+  releaseSync(): void {
+    this.#unlock()
+  }
+
   #unlock(): void {
     if (!this.#held) return
     this.#held = false
@@ -353,7 +400,8 @@ export class ProperLockfileLock implements CrossProcessLock {
   readonly #target: string
   readonly #lockDir: string
   readonly #staleMs: number
-  #release: (() => Promise<void>) | undefined
+  /** Asynchronous after acquire(), synchronous after acquireSync(). */
+  #release: (() => unknown) | undefined
   #compromised: Error | undefined
 
   constructor(record: LockRecordFile, target: string, staleMs: number) {
@@ -394,6 +442,37 @@ export class ProperLockfileLock implements CrossProcessLock {
     }
   }
 
+  acquireSync(timeoutMs: number): void {
+    if (this.#release !== undefined) return
+    const deadline = performance.now() + timeoutMs
+    for (let attempt = 0; ; attempt++) {
+      try {
+        this.#compromised = undefined
+        this.#release = properLockfile.lockSync(this.#target, {
+          lockfilePath: this.#lockDir,
+          realpath: false,
+          stale: this.#staleMs,
+          fs: lockDirFs,
+          onCompromised: (error) => {
+            this.#compromised = error
+          },
+        })
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ELOCKED') throw error
+      }
+      if (this.#release !== undefined) {
+        const problem = this.#flockProblem()
+        if (problem === undefined) return
+        this.releaseSync()
+        throw problem
+      }
+      if (performance.now() >= deadline) {
+        throw new LockTimeoutError(this.#lockDir, timeoutMs, this.record.read()?.pid)
+      }
+      backoffSync(attempt)
+    }
+  }
+
   /**
    * Runs holding the lock directory, our marker, before anything is read or written
    * (docs/DESIGN.md, "Mixed lock modes"): a flock user that locks from now on sees the
@@ -403,22 +482,30 @@ export class ProperLockfileLock implements CrossProcessLock {
    * flockForProbe), flock users cannot be seen from here (see "What is not detected").
    */
   async #refuseMixedModes(): Promise<void> {
+    const problem = this.#flockProblem()
+    if (problem === undefined) return
+    // Whatever failed (a busy lockfile, or one that is unsafe to open), we hold the
+    // directory and must let go of it before reporting.
+    await this.release()
+    throw problem
+  }
+
+  /** What the flock probe of #refuseMixedModes() found wrong, if anything. */
+  #flockProblem(): unknown {
     const flock = flockForProbe()
-    if (flock === null) return
+    if (flock === null) return undefined
     try {
       flock(this.record.fd, 'exnb')
     } catch (error) {
-      // Whatever failed (a busy lockfile, or one that is unsafe to open), we hold the
-      // directory and must let go of it before reporting.
-      await this.release()
-      if (!isBusy(error)) throw error
-      throw new LockModeMismatchError(
+      if (!isBusy(error)) return error
+      return new LockModeMismatchError(
         this.#target,
         'proper-lockfile',
         `its lockfile ${this.record.path} is locked with flock`,
       )
     }
     flock(this.record.fd, 'un')
+    return undefined
   }
 
   assertHeld(): void {
@@ -438,6 +525,16 @@ export class ProperLockfileLock implements CrossProcessLock {
       await release()
     } catch {
       // Released already because it was compromised: nothing more to do.
+    }
+  }
+
+  releaseSync(): void {
+    const release = this.#release
+    this.#release = undefined
+    try {
+      release?.()
+    } catch {
+      // As in release().
     }
   }
 

@@ -66,14 +66,21 @@ export class KeyvAnyStore extends EventEmitter implements KeyvStoreAdapter {
   }
 
   /**
-   * keyv has already wrapped `value` with its expiry time and checks it on every read (deleting
-   * what has expired), so storing what it hands over is all a TTL needs; `ttl` is not kept.
-   * keyv's `setMany()` falls back to one `set()` per entry, and the store commits the sets of
-   * one event loop turn together, in one file write.
+   * `ttl` (milliseconds, as keyv passes it) becomes the entry's expiry in the store, so that
+   * the file drops the entry at the next commit after it expired (keyv deletes an expired value
+   * only when it happens to read it), and the key is gone for every other reader of the file.
+   * keyv also wraps `value` with its own `expires`, computed as `Date.now() + ttl` just before
+   * calling this; the store computes its time the same way a moment later, so it is the same or
+   * a few milliseconds later, never earlier: keyv's own check decides first, and the store never
+   * hides a value that keyv would still return. keyv passes no ttl for 0; one that is not a
+   * finite number (keyv stores `expires` as null then) means no expiry, a negative one an
+   * entry already expired, as it does for keyv. keyv's `setMany()` falls back to one `set()`
+   * per entry, and the store commits the sets of one event loop turn together, in one write.
    */
-  async set(key: string, value: unknown, _ttl?: number): Promise<void> {
+  async set(key: string, value: unknown, ttl?: number): Promise<void> {
     const store = await this.#handle.store()
-    await store.set(key, value)
+    const finite = typeof ttl === 'number' && Number.isFinite(ttl)
+    await store.set(key, value, finite ? { ttlMs: Math.max(0, ttl) } : undefined)
   }
 
   async delete(key: string): Promise<boolean> {
@@ -104,7 +111,11 @@ export class KeyvAnyStore extends EventEmitter implements KeyvStoreAdapter {
     })
   }
 
-  /** keyv 5 takes an adapter's has() as its answer, with no expiry check of its own. */
+  /**
+   * keyv 5 takes an adapter's has() as its answer, with no expiry check of its own. The store
+   * hides what expired; keyv's `expires` is checked too, for values stored without an expiry
+   * (by an earlier version of this adapter, or by other code writing keyv's format).
+   */
   async has(key: string): Promise<boolean> {
     const store = await this.#handle.store()
     const stored = await store.get(key)

@@ -1,4 +1,5 @@
-import { defineDriver } from 'unstorage'
+import { defineDriver, type TransactionOptions } from 'unstorage'
+import { InvalidOptionError, type SetOptions } from '../index.js'
 import { keysWithPrefix, StoreHandle, type StoreSource } from './shared.js'
 
 export type { StoreSource } from './shared.js'
@@ -10,11 +11,26 @@ function basePrefix(base: string | undefined): string {
 }
 
 /**
+ * The expiry asked for by `setItem(key, value, { ttl })`. unstorage's core defines no options
+ * for writes, but its drivers for stores that expire keys (redis, upstash, vercel-kv, deno-kv,
+ * cloudflare-kv) read `ttl`, in seconds, and store no expiry for 0 or none; so does this one.
+ */
+function expiryOf(options: TransactionOptions | undefined): SetOptions | undefined {
+  const ttl: unknown = options?.ttl
+  if (ttl === undefined || ttl === 0) return undefined
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0) {
+    throw new InvalidOptionError('Expected `ttl` to be a number of seconds, 0 or more', 'ttl')
+  }
+  return { ttlMs: ttl * 1000 }
+}
+
+/**
  * An unstorage driver over an anystore store: `anystoreDriver({ file, encryptionKey })` opens
  * the store on first use and `storage.dispose()` closes it; `anystoreDriver(store)` uses a store
  * already open and leaves closing it to its owner. Keys are stored as unstorage makes them
- * (`a:b:c`). There is no `getMeta`: the store keeps no per-key times or sizes, and unstorage's
- * own `key$` meta entries work as with any driver. There is no `watch` either.
+ * (`a:b:c`). `setItem(key, value, { ttl })` stores the item with an expiry, `ttl` seconds from
+ * now. There is no `getMeta`: unstorage's own `key$` meta entries work as with any driver.
+ * There is no `watch` either.
  */
 const anystoreDriver = defineDriver((source: StoreSource) => {
   const handle = new StoreHandle(source)
@@ -38,12 +54,14 @@ const anystoreDriver = defineDriver((source: StoreSource) => {
       return (await (await store()).get(key)) ?? null
     },
 
-    async setItem(key: string, value: string) {
-      await (await store()).set(key, value)
+    async setItem(key: string, value: string, options?: TransactionOptions) {
+      const expiry = expiryOf(options)
+      await (await store()).set(key, value, expiry)
     },
 
-    async setItemRaw(key: string, value: unknown) {
-      await (await store()).set(key, value)
+    async setItemRaw(key: string, value: unknown, options?: TransactionOptions) {
+      const expiry = expiryOf(options)
+      await (await store()).set(key, value, expiry)
     },
 
     async removeItem(key: string) {

@@ -29,7 +29,7 @@ export type CommitOutcome =
   | { readonly committed: false; readonly conflict: string }
 
 
-/** Reads of one store, all in insertion order. */
+/** Reads of one store, all in insertion order, none of them showing an expired entry (see Backend). */
 export interface EntryReader {
   get(key: StoreKey): MaybePromise<Entry | undefined>
   has(key: StoreKey): MaybePromise<boolean>
@@ -46,6 +46,8 @@ export interface BackendTransaction extends EntryReader {
   /**
    * Applies `changes` atomically, in order, if nothing this transaction read has changed since
    * it was read; at most once per transaction. An exclusive backend never reports a conflict.
+   * An optimistic backend gets `commit([])` from a transaction that only read: it must accept
+   * it (even when read-only) and answer whether the reads still hold.
    */
   commit(changes: readonly Change[]): MaybePromise<CommitOutcome>
 }
@@ -53,6 +55,22 @@ export interface BackendTransaction extends EntryReader {
 /**
  * A place to keep a store: a file, memory, a server. Reads outside a transaction see every
  * commit acknowledged before they began (by any instance or process sharing the store).
+ *
+ * Expiry. An entry may carry `expiresAt`, a time in milliseconds since the epoch, stored with
+ * it (never a duration: every process reading the store must reach the same verdict from the
+ * same bytes). Measured by the wall clock (`Date.now()`) at the moment of each read, an entry
+ * whose `expiresAt <= now` is absent, everywhere, in and out of transactions:
+ * - `get` never returns it and `has` answers false;
+ * - `size` does not count it, and `keys` and `entries` do not list it;
+ * - `commit` takes one time for the whole list of changes and drops every entry expired by then
+ *   from storage before applying them, so a `delete` of an expired key reports false and a
+ *   `set` of one is the set of an absent key (it goes to the end of the order); an entry the
+ *   list itself sets that is expired by then is not stored either. A commit that writes
+ *   nothing is not required to write just to drop expired entries.
+ * Nothing is required to remove an expired entry before the next commit, only to hide it. A
+ * transaction's reads judge expiry as they happen, like any read; an optimistic backend may
+ * count an entry that it returned and that expired before the commit as a change (the commit
+ * then reports a conflict), an exclusive one cannot.
  */
 export interface Backend extends EntryReader {
   /** `'file'`, `'memory'`, ...: for messages and `AnyStore.backend`. */
@@ -87,8 +105,28 @@ export interface Backend extends EntryReader {
    * persistence is switched off. Undefined where the backend keeps no local copy.
    */
   snapshot?(): Iterable<[StoreKey, Entry]> | undefined
+  /**
+   * Applies `changes` as one commit before returning, without giving up the thread (a lock is
+   * waited for with a bounded synchronous wait). Only for where no promise or timer will run
+   * again: the flush of write-behind changes when the process exits (`sync: { everyMs }`).
+   * A backend that cannot (one behind a network) leaves it out; its users must call flush()
+   * or close() before the process exits.
+   */
+  commitSync?(changes: readonly Change[]): readonly ChangeResult[]
   /** Releases what the backend opened. Never deletes the store. */
   close(): MaybePromise<void>
+}
+
+/** Whether `entry` no longer counts at `now` (see Backend, "Expiry"). */
+export function isExpired(entry: Entry, now: number): boolean {
+  const at = entry.expiresAt
+  return at !== undefined && at <= now
+}
+
+/** `entry` if it still counts now, else undefined; reads the clock only for an entry with an expiry. */
+export function unlessExpired(entry: Entry | undefined): Entry | undefined {
+  const at = entry?.expiresAt
+  return at === undefined || at > Date.now() ? entry : undefined
 }
 
 export function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {

@@ -10,6 +10,7 @@ import {
   type KeyQuery,
   matches,
 } from './backend.js'
+import { dropExpiredSets, ExpiryQueue, expiriesIn } from './expiry.js'
 
 /** What applyChanges() needs of a map: a `Map`, or the file backend's overlay. */
 export interface MutableEntries {
@@ -57,9 +58,17 @@ export class MemoryBackend implements Backend {
   readonly readOnly = false
   readonly #map: Map<StoreKey, Entry>
   readonly #mutex = new Mutex()
+  /** The expiries in #map: every read first removes what expired, so the map only holds what counts. */
+  readonly #expiries: ExpiryQueue
 
   constructor(entries: Iterable<[StoreKey, Entry]> = []) {
     this.#map = new Map(entries)
+    this.#expiries = new ExpiryQueue(expiriesIn(this.#map))
+  }
+
+  /** The map without what expired by `now` (default: the clock, read only if something may have). */
+  #live(now?: number): Map<StoreKey, Entry> {
+    return this.#expiries.purge(this.#map, now)
   }
 
   /** Transactions on this store exclude each other, and only each other. */
@@ -68,47 +77,59 @@ export class MemoryBackend implements Backend {
   }
 
   get(key: StoreKey): Entry | undefined {
-    return this.#map.get(key)
+    return this.#live().get(key)
   }
 
   has(key: StoreKey): boolean {
-    return this.#map.has(key)
+    return this.#live().has(key)
   }
 
   size(): number {
-    return this.#map.size
+    return this.#live().size
   }
 
   keys(query?: KeyQuery): Iterable<StoreKey> {
-    return keysOf(this.#map, query)
+    return keysOf(this.#live(), query)
   }
 
   entries(query?: KeyQuery): Iterable<[StoreKey, Entry]> {
-    return entriesOf(this.#map, query)
+    return entriesOf(this.#live(), query)
   }
 
   transaction<T>(fn: (tx: BackendTransaction) => Promise<T>): Promise<T> {
     return this.#mutex.run(() => {
-      const map = this.#map
       let committed = false
       const tx: BackendTransaction = {
-        get: (key) => map.get(key),
-        has: (key) => map.has(key),
-        size: () => map.size,
-        keys: (query) => keysOf(map, query),
-        entries: (query) => entriesOf(map, query),
-        commit(changes): CommitOutcome {
+        get: (key) => this.#live().get(key),
+        has: (key) => this.#live().has(key),
+        size: () => this.#live().size,
+        keys: (query) => keysOf(this.#live(), query),
+        entries: (query) => entriesOf(this.#live(), query),
+        commit: (changes): CommitOutcome => {
           if (committed) throw new Error('commit() twice in one transaction')
           committed = true
-          return { committed: true, results: applyChanges(map, changes) }
+          // One time for the whole commit: what expired is gone before the changes apply (a
+          // set of an expired key is the set of an absent one), and stays gone after.
+          const now = Date.now()
+          const map = this.#live(now)
+          const results = applyChanges(map, changes)
+          dropExpiredSets(map, changes, now)
+          this.#expiries.trackChanges(changes)
+          return { committed: true, results }
         },
       }
       return fn(tx)
     })
   }
 
+  /** The map as it is: expired entries still in it are dropped by whoever reads the snapshot. */
   snapshot(): Iterable<[StoreKey, Entry]> {
     return this.#map
+  }
+
+  /** Without the mutex: at exit, a transaction holding it will never run on. */
+  commitSync(changes: readonly Change[]): ChangeResult[] {
+    return applyChanges(this.#map, changes)
   }
 
   /** Nothing to release: the map lives as long as someone holds this backend. */

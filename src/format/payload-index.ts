@@ -172,6 +172,11 @@ let keyScratch = Buffer.allocUnsafe(4096)
 
 /** Set by parseRecord: the fast hash of the key of the record it parsed last. */
 let parsedHash = 0
+/**
+ * Set by parseRecord to the expiry of a record that has one; left at Infinity otherwise, and put
+ * back by whoever reads it, so a payload without expiries costs the scan one comparison a record.
+ */
+let parsedExpiry = Number.POSITIVE_INFINITY
 
 /**
  * Checks the framing of the record at `at` in `bytes`, which holds data up to `end`, and hashes
@@ -205,7 +210,14 @@ function parseRecord(bytes: Buffer, start: number, end: number): number {
   if (at + 1 > end) return -1
   const flags = bytes[at++] as number
   if ((flags & ~KNOWN_ENTRY_FLAGS) !== 0) throw new PayloadError(`unknown entry flags ${flags}`)
-  if (flags & ENTRY_FLAG_EXPIRES) at += 8
+  if (flags & ENTRY_FLAG_EXPIRES) {
+    if (at + 8 > end) return -1
+    const expiry = bytes.readDoubleBE(at)
+    // No writer stores one: a NaN would never expire, yet sort before and after every time.
+    if (Number.isNaN(expiry)) throw new PayloadError('an entry expires at NaN')
+    parsedExpiry = expiry
+    at += 8
+  }
   if (at + 4 > end) return -1
   const length = readU32(bytes, at)
   at += 4
@@ -243,6 +255,13 @@ export class PayloadIndex {
   #probes = 0
   /** Whether the keys are hashed with the strong hash (see fastHash): they were made to collide. */
   #strong = false
+  /**
+   * Each record's expiry (Infinity: none), allocated when the scan meets the first record that
+   * has one: a store that uses no expiry never pays for it.
+   */
+  #expiries: Float64Array | undefined
+  /** The earliest expiry of any record; Infinity when none has one. */
+  #earliestExpiry = Number.POSITIVE_INFINITY
 
   /**
    * Checks the whole payload's framing and that no key repeats; throws PayloadError where it
@@ -365,11 +384,34 @@ export class PayloadIndex {
       const end = parseRecord(part, at - base, part.length)
       at = end >= 0 ? base + end : this.#parseAcrossParts(at)
       hashes[i] = parsedHash
+      if (parsedExpiry !== Number.POSITIVE_INFINITY) this.#noteExpiry(i)
     }
     if (at !== segments.length) {
       throw new PayloadError(`${segments.length - at} bytes after the last entry`)
     }
     starts[this.count] = at
+  }
+
+  #noteExpiry(record: number): void {
+    const at = parsedExpiry
+    parsedExpiry = Number.POSITIVE_INFINITY
+    if (this.#expiries === undefined) {
+      this.#expiries = new Float64Array(this.count).fill(Number.POSITIVE_INFINITY)
+    }
+    this.#expiries[record] = at
+    if (at < this.#earliestExpiry) this.#earliestExpiry = at
+  }
+
+  /** The earliest expiry of any record (live or not), learnt at load; Infinity when none has one. */
+  get earliestExpiry(): number {
+    return this.#earliestExpiry
+  }
+
+  /** When record `record` expires; Infinity when it has no expiry. */
+  expiryAt(record: number): number {
+    return this.#expiries === undefined
+      ? Number.POSITIVE_INFINITY
+      : (this.#expiries[record] as number)
   }
 
   /** Parses a record that runs past its part from a copy of a growing window; returns its end. */

@@ -167,6 +167,32 @@ export class PayloadMap implements EntryMap {
   }
 
   /**
+   * The keys whose entries carry an expiry, with it. The payload's records are looked at only
+   * when the scan at load found an expiry among them, and then only their expiry times until one
+   * has one: a map of a store that uses no expiry answers at once.
+   */
+  *expiries(): Generator<[StoreKey, number]> {
+    const index = this.#index
+    if (index.earliestExpiry !== Number.POSITIVE_INFINITY) {
+      for (let record = 0; record < index.count; record++) {
+        const at = index.expiryAt(record)
+        if (at === Number.POSITIVE_INFINITY || this.#dead[record] !== 0) continue
+        // A record overwritten since loading: its key's entry now is in #known (below).
+        if (this.#edited.has(record)) continue
+        yield [index.keyAt(record), at]
+      }
+    }
+    for (const [record, key] of this.#edited) {
+      const at = this.#dead[record] === 0 ? this.#known.get(key)?.expiresAt : undefined
+      if (at !== undefined) yield [key, at]
+    }
+    for (const key of this.#tail) {
+      const at = this.#known.get(key)?.expiresAt
+      if (at !== undefined) yield [key, at]
+    }
+  }
+
+  /**
    * The payload of this map with `pending` applied as Overlay.applyTo applies it, byte for
    * byte what encoding every entry in order produces: the loaded payload copied around the
    * records that change, then the keys that follow them. Not for a cleared overlay.

@@ -3,8 +3,8 @@ import type { StoreKey } from '../store/types.js'
 
 /**
  * One stored entry. `value` holds the encoded value (see codec.ts) and is never mutated, so
- * entries can be shared between maps and copied into a commit as they are. `expiresAt` is the
- * per-entry metadata slot the format reserves (milliseconds since the epoch).
+ * entries can be shared between maps and copied into a commit as they are. `expiresAt`, in
+ * milliseconds since the epoch, is when the entry stops counting (src/backends/backend.ts).
  */
 export interface Entry {
   readonly value: Uint8Array

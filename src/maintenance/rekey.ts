@@ -55,7 +55,7 @@ export async function rekey(options: RekeyOptions): Promise<{ entries: number }>
   const backend = openFileBackend(file, { ...resolved, keyring: reading }, { sealWith: sealing, compress })
   try {
     let total = 0
-    await replaceWholeStore(backend, () => {
+    await replaceWholeStore(backend, 'rekey', () => {
       // Under the lock: the store as it is now, every value checked before anything is written.
       // Deleted since the header was read: nothing to re-encrypt, and nothing is created.
       if (!existsSync(file)) throw new StoreFileNotFoundError(file)

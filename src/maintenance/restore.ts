@@ -66,7 +66,7 @@ export async function restore(options: RestoreOptions): Promise<{ entries: numbe
   // written over, and the restored commit continues it.
   const backend = openFileBackend(file, { ...resolved, keyring }, { compress })
   try {
-    await replaceWholeStore(backend, () => entries)
+    await replaceWholeStore(backend, 'restore', () => entries)
   } finally {
     backend.close()
   }

@@ -1,6 +1,7 @@
 import { decodeValue } from '../format/codec.js'
 import { CorruptFileError } from '../store/errors.js'
 import type { Change } from '../backends/backend.js'
+import { refuseInside } from '../store/held-scopes.js'
 import type { FileBackend } from '../backends/file/file-backend.js'
 import type { Entry } from '../format/payload.js'
 import type { StoreKey } from '../store/types.js'
@@ -42,8 +43,11 @@ export function resolveWholeStoreOptions(file: string, options: WholeStoreOption
  */
 export async function replaceWholeStore(
   backend: FileBackend,
+  method: 'rekey' | 'restore',
   entries: () => readonly [StoreKey, Entry][],
 ): Promise<void> {
+  // Inside a run() on the same file, the lock this needs is the one that run() holds.
+  refuseInside(backend.exclusiveScope, method)
   await backend.transaction(async (tx) => {
     const changes: Change[] = [{ kind: 'clear' }]
     for (const [key, entry] of entries()) changes.push({ kind: 'set', key, entry })

@@ -348,18 +348,25 @@ export class FileTooLargeError extends AnyStoreError {
  * A write or a nested `run()` on a store was made from inside a `run()` callback on the same
  * file, which would wait for the lock its own transaction holds. Use the `tx` argument instead.
  */
+const TRANSACTION_WRITES = new Set(['set', 'delete', 'clear'])
+
 export class ReentrantCallError extends AnyStoreError {
   declare readonly code: 'ERR_ANYSTORE_REENTRANT'
 
   constructor(method: string) {
-    // A transaction has no run() of its own: point at what exists.
+    // Point at what exists: a transaction has set, delete and clear, but no run() or close().
     const instead =
       method === 'run'
         ? 'do that work in the outer transaction, through its `tx` argument'
-        : `use the transaction argument (tx.${method}) instead`
+        : method === 'flush'
+          ? 'run() commits when its callback returns; flush after it'
+          : TRANSACTION_WRITES.has(method)
+            ? `use the transaction argument (tx.${method}) instead`
+            : 'call it once run() has returned'
+    const name = method === 'rekey' || method === 'restore' ? `${method}()` : `store.${method}()`
     super(
       'ERR_ANYSTORE_REENTRANT',
-      `store.${method}() was called inside run() on the same file and would deadlock: ${instead}`,
+      `${name} was called inside run() on the same store and would wait for itself: ${instead}`,
     )
   }
 }

@@ -7,7 +7,13 @@ import { type FileSystem, nodeFileSystem } from '../backends/file/fsio.js'
 import type { Backend } from '../backends/backend.js'
 import { KeyRing } from './keyring.js'
 
+/** What each commit does about fsync. */
 export type SyncMode = 'always' | 'never'
+/**
+ * The `sync` option: a commit per write, fsynced (`'always'`) or not (`'never'`), or writes
+ * acknowledged from memory and committed together, fsynced, within `everyMs` (write-behind).
+ */
+export type SyncPolicy = SyncMode | { readonly everyMs: number }
 export type LockMode = 'flock' | 'proper-lockfile' | 'auto'
 
 /**
@@ -62,9 +68,15 @@ export interface AnyStoreOptions {
    * `'always'`: fsync the new file and its directory before a write resolves, so an
    * acknowledged write survives power loss. `'never'`: skip both fsyncs; a crash of the machine
    * (not of the process) may roll the store back to an older complete state, never a torn one.
+   * `{ everyMs }`: write-behind. `set`, `delete` and `clear` resolve once the change is in this
+   * instance's memory (its reads see it at once); the changes are committed together, fsynced
+   * as with `'always'`, at most `everyMs` after the first of them, and only then seen by other
+   * instances and processes. Up to `everyMs` of acknowledged writes are lost if the process is
+   * killed. `flush()`, `close()`, `run()` and a normal end of the process commit them at once
+   * (README, "Durability"). rekey and restore commit at once: there it acts as `'always'`.
    * @default 'always'
    */
-  sync?: SyncMode
+  sync?: SyncPolicy
   /**
    * How long a write waits for the cross-process lock before failing with `LockTimeoutError`.
    * @default 10000
@@ -212,7 +224,7 @@ function editDistance(a: string, b: string): number {
 }
 
 /** The known name `name` was most likely meant to be, or undefined when none is close. */
-function closestName(name: string, known: readonly string[]): string | undefined {
+export function closestName(name: string, known: readonly string[]): string | undefined {
   const lower = name.toLowerCase()
   // A wrong case is the likeliest slip (`encryptionkey`), so it wins over any edit distance.
   const sameLetters = known.find((candidate) => candidate.toLowerCase() === lower)
@@ -256,7 +268,10 @@ export interface ResolvedOptions {
   /** The current key (seals commits) and the accepted ones (also open files). */
   keyring: KeyRing
   compress: boolean
+  /** What each commit does about fsync: `{ everyMs }` commits as `'always'` does. */
   sync: SyncMode
+  /** Write-behind: how long an acknowledged change may wait for its commit; undefined for none. */
+  everyMs: number | undefined
   lockTimeoutMs: number
   lock: LockMode
   maxFileSize: number
@@ -274,7 +289,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
   encryptionKey: DEFAULT_ENCRYPTION_KEY,
   acceptedKeys: Object.freeze([]) as readonly (string | Uint8Array)[],
   compress: false,
-  sync: 'always' as SyncMode,
+  sync: 'always' as SyncPolicy,
   lockTimeoutMs: 10_000,
   lock: 'auto' as LockMode,
   maxFileSize: 1024 * 1024 * 1024,
@@ -434,6 +449,36 @@ function attempts(value: unknown): number {
   )
 }
 
+/** setTimeout's limit: a longer delay would fire after 1 ms instead. */
+const MAX_EVERY_MS = 2 ** 31 - 1
+
+/** The `sync` option as what each commit does, and how long write-behind may hold a change. */
+function syncPolicy(value: unknown): { sync: SyncMode; everyMs: number | undefined } {
+  if (value === 'always' || value === 'never') return { sync: value, everyMs: undefined }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidOptionError(
+      `Expected \`sync\` to be 'always', 'never' or { everyMs: <milliseconds> }, got ${received(value)}`,
+      'sync',
+    )
+  }
+  const extra = Object.keys(value).filter((name) => name !== 'everyMs')
+  if (extra.length > 0) {
+    throw new InvalidOptionError(
+      `Unknown property \`sync.${extra[0]}\`; \`sync\` as an object takes only \`everyMs\``,
+      'sync',
+    )
+  }
+  const everyMs: unknown = (value as { everyMs?: unknown }).everyMs
+  if (typeof everyMs !== 'number' || !Number.isFinite(everyMs) || everyMs <= 0 || everyMs > MAX_EVERY_MS) {
+    throw new InvalidOptionError(
+      `Expected \`sync.everyMs\` to be a positive finite number of milliseconds (at most ${MAX_EVERY_MS}), got ${received(everyMs)}`,
+      'sync',
+    )
+  }
+  // Write-behind commits are fsynced: what it trades is when a write is committed, not how.
+  return { sync: 'always', everyMs }
+}
+
 function formatVersion(value: unknown): 2 | 3 {
   if (value === 2 || value === 3) return value
   throw new InvalidOptionError(`Expected \`formatVersion\` to be 2 or 3, got ${String(value)}`)
@@ -468,7 +513,7 @@ export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
     persist,
     keyring: keyringOption(options),
     compress: boolean('compress', o.compress),
-    sync: oneOf('sync', o.sync, ['always', 'never']),
+    ...syncPolicy(o.sync),
     lockTimeoutMs: positiveNumber('lockTimeoutMs', o.lockTimeoutMs),
     lock: oneOf('lock', o.lock, ['flock', 'proper-lockfile', 'auto']),
     maxFileSize: positiveNumber('maxFileSize', o.maxFileSize),

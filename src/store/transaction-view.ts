@@ -1,10 +1,13 @@
 import {
   type BackendTransaction,
   type Change,
+  type CommitOutcome,
+  isExpired,
   isPromise,
   type KeyQuery,
   type MaybePromise,
   matches,
+  unlessExpired,
 } from '../backends/backend.js'
 import type { Entry } from '../format/payload.js'
 import type { StoreKey } from './types.js'
@@ -21,6 +24,9 @@ const DELETED = Symbol('deleted')
  * matters on an optimistic backend, where every read becomes part of what the commit is
  * checked against. The list stays short: a set replaces the earlier set of its key, a delete
  * drops it, and a clear drops everything before it.
+ *
+ * The transaction's own writes expire like committed entries (the backend hides those): one
+ * written with a short expiry is absent to later reads of the same transaction once it passed.
  */
 export class TransactionView {
   readonly #base: BackendTransaction
@@ -46,7 +52,7 @@ export class TransactionView {
   get(key: StoreKey): MaybePromise<Entry | undefined> {
     const state = this.#state.get(key)
     if (state === DELETED) return undefined
-    if (state !== undefined) return state
+    if (state !== undefined) return unlessExpired(state)
     return this.#cleared ? undefined : this.#base.get(key)
   }
 
@@ -56,7 +62,16 @@ export class TransactionView {
   }
 
   set(key: StoreKey, entry: Entry): void {
-    const at = this.#setAt.get(key)
+    let at = this.#setAt.get(key)
+    const state = this.#state.get(key)
+    if (at !== undefined && state !== DELETED && state !== undefined && !unlessExpired(state)) {
+      // The key expired since this transaction set it: it is set anew, at the end of the order,
+      // and the delete moves it there even if the committed state has it earlier.
+      this.#log[at] = undefined
+      this.#setAt.delete(key)
+      this.#log.push({ kind: 'delete', key })
+      at = undefined
+    }
     if (at === undefined) {
       this.#setAt.set(key, this.#log.length)
       this.#log.push({ kind: 'set', key, entry })
@@ -66,15 +81,20 @@ export class TransactionView {
     this.#state.set(key, entry)
   }
 
-  /** Resolves to whether the key existed: a read of the key, then its deletion. */
-  async delete(key: StoreKey): Promise<boolean> {
-    const existed = await this.has(key)
+  /**
+   * Deletes at once, so a later write of the transaction (even one not awaited in between) is
+   * ordered after it, and resolves to whether the key existed: from the writes so far, else
+   * from a read of the base.
+   */
+  delete(key: StoreKey): MaybePromise<boolean> {
+    const existed = this.has(key)
     const at = this.#setAt.get(key)
     if (at !== undefined) {
       this.#log[at] = undefined
       this.#setAt.delete(key)
     }
-    if (existed) this.#log.push({ kind: 'delete', key })
+    // Logged even if the key turns out to be absent: applying it then changes nothing.
+    this.#log.push({ kind: 'delete', key })
     this.#state.set(key, DELETED)
     return existed
   }
@@ -88,9 +108,10 @@ export class TransactionView {
 
   async size(): Promise<number> {
     let size = this.#cleared ? 0 : await this.#base.size()
+    const now = Date.now()
     for (const [key, state] of this.#state) {
       const inBase = !this.#cleared && (await this.#base.has(key))
-      if (state === DELETED) {
+      if (state === DELETED || isExpired(state, now)) {
         if (inBase) size--
       } else if (!inBase) {
         size++
@@ -118,6 +139,18 @@ export class TransactionView {
       else if (change.kind === 'delete') map.delete(change.key)
       else map.clear()
     }
-    for (const entry of map) if (matches(entry[0], query)) yield entry
+    const now = Date.now()
+    for (const entry of map) if (matches(entry[0], query) && !isExpired(entry[1], now)) yield entry
+  }
+
+  /**
+   * Commits the writes through the backend transaction. An exclusive backend held what was read,
+   * so a transaction that wrote nothing has nothing to commit; an optimistic one must have even
+   * those reads checked, or it could return a state that never existed (a read before and a
+   * read after another commit).
+   */
+  async commit(exclusive: boolean): Promise<CommitOutcome> {
+    if (!this.hasChanges && exclusive) return { committed: true, results: [] }
+    return this.#base.commit(this.changes())
   }
 }

@@ -136,6 +136,29 @@ describe('KeyvAnyStore', () => {
     await store.close()
   })
 
+  it("keyv's ttl becomes the entry's expiry in the store, at keyv's own time", async () => {
+    const store = await AnyStore.open({ file: freshFile(), encryptionKey })
+    const keyv = new Keyv({ store: new KeyvAnyStore(store) })
+    await keyv.set('short', 'v', 80)
+    const written = Date.now()
+    await keyv.set('long', 'v', 60_000)
+    await keyv.set('forever', 'v')
+    await keyv.set('zero', 'v', 0)
+    const left = (await store.ttl('keyv:long'))!
+    expect(left).toBeGreaterThan(50_000)
+    expect(left).toBeLessThanOrEqual(60_000)
+    // keyv's `expires` and the store's expiry name the same moment, give or take a few ms.
+    const { expires } = JSON.parse((await store.get('keyv:long')) as string) as { expires: number }
+    expect(Math.abs(Date.now() + left - expires)).toBeLessThan(100)
+    expect(await store.ttl('keyv:forever')).toBeUndefined()
+    expect(await store.ttl('keyv:zero')).toBeUndefined()
+    while (Date.now() <= written + 80) await new Promise((resolve) => setTimeout(resolve, 10))
+    // Gone from the store itself, though keyv never read it again.
+    expect(await store.keys()).toEqual(['keyv:long', 'keyv:forever', 'keyv:zero'])
+    expect(await keyv.get('short')).toBeUndefined()
+    await store.close()
+  })
+
   it('deletes many keys in one transaction', async () => {
     const store = await AnyStore.open({ file: freshFile(), encryptionKey })
     const keyv = new Keyv({ store: new KeyvAnyStore(store) })

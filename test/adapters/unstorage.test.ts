@@ -244,6 +244,44 @@ describe('anystore unstorage driver', () => {
     await store.close()
   })
 
+  it('setItem() and setItemRaw() with a ttl in seconds store an expiry; 0 or none store none', async () => {
+    const store = await AnyStore.open({ file: freshFile(), encryptionKey })
+    const storage = createStorage({ driver: anystoreDriver(store) })
+    await storage.setItem('minute', 'x', { ttl: 60 })
+    await storage.setItemRaw('raw', new Uint8Array([1]), { ttl: 30 })
+    await storage.setItems([{ key: 'batch', value: 'x' }], { ttl: 45 })
+    await storage.setItem('zero', 'x', { ttl: 0 })
+    await storage.setItem('none', 'x')
+    const left = async (key: string) => (await store.ttl(key)) ?? 0
+    expect(await left('minute')).toBeGreaterThan(50_000)
+    expect(await left('minute')).toBeLessThanOrEqual(60_000)
+    expect(await left('raw')).toBeGreaterThan(25_000)
+    expect(await left('raw')).toBeLessThanOrEqual(30_000)
+    expect(await left('batch')).toBeGreaterThan(40_000)
+    expect(await store.ttl('zero')).toBeUndefined()
+    expect(await store.ttl('none')).toBeUndefined()
+
+    await storage.setItem('brief', 'x', { ttl: 0.08 })
+    const written = Date.now()
+    while (Date.now() <= written + 80) await new Promise((resolve) => setTimeout(resolve, 10))
+    expect(await storage.hasItem('brief')).toBe(false)
+    expect(await storage.getItem('brief')).toBeNull()
+    expect(sorted(await storage.getKeys())).toEqual(['batch', 'minute', 'none', 'raw', 'zero'])
+    await store.close()
+  })
+
+  it('refuses a ttl that is not a number of seconds, writing nothing', async () => {
+    const store = await AnyStore.open({ file: freshFile(), encryptionKey })
+    const storage = createStorage({ driver: anystoreDriver(store) })
+    for (const ttl of [-1, Number.NaN, Number.POSITIVE_INFINITY, '60']) {
+      await expect(storage.setItem('k', 'x', { ttl })).rejects.toMatchObject({
+        code: 'ERR_ANYSTORE_INVALID_OPTION',
+      })
+    }
+    expect(await store.size()).toBe(0)
+    await store.close()
+  })
+
   it('dispose() closes a store it opened, and not one passed in', async () => {
     const file = freshFile()
     const owned = createStorage({ driver: anystoreDriver({ file, encryptionKey }) })

@@ -1,5 +1,7 @@
 import { join } from 'node:path'
+import { readStoreFile } from '../../src/format/store-file.js'
 import { AnyStore, newKey } from '../../src/index.js'
+import { keyringOption } from '../../src/store/options.js'
 import { tempDir } from '../helpers.js'
 import { describeConformance } from './suite.js'
 
@@ -15,6 +17,9 @@ describeConformance(
         openWithWrongKey: () => AnyStore.open({ file, encryptionKey: newKey() }),
         openReadOnly: () => AnyStore.open({ file, encryptionKey, readOnly: true }),
         processOptions: { file, encryptionKey },
+        // The records of the file itself, decrypted apart from any store.
+        storedCount: async () =>
+          readStoreFile(file, keyringOption({ encryptionKey }), Number.POSITIVE_INFINITY).entries.size,
       }
     },
   },
@@ -25,5 +30,6 @@ describeConformance(
     sharedInstances: true,
     exclusive: true,
     readOnly: true,
+    storedCount: true,
   },
 )

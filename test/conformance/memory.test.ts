@@ -33,7 +33,10 @@ describeConformance(
     create() {
       // The store never closes a backend it was given, so the entries outlive every instance.
       const backend = new MemoryBackend()
-      return { open: () => AnyStore.open({ backend }) }
+      return {
+        open: () => AnyStore.open({ backend }),
+        storedCount: async () => [...backend.snapshot()].length,
+      }
     },
   },
   {
@@ -43,5 +46,6 @@ describeConformance(
     sharedInstances: true,
     exclusive: true,
     readOnly: false,
+    storedCount: true,
   },
 )

@@ -4,6 +4,7 @@ import {
   type Change,
   type ChangeResult,
   type CommitOutcome,
+  isExpired,
   type KeyQuery,
   matches,
 } from '../../src/backends/backend.js'
@@ -36,10 +37,15 @@ export interface OptimisticServerOptions {
   seed?: number
 }
 
-/** What a transaction read: each key with the version it had, and the store-wide version of a listing. */
+/**
+ * What a transaction read: each key with the version it had, the store-wide version of a
+ * listing, and the earliest expiry of an entry it was shown: past that, what it read no longer
+ * holds, though no commit changed it.
+ */
 export interface ReadSet {
   readonly keys: Map<StoreKey, number>
   listedAt: number | undefined
+  validUntil: number
 }
 
 /** The shared store: several backends on one server are several clients of one store. */
@@ -92,27 +98,55 @@ export class OptimisticServer {
     return Math.max(this.#keyVersions.get(key) ?? 0, this.#clearedAt)
   }
 
-  get(key: StoreKey): Entry | undefined {
+  /** The entry of `key` unless it expired: an expired entry stays stored until a commit. */
+  #live(key: StoreKey): Entry | undefined {
     const entry = this.#entries.get(key)
+    return entry === undefined || isExpired(entry, Date.now()) ? undefined : entry
+  }
+
+  /** The entries that have not expired, in order. */
+  #liveEntries(query: KeyQuery | undefined): [StoreKey, Entry][] {
+    const now = Date.now()
+    const out: [StoreKey, Entry][] = []
+    for (const [key, entry] of this.#entries) {
+      if (matches(key, query) && !isExpired(entry, now)) out.push([key, entry])
+    }
+    return out
+  }
+
+  get(key: StoreKey): Entry | undefined {
+    const entry = this.#live(key)
     return entry === undefined ? undefined : copy(entry)
   }
 
   has(key: StoreKey): boolean {
-    return this.#entries.has(key)
+    return this.#live(key) !== undefined
   }
 
   get size(): number {
+    return this.#liveEntries(undefined).length
+  }
+
+  /** Every entry held, expired or not: what a commit has yet to drop shows here. */
+  get storedCount(): number {
     return this.#entries.size
   }
 
   listEntries(query: KeyQuery | undefined): [StoreKey, Entry][] {
-    const out: [StoreKey, Entry][] = []
-    for (const [key, entry] of this.#entries) if (matches(key, query)) out.push([key, copy(entry)])
-    return out
+    return this.#liveEntries(query).map(([key, entry]) => [key, copy(entry)])
   }
 
   listKeys(query: KeyQuery | undefined): StoreKey[] {
-    return [...this.#entries.keys()].filter((key) => matches(key, query))
+    return this.#liveEntries(query).map(([key]) => key)
+  }
+
+  /** The earliest expiry among what a listing under `query` shows (Infinity: none). */
+  earliestExpiry(query: KeyQuery | undefined): number {
+    let earliest = Number.POSITIVE_INFINITY
+    for (const [, entry] of this.#liveEntries(query)) {
+      if (entry.expiresAt !== undefined && entry.expiresAt < earliest) earliest = entry.expiresAt
+    }
+    return earliest
   }
 
   /** Applies `changes` atomically if nothing in `reads` changed since it was read. */
@@ -126,12 +160,19 @@ export class OptimisticServer {
       this.stats.conflicts++
       return { committed: false, conflict: 'the store changed since it was listed' }
     }
+    const now = Date.now()
+    if (reads.validUntil <= now) {
+      this.stats.conflicts++
+      return { committed: false, conflict: 'an entry it read has expired since' }
+    }
     for (const [key, version] of reads.keys) {
       if (this.keyVersion(key) !== version) {
         this.stats.conflicts++
         return { committed: false, conflict: `${JSON.stringify(key)} changed since it was read` }
       }
     }
+    // Dropping what expired changes nothing anyone can read: no version moves.
+    for (const [key, entry] of this.#entries) if (isExpired(entry, now)) this.#entries.delete(key)
     const next = this.#version + 1
     let changed = false
     const results: ChangeResult[] = changes.map((change) => {
@@ -161,6 +202,11 @@ export class OptimisticServer {
           return undefined
       }
     })
+    for (const change of changes) {
+      if (change.kind !== 'set') continue
+      const entry = this.#entries.get(change.key)
+      if (entry !== undefined && isExpired(entry, now)) this.#entries.delete(change.key)
+    }
     if (changed) this.#version = next
     this.stats.commits++
     return { committed: true, results }
@@ -214,7 +260,7 @@ export class OptimisticBackend implements Backend {
     this.#assertOpen()
     this.server.stats.transactions++
     const server = this.server
-    const reads: ReadSet = { keys: new Map(), listedAt: undefined }
+    const reads: ReadSet = { keys: new Map(), listedAt: undefined, validUntil: Number.POSITIVE_INFINITY }
     let ended = false
     let committed = false
     const request = async () => {
@@ -226,9 +272,12 @@ export class OptimisticBackend implements Backend {
     // The version is taken together with the value, in the same turn, so the pair is consistent.
     const readKey = (key: StoreKey) => {
       if (!reads.keys.has(key)) reads.keys.set(key, server.keyVersion(key))
+      const expiresAt = server.get(key)?.expiresAt
+      if (expiresAt !== undefined) reads.validUntil = Math.min(reads.validUntil, expiresAt)
     }
-    const list = () => {
+    const list = (query?: KeyQuery) => {
       reads.listedAt ??= server.version
+      reads.validUntil = Math.min(reads.validUntil, server.earliestExpiry(query))
     }
     const tx: BackendTransaction = {
       async get(key) {
@@ -248,12 +297,12 @@ export class OptimisticBackend implements Backend {
       },
       async *keys(query) {
         await request()
-        list()
+        list(query)
         yield* server.listKeys(query)
       },
       async *entries(query) {
         await request()
-        list()
+        list(query)
         yield* server.listEntries(query)
       },
       commit: async (changes) => {

@@ -15,6 +15,7 @@ describeConformance(
         open: () => AnyStore.open({ backend: new OptimisticBackend(server) }),
         openReadOnly: () =>
           AnyStore.open({ backend: new OptimisticBackend(server, { readOnly: true }) }),
+        storedCount: async () => server.storedCount,
       }
     },
   },
@@ -25,6 +26,7 @@ describeConformance(
     sharedInstances: true,
     exclusive: false,
     readOnly: true,
+    storedCount: true,
   },
 )
 

@@ -1,32 +1,15 @@
-import { constants, type Stats } from 'node:fs'
-import { dirname } from 'node:path'
 import {
-  type FileHeader,
   MAX_COUNTER,
   newStoreId,
-  STATUS_CURRENT,
-  STATUS_SIZE,
-  SUPERSEDED,
   type WritableFormatVersion,
 } from '../../format/header.js'
-import { checkFileSize, entriesOf, open, openSlices, SLICE_SIZE, seal } from '../../format/store-file.js'
-import {
-  type AnyStoreError,
-  CorruptFileError,
-  InvalidPathError,
-} from '../../store/errors.js'
-import { closeQuietly, type FileSystem, readFully, unlinkQuietly, writeFully } from './fsio.js'
-import {
-  FULL_CHECK_EVERY_MS,
-  type Identity,
-  identityOf,
-  sameIdentity,
-  stillTheOnlyLink,
-} from './freshness.js'
+import { seal } from '../../format/store-file.js'
+import { type AnyStoreError, CorruptFileError } from '../../store/errors.js'
+import { Committer } from './commit.js'
+import type { FileSystem } from './fsio.js'
+import { LoadedVersion } from './freshness.js'
 import { type Lineage, lineageFailure } from './lineage.js'
-import { linkCountRevealsReplacement } from './link-count.js'
 import { prepareStorePath } from './store-path.js'
-import { createTempFile, newToken, sweepTempFiles, tempPath } from './temp-files.js'
 import type { KeyRing } from '../../store/keyring.js'
 import { ReadOnlyError } from '../../store/errors.js'
 import {
@@ -38,13 +21,13 @@ import {
   matches,
 } from '../backend.js'
 import { applyChanges } from '../memory.js'
+import { dropExpiredSets, ExpiryQueue, expiriesIn } from '../expiry.js'
 import { type CrossProcessLock, createLock } from '../../lock.js'
 import { withPathMutex } from '../../store/mutex.js'
 import type { LockMode, SyncMode } from '../../store/options.js'
 import { Overlay } from '../../store/overlay.js'
 import { type Entry, type EntryMap } from '../../format/payload.js'
 import { encodeOverlay, PayloadMap } from '../../format/payload-map.js'
-import type { Segments } from '../../format/segments.js'
 import type { StoreKey } from '../../store/types.js'
 
 export interface FileBackendOptions {
@@ -94,6 +77,11 @@ function worthReindexing(entries: Iterable<[StoreKey, Entry]>, payload: Buffer):
 
 
 
+/** The expiries in `map`; a PayloadMap knows from its load's scan whether it has any. */
+function expiriesOf(map: EntryMap): Iterable<[StoreKey, number]> {
+  return map instanceof PayloadMap ? map.expiries() : expiriesIn(map)
+}
+
 function keysIn(map: EntryMap, query: KeyQuery | undefined): StoreKey[] {
   const keys = map instanceof PayloadMap ? map.keyArray() : [...map.keys()]
   return query?.prefix === undefined ? keys : keys.filter((key) => matches(key, query))
@@ -110,25 +98,15 @@ export class FileBackend implements Backend {
   readonly readOnly: boolean
   /** The last state loaded or committed, decrypted: what reads answer from once it is fresh. */
   #cache: EntryMap = new Map()
-  readonly #dir: string
   readonly #options: FileBackendOptions
   readonly #io: FileSystem
   /** Undefined for a read-only store, which never locks. */
   readonly #lock: CrossProcessLock | undefined
-  /** The descriptor of the loaded version, kept open so its inode number cannot be reused. */
-  #pinnedFd: number | undefined
-  /** Whether #pinnedFd was opened for writing (its status byte can be set through it). */
-  #pinnedWritable = false
-  /** undefined: never loaded; null: loaded while the file did not exist. */
-  #loaded: Identity | null | undefined
-  #dirFd: number | undefined
-  /** This instance's temp name token, random, drawn once: `<file>.<token>.tmp`. */
-  #token: string | undefined
+  /** The version loaded or committed last, pinned, and whether it is still the one at the path. */
+  readonly #version: LoadedVersion
+  readonly #committer: Committer
   /** Set by exclusive(), taken by the one commit it allows. */
   #tempToken: string | undefined
-  /** A failed commit could not remove our temp file: the next takeover removes it. */
-  #ownTempLeft = false
-  #sweptTemps = false
   /**
    * The payload of our last commit when the next commits should be laid out over it (see
    * worthReindexing: the map was filled in memory, or drifted far from its loaded payload).
@@ -138,8 +116,13 @@ export class FileBackend implements Backend {
   #adoptable: Buffer | undefined
   /** Whether a transaction holds the lock: its reads must not trust the status byte alone. */
   #locked = false
-  /** Whether refresh() may use one fstat on the pinned descriptor instead of stat on the path. */
-  readonly #linkCountCheck: boolean
+  /**
+   * The expiries of the entries of #expiriesOf (the cache, normally), built when a read first
+   * meets a newly loaded map. Reads remove what expired from the cache first (the file keeps it
+   * until the next commit, which leaves it out), so they answer from the map as it is.
+   */
+  #expiries = new ExpiryQueue()
+  #expiriesOf: EntryMap | undefined
   /**
    * Undefined until a version 3 file was loaded or written. Kept while the file is missing:
    * a copy put back after a delete is as old as it was before, and another store is as
@@ -172,21 +155,39 @@ export class FileBackend implements Backend {
     this.#io = options.io
     this.readOnly = options.readOnly === true
     this.file = prepareStorePath(this.#io, file, !this.readOnly)
-    this.#dir = dirname(this.file)
     this.#options = options
     this.#lock = this.readOnly
       ? undefined
       : createLock(options.lock, this.#io, this.file, options.staleMs)
-    this.#linkCountCheck = linkCountRevealsReplacement(this.#dir)
+    this.#version = new LoadedVersion({
+      io: this.#io,
+      file: this.file,
+      keyring: options.keyring,
+      maxFileSize: options.maxFileSize,
+      vet: (header) => {
+        this.#failure = lineageFailure(this.file, this.#lineage, header)
+        if (this.#failure !== undefined) throw this.#failure
+      },
+    })
+    this.#committer = new Committer({
+      io: this.#io,
+      file: this.file,
+      lock: this.#lock,
+      sync: options.sync,
+      version: this.#version,
+    })
   }
 
   get location(): string {
     return this.file
   }
 
-  /** Transactions on one path exclude each other in this process, whichever instance runs them. */
+  /**
+   * Transactions on one path exclude each other in this process, whichever instance runs them.
+   * A read-only store's transactions take no lock, so they hold nothing anyone could wait for.
+   */
   get exclusiveScope(): unknown {
-    return this.file
+    return this.readOnly ? this : this.file
   }
 
   get lockMode(): 'flock' | 'proper-lockfile' | undefined {
@@ -214,7 +215,7 @@ export class FileBackend implements Backend {
   }
 
   snapshot(): Iterable<[StoreKey, Entry]> {
-    return this.#cache
+    return this.#live(this.#cache)
   }
 
   /**
@@ -228,7 +229,7 @@ export class FileBackend implements Backend {
     return withPathMutex(this.file, async () => {
       await lock.acquire(this.#options.lockTimeoutMs)
       try {
-        this.#takeOverRecord()
+        this.#tempToken = this.#committer.takeOverRecord()
         this.#locked = true
         this.#fresh()
         return await fn(this.#transactionOn(undefined, true))
@@ -241,11 +242,34 @@ export class FileBackend implements Backend {
   }
 
   /**
+   * One commit of `changes` under the locks, taken without yielding: for the exit flush of
+   * write-behind. The in-process mutex is not waited for, because an instance that holds it at
+   * exit can never release it; if that instance holds the cross-process lock too, the wait
+   * for it ends at lockTimeoutMs with LockTimeoutError. Its own lock (a transaction of this
+   * instance cut short by the exit) is reused: that transaction will never commit.
+   */
+  commitSync(changes: readonly Change[]): ChangeResult[] {
+    const lock = this.#lock
+    if (lock === undefined) throw new ReadOnlyError(this.file, 'commit')
+    lock.acquireSync(this.#options.lockTimeoutMs)
+    try {
+      this.#tempToken = this.#committer.takeOverRecord()
+      this.#locked = true
+      this.#fresh()
+      return this.#commit(changes)
+    } finally {
+      this.#locked = false
+      this.#tempToken = undefined
+      lock.releaseSync()
+    }
+  }
+
+  /**
    * A transaction reading `frozen`, or, under the lock, whatever this instance holds (a read
    * of the store during the transaction may swap in an equal map, indexed over our payload).
    */
   #transactionOn(frozen: EntryMap | undefined, mayCommit: boolean): BackendTransaction {
-    const state = () => frozen ?? this.#cache
+    const state = () => this.#live(frozen ?? this.#cache)
     let committed = false
     return {
       get: (key) => state().get(key),
@@ -264,12 +288,17 @@ export class FileBackend implements Backend {
 
   /** Under the lock: applies `changes` to the loaded state and writes the result. */
   #commit(changes: readonly Change[]): ChangeResult[] {
-    const base = this.#cache
+    // One time for the whole commit: what expired is gone before the changes apply (a set of an
+    // expired key is the set of an absent one), and none of it is written.
+    const now = Date.now()
+    const base = this.#live(this.#cache, now)
     const overlay = new Overlay(base)
     const results = applyChanges(overlay, changes)
+    dropExpiredSets(overlay, changes, now)
     if (overlay.hasChanges) {
       this.#write(overlay)
       overlay.applyTo(base)
+      this.#expiries.trackChanges(changes)
     }
     return results
   }
@@ -278,241 +307,34 @@ export class FileBackend implements Backend {
   #fresh(): EntryMap {
     if (this.#failure !== undefined) throw this.#failure
     const adoptable = this.#adoptable
-    const fresh = this.#refresh()
-    if (fresh !== undefined) {
+    const reloaded = this.#version.refresh(this.#locked)
+    if (reloaded !== undefined) {
+      const header = reloaded.header
+      if (header?.storeId !== undefined) {
+        this.#lineage = { storeId: header.storeId, counter: header.counter }
+      }
       this.#adoptable = undefined
-      this.#cache = fresh
+      this.#cache = reloaded.map
     } else if (adoptable !== undefined) {
       this.#adoptable = undefined
       // Still our own commit on disk: the same state, now indexed over its payload.
       this.#cache = new PayloadMap(adoptable)
     }
-    return this.#cache
-  }
-
-  #refresh(): EntryMap | undefined {
-    const known = this.#loaded
-    if (known && this.#linkCountCheck && this.#pinnedFd !== undefined) {
-      if (this.#statusSaysCurrent(known, this.#pinnedFd)) return undefined
-      if (stillTheOnlyLink(this.#io.fstatSync(this.#pinnedFd), known)) {
-        this.#verified()
-        return undefined
-      }
-    }
-    const stats = this.#io.statSync(this.file)
-    if (stats === undefined) {
-      if (this.#loaded === null) return undefined
-      this.#missing()
-      return new Map()
-    }
-    if (known && sameIdentity(stats, known)) {
-      // Same inode, so same version (a hard link or chmod only changed nlink or ctime): take
-      // those as they are now, so the next read can use the fast check again.
-      this.#loaded = { ...identityOf(stats, known.statusAt), superseded: known.superseded }
-      this.#verified()
-      return undefined
-    }
-    // Changed: until a load succeeds, the status byte of the old version vouches for nothing.
-    if (known) known.superseded = true
-    return this.#load()
+    return this.#live(this.#cache)
   }
 
   /**
-   * The fastest read check (docs/DESIGN.md, "The status byte"): one pread of the loaded
-   * version's status byte, which every anystore commit sets before renaming a new version over
-   * it. Not used inside exclusive(), where a commit is about to be based on what was loaded,
-   * nor once the byte was seen set, nor once a full check is due.
+   * `map` without what expired by `now` (by default the clock, read only when something may
+   * have expired). The entries are removed from the map itself: they count nowhere any more,
+   * and a PayloadMap that lost records leaves them out of the next payload it encodes.
    */
-  #statusSaysCurrent(known: Identity, fd: number): boolean {
-    if (known.statusAt === undefined || known.superseded || this.#locked) return false
-    if (this.#fullCheckDue) return false
-    const status = this.#statusByte
-    if (this.#io.readSync(fd, status, 0, 1, known.statusAt) === 1 && status[0] === STATUS_CURRENT) {
-      return true
+  #live(map: EntryMap, now?: number): EntryMap {
+    if (this.#expiriesOf !== map) {
+      this.#expiries = new ExpiryQueue(expiriesOf(map))
+      this.#expiriesOf = map
     }
-    known.superseded = true
-    return false
+    return this.#expiries.purge(map, now)
   }
-
-  readonly #statusByte = Buffer.alloc(1)
-  #fullCheckDue = true
-  #fullCheckTimer: NodeJS.Timeout | undefined
-
-  /** A full check (or a load or commit) just found the loaded version current. */
-  #verified(): void {
-    this.#fullCheckDue = false
-    if (this.#fullCheckTimer !== undefined) return
-    this.#fullCheckTimer = setTimeout(() => {
-      this.#fullCheckTimer = undefined
-      this.#fullCheckDue = true
-    }, FULL_CHECK_EVERY_MS)
-    this.#fullCheckTimer.unref()
-  }
-
-  #load(): EntryMap {
-    let opened: { fd: number; writable: boolean }
-    try {
-      opened = this.#openForMarking()
-    } catch (error) {
-      if ((error as { code?: string }).code !== 'ENOENT') throw error
-      this.#missing()
-      return new Map()
-    }
-    let fd: number | undefined = opened.fd
-    try {
-      const stats = this.#io.fstatSync(fd)
-      if (!stats.isFile()) throw new InvalidPathError(this.file, 'it is not a regular file')
-      checkFileSize(this.file, stats.size, this.#options.maxFileSize)
-      const { payload, header } = this.#decrypt(fd, stats.size)
-      this.#failure = lineageFailure(this.file, this.#lineage, header)
-      if (this.#failure !== undefined) throw this.#failure
-      const map = entriesOf(this.file, payload)
-      this.#pin(fd, stats, header.version, opened.writable)
-      if (header.storeId !== undefined) {
-        this.#lineage = { storeId: header.storeId, counter: header.counter }
-      }
-      fd = undefined
-      return map
-    } finally {
-      closeQuietly(this.#io, fd)
-    }
-  }
-
-  /**
-   * The file is gone: it reads as empty. The lineage stays: otherwise deleting the file, then
-   * putting an old copy back once readers had seen it missing, would be an undetected rollback.
-   */
-  #missing(): void {
-    this.#unpin()
-    this.#loaded = null
-  }
-
-
-  /**
-   * Opens the store file to load it, for reading and writing where permitted: whoever later
-   * commits over this version sets its status byte through this descriptor. Read-only where
-   * writing is refused; a commit then fails before replacing the file (see #markReplaced).
-   */
-  #openForMarking(): { fd: number; writable: boolean } {
-    try {
-      return { fd: this.#io.openSync(this.file, 'r+'), writable: true }
-    } catch (error) {
-      const code = (error as { code?: string }).code
-      if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') throw error
-    }
-    return { fd: this.#io.openSync(this.file, 'r'), writable: false }
-  }
-
-  /** The plaintext of the file open at `fd`: a small file in one read, a large one slice by slice. */
-  #decrypt(fd: number, size: number): { payload: Buffer | Segments; header: FileHeader } {
-    const io = this.#io
-    if (size > SLICE_SIZE) {
-      const readAt = (buffer: Buffer, length: number, position: number) =>
-        readFully(io, fd, buffer, length, position)
-      return openSlices(this.file, this.#options.keyring, readAt, size, this.#options.maxFileSize)
-    }
-    const bytes = Buffer.allocUnsafe(size)
-    const read = readFully(io, fd, bytes, size, 0)
-    return open(this.file, this.#options.keyring, bytes.subarray(0, read), {
-      inPlace: true,
-      maxPayloadSize: this.#options.maxFileSize,
-    })
-  }
-
-  #pin(fd: number, stats: Stats, version: number, writable: boolean): void {
-    this.#unpin()
-    this.#pinnedFd = fd
-    this.#pinnedWritable = writable
-    this.#loaded = identityOf(stats, version >= 2 ? stats.size - STATUS_SIZE : undefined)
-    this.#verified()
-  }
-
-  /**
-   * Sets the status byte of the version about to be replaced, so that every reader still
-   * holding it sees the commit with one pread. Runs under the lock, after the refresh that
-   * made the loaded version the one at the path. A version 1 file has no status byte: its
-   * readers use the fstat check. Throws (and the commit with it) where the file may not be
-   * written: replacing it unmarked would leave its readers unaware.
-   */
-  #markReplaced(): void {
-    const known = this.#loaded
-    if (!known || known.statusAt === undefined || this.#pinnedFd === undefined) return
-    const io = this.#io
-    let fd = this.#pinnedFd
-    if (!this.#pinnedWritable) {
-      // Loaded read-only: open the path again for writing, which fails (and the commit with it)
-      // where the file may not be written. Never through a link, and only if the path still
-      // holds the version loaded under this lock: the byte must not land in another file.
-      try {
-        fd = io.openSync(this.file, constants.O_RDWR | (constants.O_NOFOLLOW ?? 0))
-      } catch (error) {
-        if ((error as { code?: string }).code !== 'ELOOP') throw error
-        throw new InvalidPathError(
-          this.file,
-          'a symbolic link was put at its path while this commit held the lock; nothing was written',
-          { cause: error },
-        )
-      }
-      const now = io.fstatSync(fd)
-      if (now.dev !== known.dev || now.ino !== known.ino) {
-        closeQuietly(io, fd)
-        throw new InvalidPathError(
-          this.file,
-          'another file was put at its path while this commit held the lock; nothing was written',
-        )
-      }
-    }
-    try {
-      writeFully(io, fd, Buffer.of(SUPERSEDED), known.statusAt)
-    } finally {
-      if (fd !== this.#pinnedFd) closeQuietly(io, fd)
-    }
-  }
-
-  #unpin(): void {
-    const fd = this.#pinnedFd
-    this.#pinnedFd = undefined
-    if (fd === undefined) return
-    // Usually the last descriptor of a replaced version: closing it frees the file, which
-    // need not hold up the commit or read that made it obsolete.
-    if (this.#io.closeInBackground) this.#io.closeInBackground(fd)
-    else closeQuietly(this.#io, fd)
-  }
-
-  /**
-   * Runs once per lock acquisition: removes the temp file a killed holder may have left (its
-   * name is in the lock record), and records us as the holder with our temp name.
-   * The first acquisition of each instance also sweeps the directory for older temps: while we
-   * hold the lock no live writer has one.
-   *
-   * When the record already names this instance, no one else held the lock since our last
-   * acquisition (every holder writes its record before it creates a temp file), and our own
-   * last commit renamed or removed its temp: then there is nothing to remove or rewrite.
-   */
-  #takeOverRecord(): void {
-    const lock = this.#lock as CrossProcessLock
-    const previous = lock.record.read()
-    const token = (this.#token ??= newToken())
-    if (this.#ownTempLeft) {
-      unlinkQuietly(this.#io, tempPath(this.file, token))
-      this.#ownTempLeft = false
-    }
-    if (previous?.token !== token || previous.pid !== process.pid) {
-      if (previous !== undefined) {
-        // Normally the holder renamed its temp away: look before unlinking, because a failing
-        // unlinkSync costs more (a thrown error with a stack) than the lstat.
-        const leftover = tempPath(this.file, previous.token)
-        if (this.#io.lstatSync(leftover) !== undefined) unlinkQuietly(this.#io, leftover)
-      }
-      lock.record.write({ pid: process.pid, token })
-    }
-    if (!this.#sweptTemps) {
-      sweepTempFiles(this.#io, this.file)
-      this.#sweptTemps = true
-    }
-    this.#tempToken = token
-  }
-
 
   /**
    * Writes `entries` as the new version of the file. With `sealWith`, under that keyring's
@@ -550,65 +372,22 @@ export class FileBackend implements Backend {
       counter: lineage?.counter,
       kdf,
     })
-    const temp = tempPath(this.file, token)
-    const io = this.#io
-    const fd = createTempFile(this.#io, temp)
-    try {
-      let position = 0
-      for (const part of sealed.parts) {
-        writeFully(io, fd, part, position)
-        position += part.length
-      }
-      if (this.#options.sync === 'always') io.fsyncSync(fd)
-      this.#lock?.assertHeld()
-      this.#markReplaced()
-      io.renameSync(temp, this.file)
+    this.#committer.write(token, sealed.parts, formatVersion, () => {
       // Published: this store's newest commit is ours, whatever happens next.
       if (lineage !== undefined) this.#lineage = lineage
-    } catch (error) {
-      closeQuietly(io, fd)
-      try {
-        io.unlinkSync(temp)
-      } catch (unlinkError) {
-        // Our temp name is reused by our next commit: remove it then, under the lock.
-        if ((unlinkError as { code?: string }).code !== 'ENOENT') this.#ownTempLeft = true
-      }
-      throw error
-    }
-    // The new version is visible to everyone now. If making the rename durable fails, the
-    // caller is told, and this instance forgets what it loaded so its next read reloads.
-    let stats: Stats
-    try {
-      // After the rename, which changes the new file's ctime on some file systems.
-      stats = io.fstatSync(fd)
-      if (this.#options.sync === 'always') io.fsyncSync(this.#directoryFd())
-    } catch (error) {
-      closeQuietly(io, fd)
-      this.#unpin()
-      this.#loaded = undefined
-      throw error
-    }
-    this.#pin(fd, stats, formatVersion, true)
+    })
     if (reindex) this.#adoptable = payload
   }
 
-
-  #directoryFd(): number {
-    if (this.#dirFd === undefined) this.#dirFd = this.#io.openSync(this.#dir, 'r')
-    return this.#dirFd
-  }
-
   close(): void {
-    clearTimeout(this.#fullCheckTimer)
-    this.#fullCheckTimer = undefined
+    this.#version.close()
     this.#adoptable = undefined
-    this.#unpin()
-    this.#loaded = undefined
     this.#lineage = undefined
     this.#failure = undefined
-    closeQuietly(this.#io, this.#dirFd)
-    this.#dirFd = undefined
+    this.#committer.close()
     this.#cache = new Map()
+    this.#expiries = new ExpiryQueue()
+    this.#expiriesOf = undefined
     this.#lock?.close()
   }
 }

@@ -7,14 +7,17 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import { openStore } from './lib/backends.mjs'
 
-const build = process.argv[2] ? pathToFileURL(resolve(process.argv[2])).href : '../dist/index.js'
-const { AnyStore, newKey } = await import(build)
+const build = await import(
+  process.argv[2] ? pathToFileURL(resolve(process.argv[2])).href : '../dist/index.js'
+)
 const COUNT = 100_000
 const dir = mkdtempSync(join(tmpdir(), 'anystore-ab-no-ttl-'))
 const file = join(dir, 'store')
-const encryptionKey = newKey()
-const seeded = await AnyStore.open({ file, encryptionKey, sync: 'never' })
+const encryptionKey = build.newKey()
+const openFile = () => openStore('file', { location: file, encryptionKey, sync: 'never', build })
+const seeded = await openFile()
 await seeded.run(async (tx) => {
   for (let i = 0; i < COUNT; i++) await tx.set(`key-${i}`, `value ${i}`)
 })
@@ -37,7 +40,7 @@ async function median(fn, n) {
 }
 
 const cpu0 = process.cpuUsage()
-const store = await AnyStore.open({ file, encryptionKey, sync: 'never' })
+const store = await openFile()
 const opened = process.cpuUsage(cpu0)
 const openMs = (opened.user + opened.system) / 1000
 const keys = Array.from({ length: 4096 }, (_, i) => `key-${(i * 7919) % COUNT}`)
@@ -48,7 +51,7 @@ const out = {
   sizeNs: Math.round(await median(() => store.size(), 180_000)),
   keysMs: Math.round((await median(() => store.keys(), 45)) / 1e4) / 100,
 }
-const memory = await AnyStore.open()
+const memory = await openStore('memory', { location: join(dir, 'memory'), build })
 await memory.run(async (tx) => {
   for (let i = 0; i < COUNT; i++) await tx.set(`key-${i}`, `value ${i}`)
 })

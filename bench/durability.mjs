@@ -7,7 +7,8 @@ import { writeFileSync } from 'node:fs'
 import { cpus, platform, release } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { AnyStore, readFileHeader } from '../dist/index.js'
+import { readFileHeader } from '../dist/index.js'
+import { openStore } from './lib/backends.mjs'
 import { rawWriter } from './lib/baselines.mjs'
 import { check, freshDir, keyFor, removeDirs, valueFor } from './lib/data.mjs'
 import { formatRatio, formatUs, measure, PROFILES, printTable } from './lib/harness.mjs'
@@ -42,7 +43,7 @@ async function openStores() {
   const stores = []
   for (const [name, sync] of POLICIES) {
     const file = join(freshDir(`durability-${name.replace(/\W+/g, '')}`), 'store.anystore')
-    const store = await AnyStore.open({ file, sync })
+    const store = await openStore('file', { location: file, sync })
     await store.run(async (tx) => {
       for (let i = 0; i < plan.entries; i++) await tx.set(keyFor(i), valueFor(i))
     })
@@ -118,7 +119,7 @@ for (let r = 0; r < plan.rounds; r++) {
 for (const { file, store } of stores) {
   const expected = await store.entries()
   await store.close()
-  const reader = await AnyStore.open({ file })
+  const reader = await openStore('file', { location: file })
   check(JSON.stringify(await reader.entries()) === JSON.stringify(expected), `${file} holds every write`)
   await reader.close()
 }

@@ -90,19 +90,22 @@ export function redisUrl() {
 
 /**
  * Opens an AnyStore on `backendName` at `location`: every scenario, fixture and check of the
- * suite opens its stores here, so that a backend is added in this one place.
+ * suite (and the bench/ab-*.mjs and durability scripts) opens its stores here, so that a
+ * backend is added in this one place.
  *
  * `location` is a path made by freshDir(): the file itself for `file`, a name for the others
  * (the same location opens the same store). `sync` and `compress` are passed only to backends
- * they mean something to (BACKENDS); the suite records them as n/a for the others. `build` is
- * the module of an anystore build (default: see defaultBuild), for A/B runs of two builds.
+ * they mean something to (BACKENDS); the suite records them as n/a for the others;
+ * `encryptionKey` to every backend. `build` is the module of an anystore build (default: see
+ * defaultBuild), for A/B runs of two builds.
  */
-export async function openStore(backendName, { location, sync, compress, build }) {
+export async function openStore(backendName, { location, sync, compress, encryptionKey, build }) {
   const info = backendInfo(backendName)
   build ??= await loadBuild()
   const tuning = {
     ...(info.sync && sync !== undefined ? { sync } : {}),
     ...(info.compress && compress !== undefined ? { compress } : {}),
+    ...(encryptionKey !== undefined ? { encryptionKey } : {}),
   }
   switch (backendName) {
     case 'file':

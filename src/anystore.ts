@@ -20,7 +20,7 @@ import {
   TransactionConflictError,
 } from './store/errors.js'
 import type { KeyRing } from './store/keyring.js'
-import { openFileBackend } from './store/open-backend.js'
+import { openFileBackend, openRedisBackend } from './store/open-backend.js'
 import {
   type AnyStoreOptions,
   checkOptionNames,
@@ -105,6 +105,8 @@ export class AnyStore<V = unknown> {
   #queue: CommitQueue
   /** Whether the backend was opened by enablePersistence() (and is this store's to close). */
   #persisting = false
+  /** Whether open() opened the backend (Redis): this store's to close, for its whole life. */
+  #ownsBackend = false
   readonly #inFlight = new Set<Promise<unknown>>()
   #closing: Promise<void> | undefined
 
@@ -122,6 +124,15 @@ export class AnyStore<V = unknown> {
   static {
     // Gives openWithFileSystem() (below) the private constructor without making it public.
     openResolved = async <V>(options: ResolvedOptions) => {
+      if (options.redis !== undefined) {
+        const backend = await openRedisBackend(options)
+        const store = new AnyStore<V>({ ...options, backend })
+        store.#ownsBackend = true
+        if (options.keyring.current !== undefined) {
+          warnIfDefaultKey(options.keyring.current, backend.location)
+        }
+        return store
+      }
       const store = new AnyStore<V>(options)
       if (store.#options.persist) await store.enablePersistence()
       return store
@@ -256,6 +267,9 @@ export class AnyStore<V = unknown> {
    */
   async enablePersistence(file: string | undefined = this.#options.file): Promise<void> {
     this.#assertOpen()
+    if (this.#options.redis !== undefined) {
+      throw new InvalidOptionError('This store was opened on Redis: it cannot switch to a file')
+    }
     if (this.#options.backend !== undefined) {
       throw new InvalidOptionError('This store was opened on a `backend`: it cannot switch to a file')
     }
@@ -313,7 +327,7 @@ export class AnyStore<V = unknown> {
     }
     this.#closing ??= (async () => {
       while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight])
-      if (this.#persisting) await this.#backend.close()
+      if (this.#persisting || this.#ownsBackend) await this.#backend.close()
       this.#persisting = false
       this.#queue = newQueue(new MemoryBackend())
     })()

@@ -36,7 +36,7 @@ import {
   STORE_ID_SIZE,
 } from './sealing.js'
 import { COMMIT, INIT, PAGE, READ, type Script, SIZE } from './scripts.js'
-import type { RedisArgument, ResolvedRedisOptions } from './types.js'
+import type { RedisArgument, RedisCommands, ResolvedRedisOptions } from './types.js'
 
 /** Entries per page of a listing: one script call each, a bounded reply. */
 const PAGE_SIZE = 128
@@ -238,32 +238,40 @@ export class RedisBackend implements Backend {
     }
   }
 
+  /**
+   * One read command, sent together with a read of the store id (one round trip): a store put
+   * in this one's place is StoreReplacedError, as the scripts report it, not an empty store.
+   */
+  async #read(store: Opened, command: (c: RedisCommands) => Promise<unknown>): Promise<unknown> {
+    const [id, value] = await this.#connection.call('read', (c) =>
+      Promise.all([c.hGet(this.#layout.meta, 'id'), command(c)]),
+    )
+    if (id === null || text(id) !== store.idHex) {
+      throw this.#notOk(store, ['replaced', id === null ? '' : text(id)])
+    }
+    return value
+  }
+
   async get(key: StoreKey): Promise<Entry | undefined> {
     const store = await this.#store()
     if (store === undefined) return undefined
-    const field = fieldOf(store.keys, key)
-    const sealed = await this.#connection.call('read', (c) => c.hGet(this.#layout.entries, field))
+    const field = fieldOf(store.keys, store.id, key)
+    const sealed = await this.#read(store, (c) => c.hGet(this.#layout.entries, field))
     if (sealed === null || sealed === undefined) return undefined
-    try {
-      return this.#open(store, field, sealed)[1]
-    } catch (error) {
-      // Unlike a script, HGET does not check the store id: an entry of a store put in this
-      // one's place does not open either. Say which of the two it is.
-      const answer = await this.#script('read', SIZE, [this.#layout.meta, this.#layout.order], [store.idHex])
-      throw text(answer[0]) === 'ok' ? error : this.#notOk(store, answer)
-    }
+    return this.#open(store, field, sealed)[1]
   }
 
   async has(key: StoreKey): Promise<boolean> {
     const store = await this.#store()
     if (store === undefined) return false
-    const field = fieldOf(store.keys, key)
-    return Number(await this.#connection.call('read', (c) => c.hExists(this.#layout.entries, field))) === 1
+    const field = fieldOf(store.keys, store.id, key)
+    return Number(await this.#read(store, (c) => c.hExists(this.#layout.entries, field))) === 1
   }
 
   async size(): Promise<number> {
-    if ((await this.#store()) === undefined) return 0
-    return Number(await this.#connection.call('read', (c) => c.zCard(this.#layout.order)))
+    const store = await this.#store()
+    if (store === undefined) return 0
+    return Number(await this.#read(store, (c) => c.zCard(this.#layout.order)))
   }
 
   keys(query?: KeyQuery): AsyncIterable<StoreKey> {
@@ -330,7 +338,7 @@ export class RedisBackend implements Backend {
     const read = async (key: StoreKey, existence: boolean): Promise<unknown> => {
       use()
       if (store === undefined) return undefined
-      const field = fieldOf(store.keys, key)
+      const field = fieldOf(store.keys, store.id, key)
       const answer = await this.#script('read', READ, [meta, entries, versions, deleted], [
         store.idHex,
         field,
@@ -401,12 +409,12 @@ export class RedisBackend implements Backend {
       switch (change.kind) {
         case 'set': {
           const key = normalizeKey(change.key)
-          const field = fieldOf(store.keys, key)
+          const field = fieldOf(store.keys, store.id, key)
           args.push('s', field, sealEntry(store.keys, store.id, field, key, change.entry))
           break
         }
         case 'delete':
-          args.push('d', fieldOf(store.keys, change.key))
+          args.push('d', fieldOf(store.keys, store.id, change.key))
           break
         case 'clear':
           args.push('c')

@@ -72,13 +72,15 @@ export function normalizeKey(key: StoreKey): StoreKey {
 }
 
 /**
- * The field of a key: HMAC-SHA256 under the names key of its type and bytes, 16 bytes. Equal
- * names give equal fields (a get needs no listing), and without the key the server learns
- * nothing of a name but whether two writes were to the same key. 128 bits: a collision
- * between two names of one store is out of reach (2^64 names for an even chance).
+ * The field of a key: HMAC-SHA256 under the names key of the store id and the key's type and
+ * bytes, 16 bytes. Equal names give equal fields (a get needs no listing); without the key the
+ * server learns nothing of a name but whether two writes were to the same key, and, with the
+ * store id in it, not even whether two stores under one key hold the same name. 128 bits: a
+ * collision between two names of one store is out of reach (2^64 names for an even chance).
  */
-export function fieldOf(keys: RedisKeys, key: StoreKey): Buffer {
+export function fieldOf(keys: RedisKeys, storeId: Buffer, key: StoreKey): Buffer {
   const hmac = createHmac('sha256', keys.names)
+  hmac.update(storeId)
   if (typeof key === 'string') {
     hmac.update(Buffer.of(1))
     hmac.update(key, 'utf8')

@@ -63,12 +63,21 @@ export class RedisConnection {
   readonly #owned: boolean
   readonly #location: string
   readonly #timeoutMs: number
+  /** The last connection error of a client of our own, while it is not connected: for messages. */
+  readonly #connectionError: () => unknown
 
-  private constructor(client: RedisClientLike, owned: boolean, location: string, timeoutMs: number) {
+  private constructor(
+    client: RedisClientLike,
+    owned: boolean,
+    location: string,
+    timeoutMs: number,
+    connectionError: () => unknown = () => undefined,
+  ) {
     this.#client = client
     this.#owned = owned
     this.#location = location
     this.#timeoutMs = timeoutMs
+    this.#connectionError = connectionError
   }
 
   /** Connects a client of our own to `options.url`, or takes the one given, which must be open. */
@@ -103,9 +112,14 @@ export class RedisConnection {
     } catch (error) {
       throw new InvalidOptionError(`Expected \`redis.url\` to be a Redis URL: ${(error as Error).message}`, 'redis')
     }
+    let connectionError: unknown
     // Without a listener an 'error' event (each failed reconnection) would end the process.
     client.on('error', (error: unknown) => {
       lastError = error
+      connectionError = error
+    })
+    client.on('ready', () => {
+      connectionError = undefined
     })
     const connecting = client.connect()
     let timer: NodeJS.Timeout | undefined
@@ -128,7 +142,13 @@ export class RedisConnection {
     } finally {
       clearTimeout(timer)
     }
-    return new RedisConnection(client as unknown as RedisClientLike, true, location, timeoutMs)
+    return new RedisConnection(
+      client as unknown as RedisClientLike,
+      true,
+      location,
+      timeoutMs,
+      () => connectionError,
+    )
   }
 
   /**
@@ -145,19 +165,22 @@ export class RedisConnection {
         cause,
         outcomeUnknown: kind === 'write' && maybeSent,
       })
+    const noAnswer = () => {
+      const why = lastError ?? this.#connectionError()
+      return fail(`no answer within ${this.#timeoutMs} ms${why === undefined ? '' : `: ${describe(why)}`}`, why)
+    }
     for (;;) {
       const remaining = deadline - Date.now()
-      if (remaining <= 0) {
-        throw fail(`no answer within ${this.#timeoutMs} ms${lastError === undefined ? '' : `: ${describe(lastError)}`}`, lastError)
-      }
+      if (remaining <= 0) throw noAnswer()
       const controller = new AbortController()
       let timer: NodeJS.Timeout | undefined
       const deadlineReached = new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
-          // Takes the command out of the client's queue if it was not written yet: it then
-          // rejects with AbortError before this rejection, and was never sent.
+          // Takes the commands out of the client's queue if they were not written yet: `op`
+          // then rejects with AbortError (they were never sent) before the deadline does,
+          // once its rejection has passed through op's own awaits.
           controller.abort()
-          reject(TIMED_OUT)
+          setImmediate(() => reject(TIMED_OUT))
         }, remaining)
       })
       let attempt: Promise<T>
@@ -176,12 +199,11 @@ export class RedisConnection {
         return await Promise.race([attempt, deadlineReached])
       } catch (error) {
         if (error === TIMED_OUT) {
+          // Written, and no answer: the server may have run it.
           maybeSent = true
-          throw fail(`no answer within ${this.#timeoutMs} ms`, lastError)
+          throw noAnswer()
         }
-        if (isA(error, 'AbortError')) {
-          throw fail(`no answer within ${this.#timeoutMs} ms${lastError === undefined ? '' : `: ${describe(lastError)}`}`, lastError ?? error)
-        }
+        if (isA(error, 'AbortError')) throw noAnswer()
         if (isA(error, 'ClientClosedError')) throw fail('the client is closed', error)
         if (isA(error, 'ErrorReply')) {
           const message = (error as Error).message

@@ -372,6 +372,8 @@ if (shared === undefined) {
       onTestFinished(() => store.close())
 
       const acknowledged = new Map<string, number>()
+      // Sets that failed saying they were never sent: they must not be there afterwards.
+      const notApplied: string[] = []
       const failures: { code: string | undefined; ms: number; limit: number }[] = []
       let increments = 0
       let unknownIncrements = 0
@@ -389,6 +391,7 @@ if (shared === undefined) {
           } catch (error) {
             // One commit: one call to the server.
             failures.push({ code: (error as { code?: string }).code, ms: Date.now() - started, limit: timeoutMs })
+            if ((error as { outcomeUnknown?: boolean }).outcomeUnknown === false) notApplied.push(key)
           }
           started = Date.now()
           try {
@@ -425,6 +428,8 @@ if (shared === undefined) {
       const check = await AnyStore.open({ redis, encryptionKey })
       onTestFinished(() => check.close())
       for (const [key, value] of acknowledged) expect(await check.get(key), key).toBe(value)
+      expect(notApplied.length).toBeGreaterThan(0)
+      for (const key of notApplied) expect(await check.has(key), key).toBe(false)
       const n = (await check.get('n')) as number
       expect(n).toBeGreaterThanOrEqual(increments)
       expect(n).toBeLessThanOrEqual(increments + unknownIncrements)

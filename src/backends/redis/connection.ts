@@ -222,8 +222,10 @@ export class RedisConnection {
           continue
         }
         // The connection was lost with the command written, or about to be: it may have run.
-        // The client queues the next attempt until it has reconnected.
+        // The client queues the next attempt until it has reconnected; the pause only keeps a
+        // client that fails every command at once from spinning.
         maybeSent = true
+        await sleep(Math.min(5, Math.max(1, deadline - Date.now())))
       } finally {
         clearTimeout(timer)
       }

@@ -361,6 +361,55 @@ if (shared === undefined) {
     })
   })
 
+  describe('redis backend: group commit', () => {
+    it('concurrent set() and delete() calls go out as one commit script', async () => {
+      const client = await admin(server)
+      const name = freshName()
+      const store = await open(server, { name })
+      await store.set('old', 0)
+      const seq = async () => Number(await client.hGet(keysOf(name).meta, 'seq'))
+      const before = await seq()
+      const results = await Promise.all([
+        ...Array.from({ length: 100 }, (_, i) => store.set(`k${i}`, i)),
+        store.delete('old'),
+        store.delete('never'),
+      ])
+      expect(results.slice(100)).toEqual([true, false])
+      expect(await seq()).toBe(before + 1)
+      expect(await store.size()).toBe(100)
+    })
+  })
+
+  describe('redis backend: a server that stops answering', () => {
+    it('a write in flight fails within the timeout saying its outcome is unknown, and lands once the server answers again', async () => {
+      const own = await startRedis()
+      onTestFinished(() => own.stop())
+      const timeoutMs = 300
+      const store = await AnyStore.open({
+        redis: { url: own.url, name: freshName(), timeoutMs },
+        encryptionKey: newKey(),
+      })
+      onTestFinished(() => store.close())
+      await store.set('warm', 1)
+      own.signal('SIGSTOP')
+      try {
+        const started = Date.now()
+        const hung = await rejection(store.set('in-flight', 1))
+        expect(hung.code).toBe('ERR_ANYSTORE_UNAVAILABLE')
+        expect(hung).toMatchObject({ outcomeUnknown: true })
+        expect(Date.now() - started).toBeLessThan(timeoutMs + 500)
+        const read = await rejection(store.get('warm'))
+        expect(read).toMatchObject({ code: 'ERR_ANYSTORE_UNAVAILABLE', outcomeUnknown: false })
+      } finally {
+        own.signal('SIGCONT')
+      }
+      // The server got the write before it stopped and runs it now: the caller was told it may.
+      const deadline = Date.now() + 5000
+      while (!(await store.has('in-flight')) && Date.now() < deadline) await sleep(20)
+      expect(await store.get('in-flight')).toBe(1)
+    })
+  })
+
   describe('redis backend: the server killed and restarted mid-workload', () => {
     it('loses nothing acknowledged, fails calls in the outage within the timeout, and works again without reopening', async () => {
       const own = await startRedis()

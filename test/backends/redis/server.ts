@@ -84,6 +84,8 @@ export interface RedisServer {
   kill(): Promise<void>
   /** Starts it again on the same port and dir (it loads the AOF), once PING answers. */
   restart(): Promise<void>
+  /** Sends the server a signal: SIGSTOP makes it hang with its connections open, SIGCONT resumes it. */
+  signal(signal: NodeJS.Signals): void
   /** Every byte of the append-only files, as one buffer. */
   aof(): Buffer
   /** Stops it and removes its dir. */
@@ -145,6 +147,9 @@ export async function startRedis(): Promise<RedisServer> {
     dir,
     kill,
     restart: launch,
+    signal(signal) {
+      child?.kill(signal)
+    },
     aof() {
       const parts: Buffer[] = []
       const walk = (at: string) => {

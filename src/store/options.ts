@@ -123,10 +123,10 @@ export interface AnyStoreOptions {
    */
   backend?: Backend
   /**
-   * Keep the store in Redis (node-redis, the `redis` package, must be installed; it is loaded
-   * only when this option is used): `{ url, name }` connects a client of the store's own,
-   * closed by `close()`; `{ client, name }` uses a connected node-redis client of yours, never
-   * closed by the store. The store lives under the keys `anystore:{name}:*`, and the server
+   * Keep the store in Redis (the `redis` package, node-redis 5.6 or later, must be installed;
+   * it is loaded only when this option is used): `{ url, name }` connects a client of the
+   * store's own, closed by `close()`; `{ client, name }` uses a connected node-redis client of
+   * yours, never closed by the store. The store lives under the keys `anystore:{name}:*`, and the server
    * holds only keyed hashes of key names and sealed entries. Every method works as on a file;
    * run() is optimistic (see `maxRunAttempts`). A call that gets no answer within `timeoutMs`
    * (default 5000) fails with `BackendUnavailableError`; the client reconnects by itself. Not
@@ -550,7 +550,7 @@ function redisOption(options: AnyStoreOptions): ResolvedRedisOptions {
       typeof (client as { withCommandOptions?: unknown }).withCommandOptions !== 'function')
   ) {
     throw new InvalidOptionError(
-      `Expected \`redis.client\` to be a node-redis client (createClient() or createCluster() of the \`redis\` package, v5 or later), got ${received(client)}`,
+      `Expected \`redis.client\` to be a node-redis client (createClient() or createCluster() of the \`redis\` package, 5.6 or later), got ${received(client)}`,
       'redis',
     )
   }

@@ -14,7 +14,7 @@ export interface RedisEvalOptions {
 }
 
 /**
- * The commands the Redis backend sends, as node-redis (v5 and later) names them on a client
+ * The commands the Redis backend sends, as node-redis (5.6 and later) names them on a client
  * and on a cluster: each routes by its first key, and every key of a store is in one slot.
  */
 export interface RedisCommands {
@@ -26,9 +26,10 @@ export interface RedisCommands {
 }
 
 /**
- * A node-redis client: `createClient()` or `createCluster()` from the `redis` package (v5 or
- * later). Only what the backend uses is spelt out; the store adds no listener to it and never
- * closes it.
+ * A node-redis client: `createClient()` or `createCluster()` from the `redis` package, 5.6 or
+ * later (before 5.6, a client whose queued commands were aborted during an outage could stop
+ * answering after it reconnected). Only what the backend uses is spelt out; the store adds no
+ * listener to it and never closes it.
  */
 export interface RedisClientLike {
   /** node-redis: a view of the client whose commands use these options. */

@@ -32,7 +32,8 @@ const binary = findRedisServer()
  * outside CI; in CI (`CI` set) a missing binary fails them instead, so that a setup that lost
  * the install step cannot pass by skipping.
  */
-export const redisTestsEnabled = binary !== undefined || Boolean(process.env.CI)
+const inCI = !['', '0', 'false'].includes((process.env.CI ?? '').toLowerCase())
+export const redisTestsEnabled = binary !== undefined || inCI
 
 export const SKIP_MESSAGE =
   'redis-server is not installed: skipping the Redis tests (apt-get install redis-server; in CI they fail instead)'

@@ -16,9 +16,11 @@ export { chooseEditor, type EditThingOptions, editThing } from './config/editor.
 export {
   AnyStoreError,
   type AnyStoreErrorCode,
+  BackendUnavailableError,
   CorruptFileError,
   EditAbortedError,
   FileTooLargeError,
+  ForeignDataError,
   InvalidJsonError,
   InvalidKeyError,
   InvalidOptionError,

@@ -91,6 +91,12 @@ export interface Backend extends EntryReader {
   readonly exclusiveScope: unknown
   /** Whether writes are refused (ReadOnlyError): nothing is created or changed. */
   readonly readOnly: boolean
+  /**
+   * False for a backend that cannot keep expiries yet: the store then refuses `ttlMs`,
+   * `expiresAt` and `expire()` with InvalidOptionError instead of storing entries that would
+   * never expire. Undefined means true.
+   */
+  readonly supportsExpiry?: boolean | undefined
   /** The file of a file backend: `AnyStore.file`. */
   readonly file?: string | undefined
   /** The cross-process lock of a file backend: `AnyStore.lockMode`. */

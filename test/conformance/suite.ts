@@ -27,6 +27,11 @@ export interface Capabilities {
   readOnly: boolean
   /** The factory can count what the storage holds, expired entries included (`storedCount`). */
   storedCount?: boolean
+  /**
+   * Entries can expire (`ttlMs`, `expiresAt`, `ttl`, `setIfAbsent`, `expire`). Default true; a
+   * backend without it must refuse expiries with InvalidOptionError, which is checked instead.
+   */
+  expiry?: boolean
 }
 
 /** One store (a file, a server...), fresh and empty, made for one test. */
@@ -1003,7 +1008,32 @@ export function describeConformance(
       })
     })
 
-    describe('expiry', () => {
+    it.skipIf(caps.expiry !== false)(
+      'a backend without expiry refuses ttlMs and expiresAt with InvalidOptionError, writing nothing',
+      async () => {
+        const { store } = await fresh()
+        await store.set('kept', 1)
+        const code = (p: Promise<unknown>) =>
+          p.then(
+            () => 'resolved',
+            (e: { code?: string }) => e.code,
+          )
+        expect(await code(store.set('a', 1, { ttlMs: 1000 }))).toBe('ERR_ANYSTORE_INVALID_OPTION')
+        expect(await code(store.set('a', 1, { expiresAt: Date.now() + 1000 }))).toBe(
+          'ERR_ANYSTORE_INVALID_OPTION',
+        )
+        expect(await code(store.expire('kept', 1000))).toBe('ERR_ANYSTORE_INVALID_OPTION')
+        expect(await code(store.run((tx) => tx.set('a', 1, { ttlMs: 1000 })))).toBe(
+          'ERR_ANYSTORE_INVALID_OPTION',
+        )
+        expect(await store.entries()).toEqual([['kept', 1]])
+        // Without an expiry, the same calls work.
+        expect(await store.setIfAbsent('b', 2)).toBe(true)
+        expect(await store.ttl('b')).toBeUndefined()
+      },
+    )
+
+    describe.skipIf(caps.expiry === false)('expiry', () => {
       // Short expiries keep the group fast; every check of "still there" or "gone" is tied to
       // the clock around it, so a slow machine makes a check vacuous, never wrong.
 

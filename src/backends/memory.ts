@@ -4,12 +4,15 @@ import type { StoreKey } from '../store/types.js'
 import {
   type Backend,
   type BackendTransaction,
+  type BackendWatcher,
   type Change,
   type ChangeResult,
   type CommitOutcome,
+  type EntryChange,
   type KeyQuery,
   matches,
 } from './backend.js'
+import { ChangeFeed, changesOfCommit } from './change-feed.js'
 
 /** What applyChanges() needs of a map: a `Map`, or the file backend's overlay. */
 export interface MutableEntries {
@@ -57,6 +60,8 @@ export class MemoryBackend implements Backend {
   readonly readOnly = false
   readonly #map: Map<StoreKey, Entry>
   readonly #mutex = new Mutex()
+  /** Every watcher of this instance, so stores sharing it hear each other's commits. */
+  readonly #feed = new ChangeFeed()
 
   constructor(entries: Iterable<[StoreKey, Entry]> = []) {
     this.#map = new Map(entries)
@@ -90,6 +95,7 @@ export class MemoryBackend implements Backend {
   transaction<T>(fn: (tx: BackendTransaction) => Promise<T>): Promise<T> {
     return this.#mutex.run(() => {
       const map = this.#map
+      const feed = this.#feed
       let committed = false
       const tx: BackendTransaction = {
         get: (key) => map.get(key),
@@ -100,7 +106,10 @@ export class MemoryBackend implements Backend {
         commit(changes): CommitOutcome {
           if (committed) throw new Error('commit() twice in one transaction')
           committed = true
-          return { committed: true, results: applyChanges(map, changes) }
+          const reported = feed.active ? changesOfCommit(map, changes) : undefined
+          const results = applyChanges(map, changes)
+          if (reported !== undefined) feed.emit(reported)
+          return { committed: true, results }
         },
       }
       return fn(tx)
@@ -111,6 +120,17 @@ export class MemoryBackend implements Backend {
     return this.#map
   }
 
-  /** Nothing to release: the map lives as long as someone holds this backend. */
+  /** Every commit is made through this instance, so each is reported as it is applied. */
+  watch(
+    listener: (changes: readonly EntryChange[]) => void,
+    onError?: (error: unknown) => void,
+  ): BackendWatcher {
+    return this.#feed.add(listener, onError)
+  }
+
+  /**
+   * The map lives as long as someone holds this backend, and so do its watchers: a store
+   * sharing it closes its own when it closes.
+   */
   close(): void {}
 }

@@ -29,6 +29,13 @@ import {
   resolveOptions,
 } from './store/options.js'
 import { TransactionView } from './store/transaction-view.js'
+import {
+  changeStream,
+  type StoreChange,
+  StoreWatchers,
+  type WatchOptions,
+  type Watcher,
+} from './store/watch.js'
 import type { StoreKey, Transaction } from './store/types.js'
 
 interface Pending {
@@ -107,6 +114,7 @@ export class AnyStore<V = unknown> {
   #persisting = false
   readonly #inFlight = new Set<Promise<unknown>>()
   #closing: Promise<void> | undefined
+  readonly #watchers = new StoreWatchers(() => this.#source)
 
   private constructor(options: ResolvedOptions) {
     this.#options = options
@@ -251,6 +259,23 @@ export class AnyStore<V = unknown> {
   }
 
   /**
+   * Calls `listener` after every commit that changed something, by this instance or any other
+   * instance or process sharing the store, with the keys it added, changed and deleted
+   * (README, "Change events"). Keeps the process running until closed, or the store is.
+   */
+  watch(listener: (change: StoreChange<V>) => unknown, options?: WatchOptions): Watcher {
+    return this.#watchers.add(this.#open(), listener, options)
+  }
+
+  /** The changes watch() reports, as an async iterable; ending the loop ends the watch. */
+  changes(options?: WatchOptions): AsyncIterableIterator<StoreChange<V>> {
+    return changeStream<V>(
+      (listener, checked, onClosed) => this.#watchers.add(this.#open(), listener, checked, onClosed),
+      options,
+    )
+  }
+
+  /**
    * Starts persisting to `file` (default: the `file` option). One commit merges the in-memory
    * entries into what the file holds; on a key present in both, the in-memory value wins.
    */
@@ -285,6 +310,7 @@ export class AnyStore<V = unknown> {
       throw error
     }
     this.#queue = newQueue(backend)
+    this.#watchers.follow(backend)
     this.#persisting = true
     if (this.#options.keyring.current !== undefined) {
       warnIfDefaultKey(this.#options.keyring.current, backend.location)
@@ -300,6 +326,7 @@ export class AnyStore<V = unknown> {
     if (!this.#persisting) return
     const backend = this.#backend
     this.#queue = newQueue(new MemoryBackend(backend.snapshot?.() ?? []))
+    this.#watchers.follow(this.#backend)
     this.#persisting = false
     const idle = Promise.allSettled([...this.#inFlight])
     void idle.then(() => backend.close())
@@ -313,6 +340,7 @@ export class AnyStore<V = unknown> {
     }
     this.#closing ??= (async () => {
       while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight])
+      this.#watchers.close()
       if (this.#persisting) await this.#backend.close()
       this.#persisting = false
       this.#queue = newQueue(new MemoryBackend())

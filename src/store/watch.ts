@@ -1,0 +1,372 @@
+import { AsyncResource } from 'node:async_hooks'
+import { type Backend, type BackendWatcher, type EntryChange, matches } from '../backends/backend.js'
+import { decodeValue } from '../format/codec.js'
+import type { Entry } from '../format/payload.js'
+import { InvalidOptionError } from './errors.js'
+import type { KeyQuery, StoreKey } from './types.js'
+
+/** A key a commit created, with its value. */
+export interface KeyAdded<V> {
+  readonly key: StoreKey
+  readonly value: V
+}
+
+/** A key a commit gave another value: its value before and after. */
+export interface KeyChanged<V> {
+  readonly key: StoreKey
+  readonly oldValue: V
+  readonly value: V
+}
+
+/** A key a commit deleted (or a clear removed), with the value it held. */
+export interface KeyDeleted<V> {
+  readonly key: StoreKey
+  readonly oldValue: V
+}
+
+/**
+ * One commit, as a watcher sees it: the keys it added, changed and deleted, with their values
+ * decoded. Each watcher gets its own copies. A key set to a value that encodes to the same
+ * bytes is not changed.
+ */
+export interface StoreChange<V = unknown> {
+  readonly added: readonly KeyAdded<V>[]
+  readonly changed: readonly KeyChanged<V>[]
+  readonly deleted: readonly KeyDeleted<V>[]
+}
+
+export interface WatchOptions extends KeyQuery {
+  /**
+   * Hears what the listener threw (or the promise it returned rejected with), and what kept
+   * changes from being read (a file that no longer opens, ...); watching goes on. Without it,
+   * each is a process warning (type `AnyStoreWarning`, code `ANYSTORE_WATCH_ERROR`), and
+   * `changes()` throws the latter from its loop.
+   */
+  readonly onError?: ((error: unknown) => void) | undefined
+}
+
+/** An open watch: close() (or `using`/`await using`) ends it. */
+export interface Watcher {
+  readonly closed: boolean
+  close(): void
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+/** The `code` of the process warning a watch error becomes when no onError is given. */
+export const WATCH_WARNING_CODE = 'ANYSTORE_WATCH_ERROR'
+
+function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+}
+
+function warn(message: string, error: unknown): void {
+  process.emitWarning(`${message}: ${describe(error)}`, {
+    type: 'AnyStoreWarning',
+    code: WATCH_WARNING_CODE,
+    detail: error instanceof Error ? error.stack : undefined,
+  })
+}
+
+function checkOptions(options: WatchOptions | undefined): WatchOptions {
+  if (options === undefined) return {}
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidOptionError('Expected the watch options to be an object such as `{ prefix: "user:" }`')
+  }
+  if (options.prefix !== undefined && typeof options.prefix !== 'string') {
+    throw new InvalidOptionError('Expected `prefix` to be a string', 'prefix')
+  }
+  if (options.onError !== undefined && typeof options.onError !== 'function') {
+    throw new InvalidOptionError('Expected `onError` to be a function', 'onError')
+  }
+  return options
+}
+
+class StoreWatcher<V> implements Watcher {
+  readonly #listener: (change: StoreChange<V>) => unknown
+  readonly #query: KeyQuery | undefined
+  readonly #onError: ((error: unknown) => void) | undefined
+  readonly #ended: () => void
+  #closed = false
+
+  constructor(
+    listener: (change: StoreChange<V>) => unknown,
+    options: WatchOptions,
+    ended: () => void,
+  ) {
+    // In the async context of the watch() call, not of whatever read or commit noticed the
+    // change: that may be inside another store's run(), whose held locks would refuse the
+    // listener's writes to this one (ReentrantCallError).
+    this.#listener = AsyncResource.bind(listener)
+    this.#query = options.prefix === undefined ? undefined : { prefix: options.prefix }
+    this.#onError = options.onError === undefined ? undefined : AsyncResource.bind(options.onError)
+    this.#ended = ended
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  get hearsErrors(): boolean {
+    return this.#onError !== undefined
+  }
+
+  deliver(changes: readonly EntryChange[], source: string): void {
+    if (this.#closed) return
+    let change: StoreChange<V> | undefined
+    try {
+      change = decodeChange<V>(changes, this.#query, source)
+    } catch (error) {
+      this.fail(error, 'A change could not be decoded')
+      return
+    }
+    if (change === undefined) return
+    try {
+      const outcome = this.#listener(change)
+      if (typeof (outcome as { then?: unknown } | null)?.then === 'function') {
+        ;(outcome as Promise<unknown>).then(undefined, (error: unknown) =>
+          this.fail(error, 'A change listener failed'),
+        )
+      }
+    } catch (error) {
+      this.fail(error, 'A change listener threw')
+    }
+  }
+
+  fail(error: unknown, message: string): void {
+    if (this.#closed) return
+    if (this.#onError === undefined) {
+      warn(message, error)
+      return
+    }
+    try {
+      this.#onError(error)
+    } catch (thrown) {
+      warn('An onError handler of a change watcher threw', thrown)
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#ended()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close()
+  }
+}
+
+/** The keys of `changes` under `query`, decoded; undefined when none is. */
+function decodeChange<V>(
+  changes: readonly EntryChange[],
+  query: KeyQuery | undefined,
+  source: string,
+): StoreChange<V> | undefined {
+  const decode = (entry: Entry) => decodeValue(entry.value, source) as V
+  const added: KeyAdded<V>[] = []
+  const changed: KeyChanged<V>[] = []
+  const deleted: KeyDeleted<V>[] = []
+  for (const { key, before, after } of changes) {
+    if (!matches(key, query)) continue
+    if (before === undefined) {
+      if (after !== undefined) added.push({ key, value: decode(after) })
+    } else if (after === undefined) {
+      deleted.push({ key, oldValue: decode(before) })
+    } else {
+      changed.push({ key, oldValue: decode(before), value: decode(after) })
+    }
+  }
+  if (added.length + changed.length + deleted.length === 0) return undefined
+  return { added, changed, deleted }
+}
+
+/**
+ * The watchers of one store. They share one subscription to the store's backend, opened with
+ * the first and closed with the last, and follow the store when it switches backends.
+ */
+export class StoreWatchers {
+  readonly #source: () => string
+  readonly #watchers = new Set<StoreWatcher<never>>()
+  #subscription: BackendWatcher | undefined
+
+  /** `source` names the store in decoding errors. */
+  constructor(source: () => string) {
+    this.#source = source
+  }
+
+  /** `onClosed`: told when the watcher ends, whoever ends it (changes() wakes its loop). */
+  add<V>(
+    backend: Backend,
+    listener: (change: StoreChange<V>) => unknown,
+    options?: WatchOptions,
+    onClosed?: () => void,
+  ): Watcher {
+    if (typeof listener !== 'function') {
+      throw new InvalidOptionError('Expected the change listener to be a function')
+    }
+    const checked = checkOptions(options)
+    if (backend.watch === undefined) {
+      throw new InvalidOptionError(
+        `This store's backend (${backend.kind}) does not report changes: it has no watch()`,
+        'backend',
+      )
+    }
+    const watcher: StoreWatcher<V> = new StoreWatcher(listener, checked, () => {
+      this.#remove(watcher)
+      onClosed?.()
+    })
+    this.#watchers.add(watcher as StoreWatcher<never>)
+    if (this.#subscription === undefined) {
+      try {
+        this.#subscribe(backend)
+      } catch (error) {
+        this.#watchers.delete(watcher as StoreWatcher<never>)
+        throw error
+      }
+    }
+    return watcher
+  }
+
+  /** The store now keeps its entries in `backend` (persistence switched): watch that one. */
+  follow(backend: Backend): void {
+    if (this.#subscription === undefined) return
+    this.#subscription.close()
+    this.#subscription = undefined
+    try {
+      this.#subscribe(backend)
+    } catch (error) {
+      this.#failed(error)
+    }
+  }
+
+  /** The store is closing: every watcher ends (and every changes() loop with it). */
+  close(): void {
+    for (const watcher of [...this.#watchers]) watcher.close()
+  }
+
+  #subscribe(backend: Backend): void {
+    if (backend.watch === undefined) {
+      throw new InvalidOptionError(
+        `This store's backend (${backend.kind}) does not report changes: it has no watch()`,
+        'backend',
+      )
+    }
+    this.#subscription = backend.watch(
+      (changes) => this.#deliver(changes),
+      (error) => this.#failed(error),
+    )
+  }
+
+  #remove(watcher: StoreWatcher<never>): void {
+    this.#watchers.delete(watcher)
+    if (this.#watchers.size > 0 || this.#subscription === undefined) return
+    this.#subscription.close()
+    this.#subscription = undefined
+  }
+
+  #deliver(changes: readonly EntryChange[]): void {
+    // Those open now, and only after the backend's read or commit that found the changes has
+    // returned: a listener that uses the store must not run inside it.
+    const watchers = [...this.#watchers]
+    const source = this.#source()
+    queueMicrotask(() => {
+      for (const watcher of watchers) watcher.deliver(changes, source)
+    })
+  }
+
+  #failed(error: unknown): void {
+    const watchers = [...this.#watchers]
+    const message = `Changes to ${this.#source()} could not be read`
+    queueMicrotask(() => {
+      // One warning for all the watchers without a handler: it is one failure.
+      let warned = false
+      for (const watcher of watchers) {
+        if (watcher.hearsErrors) watcher.fail(error, message)
+        else if (!warned && !watcher.closed) {
+          warned = true
+          watcher.fail(error, message)
+        }
+      }
+    })
+  }
+}
+
+/**
+ * `for await (const change of store.changes())`: a watcher, started by the loop's first step
+ * and closed when the loop ends (break, return, throw) or the store closes. Changes wait in
+ * order until the loop takes them. Without `onError`, a failure to read changes ends the loop
+ * by throwing it; listener errors cannot arise (the loop body is not a listener).
+ */
+export function changeStream<V>(
+  watch: (
+    listener: (change: StoreChange<V>) => void,
+    options: WatchOptions,
+    onClosed: () => void,
+  ) => Watcher,
+  options: WatchOptions = {},
+): AsyncIterableIterator<StoreChange<V>> {
+  const queue: StoreChange<V>[] = []
+  const waiting: { resolve(result: IteratorResult<StoreChange<V>>): void; reject(error: unknown): void }[] = []
+  let failure: { error: unknown } | undefined
+  let watcher: Watcher | undefined
+  let done = false
+
+  const finish = () => {
+    done = true
+    watcher?.close()
+    for (const waiter of waiting.splice(0)) waiter.resolve({ done: true, value: undefined })
+  }
+  const start = () => {
+    watcher = watch(
+      (change) => {
+        const waiter = waiting.shift()
+        if (waiter !== undefined) waiter.resolve({ done: false, value: change })
+        else queue.push(change)
+      },
+      {
+        prefix: options.prefix,
+        onError:
+          options.onError ??
+          ((error) => {
+            failure ??= { error }
+            const waiter = waiting.shift()
+            if (waiter === undefined) return
+            done = true
+            watcher?.close()
+            waiter.reject(error)
+          }),
+      },
+      finish,
+    )
+  }
+
+  return {
+    next(): Promise<IteratorResult<StoreChange<V>>> {
+      if (!done && watcher === undefined) {
+        try {
+          checkOptions(options)
+          start()
+        } catch (error) {
+          done = true
+          return Promise.reject(error)
+        }
+      }
+      const change = queue.shift()
+      if (change !== undefined) return Promise.resolve({ done: false, value: change })
+      if (failure !== undefined && !done) {
+        finish()
+        return Promise.reject(failure.error)
+      }
+      if (done) return Promise.resolve({ done: true, value: undefined })
+      return new Promise((resolve, reject) => waiting.push({ resolve, reject }))
+    },
+    return(): Promise<IteratorResult<StoreChange<V>>> {
+      queue.length = 0
+      finish()
+      return Promise.resolve({ done: true, value: undefined })
+    },
+    [Symbol.asyncIterator]() {
+      return this
+    },
+  }
+}

@@ -25,5 +25,6 @@ describeConformance(
     sharedInstances: true,
     exclusive: true,
     readOnly: true,
+    events: true,
   },
 )

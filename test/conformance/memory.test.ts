@@ -24,6 +24,7 @@ describeConformance(
     sharedInstances: false,
     exclusive: true,
     readOnly: false,
+    events: true,
   },
 )
 
@@ -43,5 +44,6 @@ describeConformance(
     sharedInstances: true,
     exclusive: true,
     readOnly: false,
+    events: true,
   },
 )

@@ -25,6 +25,7 @@ describeConformance(
     sharedInstances: true,
     exclusive: false,
     readOnly: true,
+    events: true,
   },
 )
 

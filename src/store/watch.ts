@@ -86,6 +86,7 @@ class StoreWatcher<V> implements Watcher {
   readonly #query: KeyQuery | undefined
   readonly #onError: ((error: unknown) => void) | undefined
   readonly #ended: () => void
+  #subscription: BackendWatcher | undefined
   #closed = false
 
   constructor(
@@ -106,11 +107,29 @@ class StoreWatcher<V> implements Watcher {
     return this.#closed
   }
 
-  get hearsErrors(): boolean {
-    return this.#onError !== undefined
+  /**
+   * Listens to `backend` (instead of the one before, if any). Each watcher has a subscription
+   * of its own: a backend tells a new one of a failure that is still going on.
+   */
+  subscribe(backend: Backend, source: () => string): void {
+    this.#subscription?.close()
+    this.#subscription = undefined
+    if (backend.watch === undefined) throw unsupported(backend)
+    // Delivered once the backend's read or commit that found the changes has returned: a
+    // listener that uses the store must not run inside it.
+    this.#subscription = backend.watch(
+      (changes) => {
+        const where = source()
+        queueMicrotask(() => this.#deliver(changes, where))
+      },
+      (error) => {
+        const message = `Changes to ${source()} could not be read`
+        queueMicrotask(() => this.fail(error, message))
+      },
+    )
   }
 
-  deliver(changes: readonly EntryChange[], source: string): void {
+  #deliver(changes: readonly EntryChange[], source: string): void {
     if (this.#closed) return
     let change: StoreChange<V> | undefined
     try {
@@ -148,12 +167,21 @@ class StoreWatcher<V> implements Watcher {
   close(): void {
     if (this.#closed) return
     this.#closed = true
+    this.#subscription?.close()
+    this.#subscription = undefined
     this.#ended()
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.close()
   }
+}
+
+function unsupported(backend: Backend): InvalidOptionError {
+  return new InvalidOptionError(
+    `This store's backend (${backend.kind}) does not report changes: it has no watch()`,
+    'backend',
+  )
 }
 
 /** The keys of `changes` under `query`, decoded; undefined when none is. */
@@ -180,16 +208,12 @@ function decodeChange<V>(
   return { added, changed, deleted }
 }
 
-/**
- * The watchers of one store. They share one subscription to the store's backend, opened with
- * the first and closed with the last, and follow the store when it switches backends.
- */
+/** The watchers of one store; they follow the store when it switches backends. */
 export class StoreWatchers {
   readonly #source: () => string
   readonly #watchers = new Set<StoreWatcher<never>>()
-  #subscription: BackendWatcher | undefined
 
-  /** `source` names the store in decoding errors. */
+  /** `source` names the store in messages and decoding errors. */
   constructor(source: () => string) {
     this.#source = source
   }
@@ -205,89 +229,30 @@ export class StoreWatchers {
       throw new InvalidOptionError('Expected the change listener to be a function')
     }
     const checked = checkOptions(options)
-    if (backend.watch === undefined) {
-      throw new InvalidOptionError(
-        `This store's backend (${backend.kind}) does not report changes: it has no watch()`,
-        'backend',
-      )
-    }
+    if (backend.watch === undefined) throw unsupported(backend)
     const watcher: StoreWatcher<V> = new StoreWatcher(listener, checked, () => {
-      this.#remove(watcher)
+      this.#watchers.delete(watcher as StoreWatcher<never>)
       onClosed?.()
     })
+    watcher.subscribe(backend, this.#source)
     this.#watchers.add(watcher as StoreWatcher<never>)
-    if (this.#subscription === undefined) {
-      try {
-        this.#subscribe(backend)
-      } catch (error) {
-        this.#watchers.delete(watcher as StoreWatcher<never>)
-        throw error
-      }
-    }
     return watcher
   }
 
   /** The store now keeps its entries in `backend` (persistence switched): watch that one. */
   follow(backend: Backend): void {
-    if (this.#subscription === undefined) return
-    this.#subscription.close()
-    this.#subscription = undefined
-    try {
-      this.#subscribe(backend)
-    } catch (error) {
-      this.#failed(error)
+    for (const watcher of this.#watchers) {
+      try {
+        watcher.subscribe(backend, this.#source)
+      } catch (error) {
+        watcher.fail(error, `Changes to ${this.#source()} cannot be watched`)
+      }
     }
   }
 
   /** The store is closing: every watcher ends (and every changes() loop with it). */
   close(): void {
     for (const watcher of [...this.#watchers]) watcher.close()
-  }
-
-  #subscribe(backend: Backend): void {
-    if (backend.watch === undefined) {
-      throw new InvalidOptionError(
-        `This store's backend (${backend.kind}) does not report changes: it has no watch()`,
-        'backend',
-      )
-    }
-    this.#subscription = backend.watch(
-      (changes) => this.#deliver(changes),
-      (error) => this.#failed(error),
-    )
-  }
-
-  #remove(watcher: StoreWatcher<never>): void {
-    this.#watchers.delete(watcher)
-    if (this.#watchers.size > 0 || this.#subscription === undefined) return
-    this.#subscription.close()
-    this.#subscription = undefined
-  }
-
-  #deliver(changes: readonly EntryChange[]): void {
-    // Those open now, and only after the backend's read or commit that found the changes has
-    // returned: a listener that uses the store must not run inside it.
-    const watchers = [...this.#watchers]
-    const source = this.#source()
-    queueMicrotask(() => {
-      for (const watcher of watchers) watcher.deliver(changes, source)
-    })
-  }
-
-  #failed(error: unknown): void {
-    const watchers = [...this.#watchers]
-    const message = `Changes to ${this.#source()} could not be read`
-    queueMicrotask(() => {
-      // One warning for all the watchers without a handler: it is one failure.
-      let warned = false
-      for (const watcher of watchers) {
-        if (watcher.hearsErrors) watcher.fail(error, message)
-        else if (!warned && !watcher.closed) {
-          warned = true
-          watcher.fail(error, message)
-        }
-      }
-    })
   }
 }
 

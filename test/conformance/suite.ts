@@ -120,6 +120,8 @@ const TRANSIENT = new Set(['Timeout', 'FSReqCallback', 'CloseReq'])
  * gone (for up to 2 s): a watcher's directory watch or poll timer left open shows up here.
  */
 async function settledResources(): Promise<string[]> {
+  // A handle closed just now is listed until its close completes, a turn of the loop later.
+  await sleep(10)
   const deadline = Date.now() + 2000
   let now = process.getActiveResourcesInfo()
   while (now.some((kind) => TRANSIENT.has(kind)) && Date.now() < deadline) {

@@ -267,7 +267,10 @@ export class AnyStore<V = unknown> {
     return this.#watchers.add(this.#open(), listener, options)
   }
 
-  /** The changes watch() reports, as an async iterable; ending the loop ends the watch. */
+  /**
+   * The changes watch() would report, as an async iterable: watching starts with this call and
+   * ends with the loop (or return(), or the store's close()).
+   */
   changes(options?: WatchOptions): AsyncIterableIterator<StoreChange<V>> {
     return changeStream<V>(
       (listener, checked, onClosed) => this.#watchers.add(this.#open(), listener, checked, onClosed),

@@ -257,10 +257,11 @@ export class StoreWatchers {
 }
 
 /**
- * `for await (const change of store.changes())`: a watcher, started by the loop's first step
- * and closed when the loop ends (break, return, throw) or the store closes. Changes wait in
- * order until the loop takes them. Without `onError`, a failure to read changes ends the loop
- * by throwing it; listener errors cannot arise (the loop body is not a listener).
+ * `for await (const change of store.changes())`: a watcher, started at once (as events.on()
+ * does: a change made between this call and the loop's first step is not missed) and closed
+ * when the loop ends (break, return, throw), return() is called, or the store closes. Changes
+ * wait in order until taken. Without `onError`, a failure to read changes ends the loop by
+ * throwing it; a listener cannot fail here (the loop body is not one).
  */
 export function changeStream<V>(
   watch: (
@@ -271,51 +272,42 @@ export function changeStream<V>(
   options: WatchOptions = {},
 ): AsyncIterableIterator<StoreChange<V>> {
   const queue: StoreChange<V>[] = []
-  const waiting: { resolve(result: IteratorResult<StoreChange<V>>): void; reject(error: unknown): void }[] = []
+  const waiting: {
+    resolve(result: IteratorResult<StoreChange<V>>): void
+    reject(error: unknown): void
+  }[] = []
   let failure: { error: unknown } | undefined
-  let watcher: Watcher | undefined
   let done = false
 
   const finish = () => {
     done = true
-    watcher?.close()
+    watcher.close()
     for (const waiter of waiting.splice(0)) waiter.resolve({ done: true, value: undefined })
   }
-  const start = () => {
-    watcher = watch(
-      (change) => {
-        const waiter = waiting.shift()
-        if (waiter !== undefined) waiter.resolve({ done: false, value: change })
-        else queue.push(change)
-      },
-      {
-        prefix: options.prefix,
-        onError:
-          options.onError ??
-          ((error) => {
-            failure ??= { error }
-            const waiter = waiting.shift()
-            if (waiter === undefined) return
-            done = true
-            watcher?.close()
-            waiter.reject(error)
-          }),
-      },
-      finish,
-    )
-  }
+  const checked = checkOptions(options)
+  const watcher: Watcher = watch(
+    (change) => {
+      const waiter = waiting.shift()
+      if (waiter !== undefined) waiter.resolve({ done: false, value: change })
+      else queue.push(change)
+    },
+    {
+      prefix: checked.prefix,
+      onError:
+        checked.onError ??
+        ((error) => {
+          failure ??= { error }
+          const waiter = waiting.shift()
+          if (waiter === undefined) return
+          finish()
+          waiter.reject(error)
+        }),
+    },
+    () => finish(),
+  )
 
   return {
     next(): Promise<IteratorResult<StoreChange<V>>> {
-      if (!done && watcher === undefined) {
-        try {
-          checkOptions(options)
-          start()
-        } catch (error) {
-          done = true
-          return Promise.reject(error)
-        }
-      }
       const change = queue.shift()
       if (change !== undefined) return Promise.resolve({ done: false, value: change })
       if (failure !== undefined && !done) {

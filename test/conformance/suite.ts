@@ -1645,6 +1645,22 @@ export function describeConformance(
         expect(await settledResources()).toEqual(before)
       })
 
+      it('changes() watches from the call: a commit before the first next() is not missed; return() ends it', async () => {
+        const { store } = await fresh()
+        const before = await settledResources()
+        const iterator = store.changes()
+        await store.set('early', 1)
+        await store.set('early', 2)
+        expect(await iterator.next()).toEqual({ done: false, value: change({ added: [{ key: 'early', value: 1 }] }) })
+        expect(await iterator.next()).toEqual({
+          done: false,
+          value: change({ changed: [{ key: 'early', oldValue: 1, value: 2 }] }),
+        })
+        expect(await iterator.return!()).toEqual({ done: true, value: undefined })
+        expect(await iterator.next()).toEqual({ done: true, value: undefined })
+        expect(await settledResources()).toEqual(before)
+      })
+
       it('close() of the last watcher leaves nothing open; await using closes it too', async () => {
         const { store } = await fresh()
         await store.set('a', 0)

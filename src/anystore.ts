@@ -30,6 +30,7 @@ import {
 } from './store/options.js'
 import { TransactionView } from './store/transaction-view.js'
 import {
+  type ChangeStream,
   changeStream,
   type StoreChange,
   StoreWatchers,
@@ -271,7 +272,7 @@ export class AnyStore<V = unknown> {
    * The changes watch() would report, as an async iterable: watching starts with this call and
    * ends with the loop (or return(), or the store's close()).
    */
-  changes(options?: WatchOptions): AsyncIterableIterator<StoreChange<V>> {
+  changes(options?: WatchOptions): ChangeStream<V> {
     return changeStream<V>(
       (listener, checked, onClosed) => this.#watchers.add(this.#open(), listener, checked, onClosed),
       options,

@@ -63,6 +63,7 @@ export {
 export { fromTagged, parseTagged, stringifyTagged, toTagged } from './format/tagged-json.js'
 export type { StoreKey, Transaction } from './store/types.js'
 export type {
+  ChangeStream,
   KeyAdded,
   KeyChanged,
   KeyDeleted,

@@ -52,6 +52,13 @@ export interface Watcher {
   [Symbol.asyncDispose](): Promise<void>
 }
 
+/** What changes() returns: `for await` takes changes until the loop ends; return() ends it. */
+export interface ChangeStream<V = unknown> extends AsyncIterableIterator<StoreChange<V>> {
+  next(): Promise<IteratorResult<StoreChange<V>, undefined>>
+  return(): Promise<IteratorResult<StoreChange<V>, undefined>>
+  [Symbol.asyncIterator](): ChangeStream<V>
+}
+
 /** The `code` of the process warning a watch error becomes when no onError is given. */
 export const WATCH_WARNING_CODE = 'ANYSTORE_WATCH_ERROR'
 
@@ -270,10 +277,10 @@ export function changeStream<V>(
     onClosed: () => void,
   ) => Watcher,
   options: WatchOptions = {},
-): AsyncIterableIterator<StoreChange<V>> {
+): ChangeStream<V> {
   const queue: StoreChange<V>[] = []
   const waiting: {
-    resolve(result: IteratorResult<StoreChange<V>>): void
+    resolve(result: IteratorResult<StoreChange<V>, undefined>): void
     reject(error: unknown): void
   }[] = []
   let failure: { error: unknown } | undefined
@@ -307,7 +314,7 @@ export function changeStream<V>(
   )
 
   return {
-    next(): Promise<IteratorResult<StoreChange<V>>> {
+    next(): Promise<IteratorResult<StoreChange<V>, undefined>> {
       const change = queue.shift()
       if (change !== undefined) return Promise.resolve({ done: false, value: change })
       if (failure !== undefined && !done) {
@@ -317,7 +324,7 @@ export function changeStream<V>(
       if (done) return Promise.resolve({ done: true, value: undefined })
       return new Promise((resolve, reject) => waiting.push({ resolve, reject }))
     },
-    return(): Promise<IteratorResult<StoreChange<V>>> {
+    return(): Promise<IteratorResult<StoreChange<V>, undefined>> {
       queue.length = 0
       finish()
       return Promise.resolve({ done: true, value: undefined })

@@ -1,4 +1,5 @@
-import type { Entry } from '../format/payload.js'
+import { type Entry, sameEntry } from '../format/payload.js'
+import { PayloadMap } from '../format/payload-map.js'
 import type { StoreKey } from '../store/types.js'
 import type { BackendWatcher, Change, EntryChange } from './backend.js'
 
@@ -6,14 +7,6 @@ import type { BackendWatcher, Change, EntryChange } from './backend.js'
 export interface EntryState extends Iterable<[StoreKey, Entry]> {
   get(key: StoreKey): Entry | undefined
   has(key: StoreKey): boolean
-}
-
-/**
- * Whether two entries hold the same bytes. Encoded bytes, not decoded values, decide: equal
- * values encode equally (the codec is deterministic), and comparing bytes needs no decoding.
- */
-export function sameEntry(a: Entry, b: Entry): boolean {
-  return a === b || (a.expiresAt === b.expiresAt && Buffer.compare(a.value, b.value) === 0)
 }
 
 function differ(key: StoreKey, before: Entry | undefined, after: Entry | undefined): EntryChange | undefined {
@@ -53,6 +46,16 @@ export function changesOfCommit(before: EntryState, changes: readonly Change[]):
 
 /** The keys that differ between two states: those of `after` in its order, then the ones it lost. */
 export function diffStates(before: EntryState, after: EntryState): EntryChange[] {
+  if (before instanceof PayloadMap && after instanceof PayloadMap) {
+    // Two loaded versions (the usual reload): compared record by record, as bytes.
+    const out: EntryChange[] = []
+    for (const [key, older, newer] of after.differencesFrom(before)) {
+      if (older === undefined) out.push({ key, after: newer })
+      else if (newer === undefined) out.push({ key, before: older })
+      else out.push({ key, before: older, after: newer })
+    }
+    return out
+  }
   const out: EntryChange[] = []
   for (const [key, entry] of after) {
     const change = differ(key, before.get(key), entry)

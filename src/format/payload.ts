@@ -175,3 +175,12 @@ function writeRecord(
   out.set(entry.value, at)
   return at + entry.value.length
 }
+
+/**
+ * Whether two entries hold the same bytes (value and expiry time): a commit that writes one
+ * over the other changes nothing. Bytes, not decoded values, decide: the codec encodes equal
+ * values equally, and comparing bytes needs no decoding.
+ */
+export function sameEntry(a: Entry, b: Entry): boolean {
+  return a === b || (a.expiresAt === b.expiresAt && Buffer.compare(a.value, b.value) === 0)
+}

@@ -146,11 +146,14 @@ describe('change events from other processes', () => {
   it('a directory watch hears a child process commit well within a second (50 commits, latency printed)', async () => {
     const { fromResolved } = await measure('events', 50)
     expect(Math.max(...fromResolved)).toBeLessThan(1000)
+    // Generous too, but not met by the once-a-second backstop alone (a median near 500 ms).
+    expect(median(fromResolved)).toBeLessThan(250)
   })
 
   it('polling (ANYSTORE_WATCH=poll) hears them too, within a second (50 commits, latency printed)', async () => {
     const { fromResolved } = await measure('poll', 50)
     expect(Math.max(...fromResolved)).toBeLessThan(1000)
+    expect(median(fromResolved)).toBeLessThan(250)
   })
 })
 

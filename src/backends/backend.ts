@@ -32,7 +32,8 @@ export type CommitOutcome =
  * What a commit did to one key, for change events: `before` is the entry the key held just
  * before the commit (absent: the key did not exist), `after` the entry it holds after it
  * (absent: deleted). A key whose entry keeps the same bytes (value and expiry time) is not
- * listed: setting a key to an identical value is no change.
+ * listed: setting a key to an identical value is no change. A list names each key once, in
+ * no particular order.
  *
  * Reserved for the expiry work: a key removed because its entry expired is not reported as a
  * change by any backend now; if that is ever reported, it is marked `expired: true`.

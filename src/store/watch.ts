@@ -26,8 +26,8 @@ export interface KeyDeleted<V> {
 
 /**
  * One commit, as a watcher sees it: the keys it added, changed and deleted, with their values
- * decoded. Each watcher gets its own copies. A key set to a value that encodes to the same
- * bytes is not changed.
+ * decoded; each key once, in no particular order within a list. Each watcher gets its own
+ * copies. A key set to a value that encodes to the same bytes is not changed.
  */
 export interface StoreChange<V = unknown> {
   readonly added: readonly KeyAdded<V>[]

@@ -1504,6 +1504,23 @@ export function describeConformance(
         expect(await heard.next()).toEqual(change({ added: [{ key: 'sentinel', value: 1 }] }))
       })
 
+      it('writes committed together (group commit) are one change', async () => {
+        const { store } = await fresh()
+        await store.set('c', 0)
+        const heard = recorder(store)
+        await Promise.all([store.set('a', 1), store.set('b', 2), store.delete('c'), store.set('a', 3)])
+        const grouped = await heard.next()
+        // The order of keys within a list is not specified.
+        expect([...grouped.added].sort((x, y) => String(x.key).localeCompare(String(y.key)))).toEqual([
+          { key: 'a', value: 3 },
+          { key: 'b', value: 2 },
+        ])
+        expect(grouped.changed).toEqual([])
+        expect(grouped.deleted).toEqual([{ key: 'c', oldValue: 0 }])
+        await store.set('sentinel', 1)
+        expect((await heard.next()).added).toEqual([{ key: 'sentinel', value: 1 }])
+      })
+
       it('replaying the changes heard over the state at watch() gives the state at the end', async () => {
         const { store } = await fresh()
         for (const [op, key, value] of mapOperations(20, 5)) if (op === 'set') await store.set(key, value)

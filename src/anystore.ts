@@ -37,6 +37,14 @@ import {
 import { insideRunOf, refuseInside, runHolding } from './store/held-scopes.js'
 import { TransactionView } from './store/transaction-view.js'
 import { finishWriteBehind, WriteBehind, withSyncPolicy } from './store/write-behind.js'
+import {
+  type ChangeStream,
+  changeStream,
+  type StoreChange,
+  StoreWatchers,
+  type WatchOptions,
+  type Watcher,
+} from './store/watch.js'
 import type { SetOptions, StoreKey, Transaction } from './store/types.js'
 
 interface Pending {
@@ -117,6 +125,7 @@ export class AnyStore<V = unknown> {
   #ownsBackend = false
   readonly #inFlight = new Set<Promise<unknown>>()
   #closing: Promise<void> | undefined
+  readonly #watchers = new StoreWatchers(() => this.#source)
 
   private constructor(options: ResolvedOptions) {
     this.#options = options
@@ -299,6 +308,26 @@ export class AnyStore<V = unknown> {
   }
 
   /**
+   * Calls `listener` after every commit that changed something, by this instance or any other
+   * instance or process sharing the store, with the keys it added, changed and deleted
+   * (README, "Change events"). Keeps the process running until closed, or the store is.
+   */
+  watch(listener: (change: StoreChange<V>) => unknown, options?: WatchOptions): Watcher {
+    return this.#watchers.add(this.#open(), listener, options)
+  }
+
+  /**
+   * The changes watch() would report, as an async iterable: watching starts with this call and
+   * ends with the loop (or return(), or the store's close()).
+   */
+  changes(options?: WatchOptions): ChangeStream<V> {
+    return changeStream<V>(
+      (listener, checked, onClosed) => this.#watchers.add(this.#open(), listener, checked, onClosed),
+      options,
+    )
+  }
+
+  /**
    * Starts persisting to `file` (default: the `file` option). One commit merges the in-memory
    * entries into what the file holds; on a key present in both, the in-memory value wins.
    */
@@ -359,6 +388,7 @@ export class AnyStore<V = unknown> {
       this.#enabling = undefined
     }
     this.#release(fileQueue, fileQueue)
+    this.#watchers.follow(backend)
     if (this.#options.keyring.current !== undefined) {
       warnIfDefaultKey(this.#options.keyring.current, backend.location)
     }
@@ -383,6 +413,7 @@ export class AnyStore<V = unknown> {
     }
     const backend = this.#backend
     this.#queue = newQueue(new MemoryBackend(backend.snapshot?.() ?? []))
+    this.#watchers.follow(this.#backend)
     this.#persisting = false
     const idle = Promise.allSettled([...this.#inFlight])
     void idle.then(() => backend.close())
@@ -407,6 +438,8 @@ export class AnyStore<V = unknown> {
     this.#closing ??= (async () => {
       while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight])
       const failure = await finishWriteBehind(this.#backend)
+      // After the last commit, so that its changes are still reported.
+      this.#watchers.close()
       if (this.#persisting || this.#ownsBackend) await this.#backend.close()
       this.#persisting = false
       this.#queue = newQueue(new MemoryBackend())

@@ -2,9 +2,11 @@ export { AnyStore } from './anystore.js'
 export type {
   Backend,
   BackendTransaction,
+  BackendWatcher,
   Change,
   ChangeResult,
   CommitOutcome,
+  EntryChange,
   EntryReader,
   KeyQuery,
   MaybePromise,
@@ -62,3 +64,12 @@ export {
 } from './config/stash.js'
 export { fromTagged, parseTagged, stringifyTagged, toTagged } from './format/tagged-json.js'
 export type { SetOptions, StoreKey, Transaction } from './store/types.js'
+export type {
+  ChangeStream,
+  KeyAdded,
+  KeyChanged,
+  KeyDeleted,
+  StoreChange,
+  Watcher,
+  WatchOptions,
+} from './store/watch.js'

@@ -223,3 +223,12 @@ export function readRecord(bytes: Buffer): [StoreKey, Entry] {
   const value = bytes.subarray(at)
   return [key, expiresAt === undefined ? { value } : { value, expiresAt }]
 }
+
+/**
+ * Whether two entries hold the same bytes (value and expiry time): a commit that writes one
+ * over the other changes nothing. Bytes, not decoded values, decide: the codec encodes equal
+ * values equally, and comparing bytes needs no decoding.
+ */
+export function sameEntry(a: Entry, b: Entry): boolean {
+  return a === b || (a.expiresAt === b.expiresAt && Buffer.compare(a.value, b.value) === 0)
+}

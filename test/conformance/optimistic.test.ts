@@ -27,6 +27,7 @@ describeConformance(
     exclusive: false,
     readOnly: true,
     storedCount: true,
+    events: true,
   },
 )
 

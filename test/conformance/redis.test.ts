@@ -45,6 +45,7 @@ if (server === undefined) {
       exclusive: false,
       readOnly: true,
       expiry: false,
+      events: false,
     },
   )
 }

@@ -19,7 +19,7 @@ import {
   TransactionConflictError,
 } from './store/errors.js'
 import type { KeyRing } from './store/keyring.js'
-import { openFileBackend } from './backends/open-backend.js'
+import { openFileBackend, openRedisBackend } from './backends/open-backend.js'
 import {
   type AnyStoreOptions,
   checkOptionNames,
@@ -37,6 +37,14 @@ import {
 import { insideRunOf, refuseInside, runHolding } from './store/held-scopes.js'
 import { TransactionView } from './store/transaction-view.js'
 import { finishWriteBehind, WriteBehind, withSyncPolicy } from './store/write-behind.js'
+import {
+  type ChangeStream,
+  changeStream,
+  type StoreChange,
+  StoreWatchers,
+  type WatchOptions,
+  type Watcher,
+} from './store/watch.js'
 import type { SetOptions, StoreKey, Transaction } from './store/types.js'
 
 interface Pending {
@@ -113,8 +121,11 @@ export class AnyStore<V = unknown> {
   #persisting = false
   /** The enablePersistence() in progress, if any. */
   #enabling: Promise<void> | undefined
+  /** Whether open() opened the backend (Redis): this store's to close, for its whole life. */
+  #ownsBackend = false
   readonly #inFlight = new Set<Promise<unknown>>()
   #closing: Promise<void> | undefined
+  readonly #watchers = new StoreWatchers(() => this.#source)
 
   private constructor(options: ResolvedOptions) {
     this.#options = options
@@ -132,6 +143,15 @@ export class AnyStore<V = unknown> {
   static {
     // Gives openWithFileSystem() (below) the private constructor without making it public.
     openResolved = async <V>(options: ResolvedOptions) => {
+      if (options.redis !== undefined) {
+        const backend = await openRedisBackend(options)
+        const store = new AnyStore<V>({ ...options, backend })
+        store.#ownsBackend = true
+        if (options.keyring.current !== undefined) {
+          warnIfDefaultKey(options.keyring.current, backend.location)
+        }
+        return store
+      }
       const store = new AnyStore<V>(options)
       if (store.#options.persist) await store.enablePersistence()
       return store
@@ -220,14 +240,14 @@ export class AnyStore<V = unknown> {
    * `ttlMs` or `expiresAt` it expires then; without, it never does (whatever expiry the key had).
    */
   async set(key: StoreKey, value: V, options?: SetOptions): Promise<void> {
-    const entry = newEntry(value, options)
+    const entry = this.#checkExpiry(newEntry(value, options))
     await this.#write({ kind: 'set', key: checkKey(key), entry }, 'set')
   }
 
   /** Sets `key` only if it is absent or expired, in one transaction; resolves to whether it did. */
   async setIfAbsent(key: StoreKey, value: V, options?: SetOptions): Promise<boolean> {
     const checked = checkKey(key)
-    const entry = newEntry(value, options)
+    const entry = this.#checkExpiry(newEntry(value, options))
     return this.#update('setIfAbsent', (view) => setIfAbsentIn(view, checked, entry))
   }
 
@@ -237,7 +257,9 @@ export class AnyStore<V = unknown> {
    */
   async expire(key: StoreKey, ttlMs: number | undefined): Promise<boolean> {
     const checked = checkKey(key)
-    const expiresAt = expiryAfter(ttlMs)
+    // A read-only store refuses the write itself before judging its expiry.
+    if (this.readOnly) throw new ReadOnlyError(this.#backend.location, 'expire')
+    const expiresAt = expiryKeptBy(this.#backend, expiryAfter(ttlMs))
     return this.#update('expire', (view) => expireIn(view, checked, expiresAt))
   }
 
@@ -286,11 +308,34 @@ export class AnyStore<V = unknown> {
   }
 
   /**
+   * Calls `listener` after every commit that changed something, by this instance or any other
+   * instance or process sharing the store, with the keys it added, changed and deleted
+   * (README, "Change events"). Keeps the process running until closed, or the store is.
+   */
+  watch(listener: (change: StoreChange<V>) => unknown, options?: WatchOptions): Watcher {
+    return this.#watchers.add(this.#open(), listener, options)
+  }
+
+  /**
+   * The changes watch() would report, as an async iterable: watching starts with this call and
+   * ends with the loop (or return(), or the store's close()).
+   */
+  changes(options?: WatchOptions): ChangeStream<V> {
+    return changeStream<V>(
+      (listener, checked, onClosed) => this.#watchers.add(this.#open(), listener, checked, onClosed),
+      options,
+    )
+  }
+
+  /**
    * Starts persisting to `file` (default: the `file` option). One commit merges the in-memory
    * entries into what the file holds; on a key present in both, the in-memory value wins.
    */
   async enablePersistence(file: string | undefined = this.#options.file): Promise<void> {
     this.#assertOpen()
+    if (this.#options.redis !== undefined) {
+      throw new InvalidOptionError('This store was opened on Redis: it cannot switch to a file')
+    }
     if (this.#options.backend !== undefined) {
       throw new InvalidOptionError('This store was opened on a `backend`: it cannot switch to a file')
     }
@@ -343,6 +388,7 @@ export class AnyStore<V = unknown> {
       this.#enabling = undefined
     }
     this.#release(fileQueue, fileQueue)
+    this.#watchers.follow(backend)
     if (this.#options.keyring.current !== undefined) {
       warnIfDefaultKey(this.#options.keyring.current, backend.location)
     }
@@ -367,6 +413,7 @@ export class AnyStore<V = unknown> {
     }
     const backend = this.#backend
     this.#queue = newQueue(new MemoryBackend(backend.snapshot?.() ?? []))
+    this.#watchers.follow(this.#backend)
     this.#persisting = false
     const idle = Promise.allSettled([...this.#inFlight])
     void idle.then(() => backend.close())
@@ -391,7 +438,9 @@ export class AnyStore<V = unknown> {
     this.#closing ??= (async () => {
       while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight])
       const failure = await finishWriteBehind(this.#backend)
-      if (this.#persisting) await this.#backend.close()
+      // After the last commit, so that its changes are still reported.
+      this.#watchers.close()
+      if (this.#persisting || this.#ownsBackend) await this.#backend.close()
       this.#persisting = false
       this.#queue = newQueue(new MemoryBackend())
       // Closed all the same: what the last commit could not write is dropped, and this says so.
@@ -406,6 +455,11 @@ export class AnyStore<V = unknown> {
    */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close()
+  }
+
+  /** `entry`, unless it carries an expiry the backend cannot keep. */
+  #checkExpiry(entry: Entry): Entry {
+    return refuseUnsupportedExpiry(this.#backend, entry)
   }
 
   #assertOpen(): void {
@@ -520,6 +574,21 @@ export class AnyStore<V = unknown> {
   }
 }
 
+/** `expiresAt`, unless it is an expiry `backend` cannot keep: then InvalidOptionError. */
+function expiryKeptBy(backend: Backend, expiresAt: number | undefined): number | undefined {
+  if (expiresAt !== undefined && backend.supportsExpiry === false) {
+    throw new InvalidOptionError(
+      `The ${backend.kind} backend does not keep expiries yet: leave out \`ttlMs\`, \`expiresAt\` and expire()`,
+    )
+  }
+  return expiresAt
+}
+
+function refuseUnsupportedExpiry(backend: Backend, entry: Entry): Entry {
+  expiryKeptBy(backend, entry.expiresAt)
+  return entry
+}
+
 function newQueue(backend: Backend): CommitQueue {
   return { backend, pending: [], flushScheduled: false, flushes: Promise.resolve(), held: false }
 }
@@ -577,6 +646,7 @@ function createTransaction<V>(
     if (ended) throw new StoreClosedError('transaction')
     return view
   }
+  const supported = (entry: Entry) => refuseUnsupportedExpiry(backend, entry)
   const writable = (method: string): TransactionView => {
     const current = open()
     if (readOnly) throw new ReadOnlyError(backend.location, `tx.${method}`)
@@ -596,15 +666,15 @@ function createTransaction<V>(
     },
     async set(key, value, options?: SetOptions) {
       const current = writable('set')
-      current.set(checkKey(key), newEntry(value, options))
+      current.set(checkKey(key), supported(newEntry(value, options)))
     },
     async setIfAbsent(key, value, options?: SetOptions) {
       const current = writable('setIfAbsent')
-      return setIfAbsentIn(current, checkKey(key), newEntry(value, options))
+      return setIfAbsentIn(current, checkKey(key), supported(newEntry(value, options)))
     },
     async expire(key, ttlMs) {
       const current = writable('expire')
-      return expireIn(current, checkKey(key), expiryAfter(ttlMs))
+      return expireIn(current, checkKey(key), expiryKeptBy(backend, expiryAfter(ttlMs)))
     },
     async delete(key) {
       return writable('delete').delete(checkKey(key))

@@ -72,6 +72,17 @@ export function deriveKeys(key: Uint8Array): DerivedKeys {
   }
 }
 
+/**
+ * A 32-byte key for one purpose of a backend that keeps entries apart instead of in one file
+ * (Redis: the key-name hashes, each entry's key): HKDF of K_commit with `info`, which names the
+ * purpose. Derived from the derived keys, not the user's key, so that a passphrase's key is
+ * never needed again; the info strings keep each purpose's key independent of the others and
+ * of the file format's keys.
+ */
+export function backendSubkey(keys: DerivedKeys, info: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', keys.commitKeys, new Uint8Array(0), info, 32))
+}
+
 /** scrypt (RFC 7914) parameters of a passphrase store, as its header holds them. */
 export interface KdfParams {
   algorithm: 'scrypt'

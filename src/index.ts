@@ -2,9 +2,11 @@ export { AnyStore } from './anystore.js'
 export type {
   Backend,
   BackendTransaction,
+  BackendWatcher,
   Change,
   ChangeResult,
   CommitOutcome,
+  EntryChange,
   EntryReader,
   KeyQuery,
   MaybePromise,
@@ -16,9 +18,11 @@ export { chooseEditor, type EditThingOptions, editThing } from './config/editor.
 export {
   AnyStoreError,
   type AnyStoreErrorCode,
+  BackendUnavailableError,
   CorruptFileError,
   EditAbortedError,
   FileTooLargeError,
+  ForeignDataError,
   InvalidJsonError,
   InvalidKeyError,
   InvalidOptionError,
@@ -60,3 +64,12 @@ export {
 } from './config/stash.js'
 export { fromTagged, parseTagged, stringifyTagged, toTagged } from './format/tagged-json.js'
 export type { SetOptions, StoreKey, Transaction } from './store/types.js'
+export type {
+  ChangeStream,
+  KeyAdded,
+  KeyChanged,
+  KeyDeleted,
+  StoreChange,
+  Watcher,
+  WatchOptions,
+} from './store/watch.js'

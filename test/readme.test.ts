@@ -26,6 +26,25 @@ describe('README', () => {
     expect(output.trim()).toBe('quick start ok')
   })
 
+  it('the change events example runs as written', () => {
+    const start = readme.indexOf('\n### Change events')
+    expect(start, 'README has a "### Change events" section').toBeGreaterThan(-1)
+    const code = /```js\n([\s\S]*?)```/.exec(readme.slice(start))?.[1]
+    expect(code).toContain('store.watch(')
+    const script = join(tempDir(), 'change-events.mjs')
+    writeFileSync(script, code!.replace("from 'anystore-kv'", `from '${dist}'`))
+    const output = execFileSync(process.execPath, [script], { encoding: 'utf8' })
+    // The listener's lines, in commit order, then the end of the script.
+    expect(output.trim().split('\n')).toEqual([
+      "added user:1 { name: 'Ada' }",
+      "added user:2 { name: 'Grace' }",
+      "changed user:1 { name: 'Ada' } { name: 'Ada Lovelace' }",
+      "deleted user:1 { name: 'Ada Lovelace' }",
+      "deleted user:2 { name: 'Grace' }",
+      'change events ok',
+    ])
+  })
+
   it('options table matches DEFAULT_OPTIONS', () => {
     const rows = new Map(
       [...section('Options').matchAll(/^\| `(\w+)` \| [^|]*(?:\\\|[^|]*)* \| (.+?) \|/gm)].map(

@@ -28,6 +28,26 @@ export type CommitOutcome =
   | { readonly committed: true; readonly results: readonly ChangeResult[] }
   | { readonly committed: false; readonly conflict: string }
 
+/**
+ * What a commit did to one key, for change events: `before` is the entry the key held just
+ * before the commit (absent: the key did not exist), `after` the entry it holds after it
+ * (absent: deleted). A key whose entry keeps the same bytes (value and expiry time) is not
+ * listed: setting a key to an identical value is no change. A list names each key once, in
+ * no particular order.
+ *
+ * Reserved for the expiry work: a key removed because its entry expired is not reported as a
+ * change by any backend now; if that is ever reported, it is marked `expired: true`.
+ */
+export interface EntryChange {
+  readonly key: StoreKey
+  readonly before?: Entry | undefined
+  readonly after?: Entry | undefined
+}
+
+/** A subscription to a backend's change events; close() ends it and what it holds open. */
+export interface BackendWatcher {
+  close(): void
+}
 
 /** Reads of one store, all in insertion order, none of them showing an expired entry (see Backend). */
 export interface EntryReader {
@@ -91,6 +111,12 @@ export interface Backend extends EntryReader {
   readonly exclusiveScope: unknown
   /** Whether writes are refused (ReadOnlyError): nothing is created or changed. */
   readonly readOnly: boolean
+  /**
+   * False for a backend that cannot keep expiries yet: the store then refuses `ttlMs`,
+   * `expiresAt` and `expire()` with InvalidOptionError instead of storing entries that would
+   * never expire. Undefined means true.
+   */
+  readonly supportsExpiry?: boolean | undefined
   /** The file of a file backend: `AnyStore.file`. */
   readonly file?: string | undefined
   /** The cross-process lock of a file backend: `AnyStore.lockMode`. */
@@ -113,6 +139,21 @@ export interface Backend extends EntryReader {
    * or close() before the process exits.
    */
   commitSync?(changes: readonly Change[]): readonly ChangeResult[]
+  /**
+   * Optional: reports every commit to this store that changed something, made through this
+   * instance or any other (another instance, process or machine), as the list of keys it
+   * changed (docs/DESIGN.md, "Change events"). One call per commit, in commit order; commits
+   * by others that land between two of this backend's checks may arrive as one call. No call
+   * for a commit that changed nothing. `listener` may be called synchronously from inside a
+   * read or a commit of this backend: it must return quickly and must not call the backend.
+   * `onError` hears of what keeps changes from being read (a file that no longer opens, a
+   * lost connection); watching goes on. Costs nothing while no watcher is open; close() of
+   * the last one releases what watching holds (a directory watch, a timer, a subscription).
+   */
+  watch?(
+    listener: (changes: readonly EntryChange[]) => void,
+    onError?: (error: unknown) => void,
+  ): BackendWatcher
   /** Releases what the backend opened. Never deletes the store. */
   close(): MaybePromise<void>
 }

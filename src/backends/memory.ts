@@ -4,13 +4,16 @@ import type { StoreKey } from '../store/types.js'
 import {
   type Backend,
   type BackendTransaction,
+  type BackendWatcher,
   type Change,
   type ChangeResult,
   type CommitOutcome,
+  type EntryChange,
   type KeyQuery,
   matches,
 } from './backend.js'
 import { dropExpiredSets, ExpiryQueue, expiriesIn } from './expiry.js'
+import { ChangeFeed, changesOfCommit } from './change-feed.js'
 
 /** What applyChanges() needs of a map: a `Map`, or the file backend's overlay. */
 export interface MutableEntries {
@@ -60,6 +63,8 @@ export class MemoryBackend implements Backend {
   readonly #mutex = new Mutex()
   /** The expiries in #map: every read first removes what expired, so the map only holds what counts. */
   readonly #expiries: ExpiryQueue
+  /** Every watcher of this instance, so stores sharing it hear each other's commits. */
+  readonly #feed = new ChangeFeed()
 
   constructor(entries: Iterable<[StoreKey, Entry]> = []) {
     this.#map = new Map(entries)
@@ -98,6 +103,7 @@ export class MemoryBackend implements Backend {
 
   transaction<T>(fn: (tx: BackendTransaction) => Promise<T>): Promise<T> {
     return this.#mutex.run(() => {
+      const feed = this.#feed
       let committed = false
       const tx: BackendTransaction = {
         get: (key) => this.#live().get(key),
@@ -112,9 +118,11 @@ export class MemoryBackend implements Backend {
           // set of an expired key is the set of an absent one), and stays gone after.
           const now = Date.now()
           const map = this.#live(now)
+          const reported = feed.active ? changesOfCommit(map, changes) : undefined
           const results = applyChanges(map, changes)
           dropExpiredSets(map, changes, now)
           this.#expiries.trackChanges(changes)
+          if (reported !== undefined) feed.emit(reported)
           return { committed: true, results }
         },
       }
@@ -132,6 +140,17 @@ export class MemoryBackend implements Backend {
     return applyChanges(this.#map, changes)
   }
 
-  /** Nothing to release: the map lives as long as someone holds this backend. */
+  /** Every commit is made through this instance, so each is reported as it is applied. */
+  watch(
+    listener: (changes: readonly EntryChange[]) => void,
+    onError?: (error: unknown) => void,
+  ): BackendWatcher {
+    return this.#feed.add(listener, onError)
+  }
+
+  /**
+   * The map lives as long as someone holds this backend, and so do its watchers: a store
+   * sharing it closes its own when it closes.
+   */
   close(): void {}
 }

@@ -28,3 +28,15 @@ export function openFileBackend(
 }
 
 export type { Backend }
+
+/**
+ * Connects to Redis and opens the store the `redis` option names (a wrong key, foreign data or
+ * a server out of reach throws here). node-redis and the Redis backend are loaded only now: a
+ * store that does not use Redis never loads them.
+ */
+export async function openRedisBackend(options: ResolvedOptions): Promise<Backend> {
+  const redis = options.redis
+  if (redis === undefined) throw new TypeError('openRedisBackend() without the `redis` option')
+  const { RedisBackend } = await import('./redis/redis-backend.js')
+  return RedisBackend.open(redis, options.keyring, options.readOnly)
+}

@@ -43,6 +43,8 @@ export const EXIT_CODES = Object.freeze({
   ERR_ANYSTORE_REENTRANT: 25,
   ERR_ANYSTORE_READ_ONLY: 26,
   ERR_ANYSTORE_CONFLICT: 27,
+  ERR_ANYSTORE_FOREIGN_DATA: 28,
+  ERR_ANYSTORE_UNAVAILABLE: 29,
   /** Stopped by Ctrl-C (128 + SIGINT), as shells report it. */
   INTERRUPTED: 130,
 } satisfies ExitCodeTable)

@@ -320,7 +320,7 @@ export function parseHeader(
  * anything is derived: a block this release does not know, or costs past the bounds, is
  * UnsupportedFormatError.
  */
-function parseKdfBlock(file: string, block: Buffer): KdfParams {
+export function parseKdfBlock(file: string, block: Buffer): KdfParams {
   const id = block[KDF.id]!
   if (id !== KDF_SCRYPT) throw new UnsupportedFormatError(file, `key-derivation function ${id}`)
   if (block.subarray(KDF.reserved, KDF.salt).some((byte) => byte !== 0)) {

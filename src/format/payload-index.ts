@@ -526,6 +526,19 @@ export class PayloadIndex {
     return this.#recordStarts[record + 1] as number
   }
 
+  /**
+   * Whether the `count` records from `record` here hold the same bytes as the `count` from
+   * `otherRecord` of `other`: pairwise the same keys with the same entries. Equal bytes from a
+   * record start parse into equal records, so a run of them is compared in one piece.
+   */
+  sameRecordsAs(record: number, other: PayloadIndex, otherRecord: number, count = 1): boolean {
+    const start = this.recordStart(record)
+    const length = this.recordStart(record + count) - start
+    const otherStart = other.recordStart(otherRecord)
+    if (other.recordStart(otherRecord + count) - otherStart !== length) return false
+    return this.payload.sameBytes(start, other.payload, otherStart, length)
+  }
+
   keyAt(record: number): StoreKey {
     const [bytes, start] = this.#record(record)
     if (bytes[start] === KEY_NUMBER) return bytes.readDoubleBE(start + 1)

@@ -4,6 +4,7 @@ import {
   type EntryMap,
   encodePayload,
   recordSize,
+  sameEntry,
   writeEntry,
 } from './payload.js'
 import { PayloadIndex } from './payload-index.js'
@@ -190,6 +191,89 @@ export class PayloadMap implements EntryMap {
       const at = this.#known.get(key)?.expiresAt
       if (at !== undefined) yield [key, at]
     }
+  }
+
+  /**
+   * The keys whose entries differ between `older` and this map, as [key, entry in `older`,
+   * entry here] (undefined: absent): this map's keys in its order, then the keys it lacks.
+   * Keys whose entries hold the same bytes are the same. A record that did not change between
+   * two versions of a store is byte for byte what it was, and mostly where it was: both maps
+   * are walked in order, and such records cost a comparison of their bytes (a run of them at a
+   * time where neither map changed since it was loaded), with no key decoded, no lookup and no
+   * entry made. Neither map is changed, not even its cache of entries read.
+   */
+  differencesFrom(older: PayloadMap): [StoreKey, Entry | undefined, Entry | undefined][] {
+    const out: [StoreKey, Entry | undefined, Entry | undefined][] = []
+    const index = this.#index
+    const olderIndex = older.#index
+    // Deleted records are in #edited too: with none, every record of both counts as loaded.
+    const asLoaded = this.#edited.size === 0 && older.#edited.size === 0
+    // Older records and tail keys that this map also has: the others were deleted.
+    const matched = new Uint8Array(olderIndex.count)
+    const matchedTail = new Set<StoreKey>()
+    const olderEntry = (key: StoreKey): Entry | undefined => {
+      if (older.#tail.has(key)) {
+        matchedTail.add(key)
+        return older.#known.get(key)
+      }
+      const record = older.#liveRecord(key)
+      if (record < 0) return undefined
+      matched[record] = 1
+      return older.#edited.has(record) ? older.#known.get(key) : olderIndex.entryAt(record)
+    }
+    const compare = (key: StoreKey, entry: Entry) => {
+      const before = olderEntry(key)
+      if (before === undefined || !sameEntry(before, entry)) out.push([key, before, entry])
+    }
+    let cursor = 0
+    let run = 1
+    for (let record = 0; record < index.count; ) {
+      if (this.#dead[record] !== 0) {
+        record++
+        continue
+      }
+      if (!this.#edited.has(record)) {
+        while (cursor < olderIndex.count && older.#dead[cursor] !== 0) cursor++
+        if (cursor < olderIndex.count && !older.#edited.has(cursor)) {
+          const count = asLoaded ? Math.min(run, index.count - record, olderIndex.count - cursor) : 1
+          if (index.sameRecordsAs(record, olderIndex, cursor, count)) {
+            matched.fill(1, cursor, cursor + count)
+            record += count
+            cursor += count
+            if (asLoaded) run *= 2
+            continue
+          }
+          if (count > 1) {
+            // A difference within the run: close in on it one record at a time.
+            run = 1
+            continue
+          }
+        }
+      }
+      const key = index.keyAt(record)
+      const entry = this.#known.get(key) ?? index.entryAt(record)
+      const at = older.#tail.has(key) ? -1 : older.#liveRecord(key)
+      // Where the older map has it, the walk goes on from there: what follows is likely the same.
+      if (at >= 0) cursor = at + 1
+      if (at >= 0 && !older.#edited.has(at) && !this.#edited.has(record)) {
+        matched[at] = 1
+        if (!index.sameRecordsAs(record, olderIndex, at)) out.push([key, olderIndex.entryAt(at), entry])
+      } else {
+        compare(key, entry)
+      }
+      record++
+    }
+    for (const key of this.#tail) compare(key, this.#known.get(key) as Entry)
+    for (let record = 0; record < olderIndex.count; record++) {
+      if (older.#dead[record] !== 0 || matched[record] !== 0) continue
+      const key = olderIndex.keyAt(record)
+      const entry = older.#edited.has(record) ? older.#known.get(key) : olderIndex.entryAt(record)
+      out.push([key, entry, undefined])
+    }
+    for (const key of older.#tail) {
+      if (!matchedTail.has(key)) out.push([key, older.#known.get(key), undefined])
+    }
+    return out
   }
 
   /**

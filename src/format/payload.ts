@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer'
 import { UnsupportedKeyError } from '../store/errors.js'
 import type { StoreKey } from '../store/types.js'
 
@@ -174,4 +175,60 @@ function writeRecord(
   at = out.writeUInt32BE(entry.value.length, at)
   out.set(entry.value, at)
   return at + entry.value.length
+}
+
+/**
+ * The one record that `bytes` holds from start to end, as writeEntry() laid it out: for stores
+ * that keep each entry apart (Redis). Throws PayloadError for bytes no writer makes.
+ */
+export function readRecord(bytes: Buffer): [StoreKey, Entry] {
+  const fail = (what: string) => new PayloadError(`an entry record ${what}`)
+  const need = (at: number, length: number) => {
+    if (at + length > bytes.length) throw fail('is truncated')
+  }
+  let at = 0
+  need(at, 1)
+  const keyType = bytes[at++]
+  let key: StoreKey
+  if (keyType === KEY_STRING) {
+    need(at, 4)
+    const length = bytes.readUInt32BE(at)
+    at += 4
+    need(at, length)
+    const keyBytes = bytes.subarray(at, at + length)
+    // Two invalid byte sequences would read as one string (U+FFFD): no writer makes them.
+    if (!isUtf8(keyBytes)) throw fail('has a key that is not valid UTF-8')
+    key = keyBytes.toString('utf8')
+    at += length
+  } else if (keyType === KEY_NUMBER) {
+    need(at, 8)
+    key = bytes.readDoubleBE(at)
+    at += 8
+  } else {
+    throw fail(`has an unknown key type ${keyType}`)
+  }
+  need(at, 1)
+  const flags = bytes[at++] as number
+  if ((flags & ~KNOWN_ENTRY_FLAGS) !== 0) throw fail(`has unknown flags ${flags}`)
+  let expiresAt: number | undefined
+  if (flags & ENTRY_FLAG_EXPIRES) {
+    need(at, 8)
+    expiresAt = bytes.readDoubleBE(at)
+    at += 8
+  }
+  need(at, 4)
+  const length = bytes.readUInt32BE(at)
+  at += 4
+  if (at + length !== bytes.length) throw fail('does not end where its value ends')
+  const value = bytes.subarray(at)
+  return [key, expiresAt === undefined ? { value } : { value, expiresAt }]
+}
+
+/**
+ * Whether two entries hold the same bytes (value and expiry time): a commit that writes one
+ * over the other changes nothing. Bytes, not decoded values, decide: the codec encodes equal
+ * values equally, and comparing bytes needs no decoding.
+ */
+export function sameEntry(a: Entry, b: Entry): boolean {
+  return a === b || (a.expiresAt === b.expiresAt && Buffer.compare(a.value, b.value) === 0)
 }

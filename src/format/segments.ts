@@ -56,6 +56,26 @@ export class Segments {
     return [joined, 0]
   }
 
+  /**
+   * Whether bytes [start, start + length) equal those of `other` from `otherStart`: compared
+   * part against part, so that nothing is copied, whatever part boundaries the ranges cross.
+   */
+  sameBytes(start: number, other: Segments, otherStart: number, length: number): boolean {
+    let done = 0
+    while (done < length) {
+      const part = this.partOf(start + done)
+      const otherPart = other.partOf(otherStart + done)
+      const bytes = this.parts[part] as Buffer
+      const otherBytes = other.parts[otherPart] as Buffer
+      const at = start + done - this.partStart(part)
+      const otherAt = otherStart + done - other.partStart(otherPart)
+      const n = Math.min(length - done, bytes.length - at, otherBytes.length - otherAt)
+      if (bytes.compare(otherBytes, otherAt, otherAt + n, at, at + n) !== 0) return false
+      done += n
+    }
+    return true
+  }
+
   /** Copies bytes [start, end) to `target` at `targetStart`, like Buffer#copy; returns the count. */
   copy(target: Uint8Array, targetStart: number, start: number, end: number): number {
     let at = targetStart

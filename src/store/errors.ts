@@ -30,6 +30,8 @@ export const ERROR_CODES = Object.freeze([
   'ERR_ANYSTORE_INVALID_JSON',
   'ERR_ANYSTORE_READ_ONLY',
   'ERR_ANYSTORE_CONFLICT',
+  'ERR_ANYSTORE_FOREIGN_DATA',
+  'ERR_ANYSTORE_UNAVAILABLE',
 ] as const)
 
 export type AnyStoreErrorCode = (typeof ERROR_CODES)[number]
@@ -494,5 +496,49 @@ export class TransactionConflictError extends AnyStoreError {
     )
     this.location = location
     this.attempts = attempts
+  }
+}
+
+/**
+ * What a network backend finds under the store's name is not a store of ours: another
+ * program's data, keys of ours without the record that describes them, or a value of the wrong
+ * type. Nothing under the name is changed.
+ */
+export class ForeignDataError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_FOREIGN_DATA'
+  readonly location: string
+
+  constructor(location: string, detail: string) {
+    super(
+      'ERR_ANYSTORE_FOREIGN_DATA',
+      `${location} holds data that is not an anystore store (${detail}): choose another name; anystore will not overwrite it`,
+    )
+    this.location = location
+  }
+}
+
+/**
+ * A network backend did not answer within its timeout, or its connection failed; the client
+ * keeps reconnecting, so a later call may succeed on the same store. `outcomeUnknown` is true
+ * for a write that may have reached the server before the connection was lost: it may or may
+ * not have been applied (it is never applied twice).
+ */
+export class BackendUnavailableError extends AnyStoreError {
+  declare readonly code: 'ERR_ANYSTORE_UNAVAILABLE'
+  readonly location: string
+  readonly outcomeUnknown: boolean
+
+  constructor(location: string, detail: string, options?: { cause?: unknown; outcomeUnknown?: boolean }) {
+    const outcomeUnknown = options?.outcomeUnknown === true
+    const outcome = outcomeUnknown
+      ? '; the write may or may not have been applied: read before writing it again'
+      : ''
+    super(
+      'ERR_ANYSTORE_UNAVAILABLE',
+      `${location} is unavailable (${detail})${outcome}`,
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    )
+    this.location = location
+    this.outcomeUnknown = outcomeUnknown
   }
 }

@@ -112,18 +112,32 @@ export class KeyRing implements KeySource {
 
   /** The keys of the first secret of the ring that wrote this header; WrongKeyError if none did. */
   keysFor(file: string, headerBytes: Buffer, header: FileHeader): DerivedKeys {
-    const block = kdfBlockOf(headerBytes, header)
-    const kind = block === undefined ? 'key' : 'passphrase'
+    return this.keysMatching(file, kdfBlockOf(headerBytes, header), header.keyLength, (keys) =>
+      keyCheckMatches(keys, headerBytes, header),
+    )
+  }
+
+  /**
+   * The keys of the first secret whose keys pass `check`, trying passphrases (with `kdf`, the
+   * block the store was written with) or keys, as the store was written; WrongKeyError naming
+   * `location` if none does. The file header is one such check, a Redis store's meta another.
+   */
+  keysMatching(
+    location: string,
+    kdf: Buffer | undefined,
+    keyLength: number,
+    check: (keys: DerivedKeys) => boolean,
+  ): DerivedKeys {
+    const kind = kdf === undefined ? 'key' : 'passphrase'
     let tried = 0
     for (const secret of this.#secrets) {
       if (secret.kind !== kind) continue
       tried++
-      const keys =
-        secret instanceof Passphrase ? secret.keysFor(block!, header.keyLength) : secret.keys
-      if (keyCheckMatches(keys, headerBytes, header)) return keys
+      const keys = secret instanceof Passphrase ? secret.keysFor(kdf!, keyLength) : secret.keys
+      if (check(keys)) return keys
     }
-    if (tried === 0) throw new WrongKeyError(file, { keysTried: 0, needs: kind })
-    throw new WrongKeyError(file, { keysTried: tried, passphrase: kind === 'passphrase' })
+    if (tried === 0) throw new WrongKeyError(location, { keysTried: 0, needs: kind })
+    throw new WrongKeyError(location, { keysTried: tried, passphrase: kind === 'passphrase' })
   }
 
   /** The keys new commits are sealed with: always the current secret's. */

@@ -5,6 +5,11 @@ import { DEFAULT_ENCRYPTION_KEY, parseKey } from '../crypto.js'
 import { InvalidKeyError, InvalidOptionError } from './errors.js'
 import { type FileSystem, nodeFileSystem } from '../backends/file/fsio.js'
 import type { Backend } from '../backends/backend.js'
+import {
+  DEFAULT_REDIS_TIMEOUT_MS,
+  type RedisOptions,
+  type ResolvedRedisOptions,
+} from '../backends/redis/types.js'
 import { KeyRing } from './keyring.js'
 
 /** What each commit does about fsync. */
@@ -130,11 +135,22 @@ export interface AnyStoreOptions {
    */
   backend?: Backend
   /**
+   * Keep the store in Redis (the `redis` package, node-redis 5.6 or later, must be installed;
+   * it is loaded only when this option is used): `{ url, name }` connects a client of the
+   * store's own, closed by `close()`; `{ client, name }` uses a connected node-redis client of
+   * yours, never closed by the store. The store lives under the keys `anystore:{name}:*`, and the server
+   * holds only keyed hashes of key names and sealed entries. Every method works as on a file;
+   * run() is optimistic (see `maxRunAttempts`). A call that gets no answer within `timeoutMs`
+   * (default 5000) fails with `BackendUnavailableError`; the client reconnects by itself. Not
+   * with `file`, `persist`, `backend` or `acceptedKeys`. See docs/DESIGN.md, "The Redis backend".
+   */
+  redis?: RedisOptions
+  /**
    * On a backend with optimistic concurrency, how many times `run()` tries its callback before
    * failing with `TransactionConflictError` when other writers keep changing what it read. The
    * callback may run more than once: keep side effects out of it. Exclusive backends (file,
    * memory) run it once.
-   * @default 10
+   * @default 50
    */
   maxRunAttempts?: number
 }
@@ -182,6 +198,7 @@ const OPTION_NAMES = {
   fromEncryptionKey: ['restore'],
   readOnly: ['open'],
   backend: ['open'],
+  redis: ['open'],
   maxRunAttempts: ['open'],
 } as const satisfies Record<string, readonly EntryPoint[]>
 
@@ -279,6 +296,7 @@ export interface ResolvedOptions {
   formatVersion: 2 | 3
   readOnly: boolean
   backend: Backend | undefined
+  redis: ResolvedRedisOptions | undefined
   maxRunAttempts: number
   /** Always node:fs, except in fault-injection tests (openWithFileSystem). */
   fs: FileSystem
@@ -296,7 +314,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
   staleMs: 5000,
   formatVersion: 3 as 2 | 3,
   readOnly: false,
-  maxRunAttempts: 10,
+  maxRunAttempts: 50,
 })
 
 export function expandPath(file: string): string {
@@ -504,6 +522,7 @@ export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
       throw new InvalidOptionError('Pass either `backend` or `file`/`persist`, not both')
     }
   }
+  const redis = options.redis === undefined ? undefined : redisOption(options)
   const persist = boolean('persist', options.persist ?? o.file !== undefined)
   if (persist && o.file === undefined) {
     throw new InvalidOptionError('`persist: true` needs a `file` to persist to')
@@ -521,8 +540,84 @@ export function resolveOptions(options: AnyStoreOptions = {}): ResolvedOptions {
     formatVersion: formatVersion(o.formatVersion),
     readOnly: boolean('readOnly', o.readOnly),
     backend: o.backend,
+    redis,
     maxRunAttempts: attempts(o.maxRunAttempts),
     fs: nodeFileSystem,
+  }
+}
+
+const REDIS_NAMES = ['url', 'client', 'name', 'timeoutMs']
+
+/** The `redis` option, checked: where the store lives, and nothing another option contradicts. */
+function redisOption(options: AnyStoreOptions): ResolvedRedisOptions {
+  const value: unknown = options.redis
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidOptionError(
+      `Expected \`redis\` to be an object such as { url, name }, got ${received(value)}`,
+      'redis',
+    )
+  }
+  for (const [name, other] of [
+    ['file', options.file],
+    ['persist', options.persist],
+    ['backend', options.backend],
+  ] as const) {
+    if (other !== undefined) {
+      throw new InvalidOptionError(`Pass either \`redis\` or \`${name}\`, not both`, 'redis')
+    }
+  }
+  if (Array.isArray(options.acceptedKeys) && options.acceptedKeys.length > 0) {
+    throw new InvalidOptionError(
+      'A Redis store is sealed under one key for life: `acceptedKeys` does not apply to it',
+      'acceptedKeys',
+    )
+  }
+  const r = value as Record<string, unknown>
+  for (const name of Object.keys(r)) {
+    if (!REDIS_NAMES.includes(name)) {
+      throw new InvalidOptionError(
+        `Unknown option \`redis.${name}\`; the options of \`redis\` are ${REDIS_NAMES.map((n) => `\`${n}\``).join(', ')}`,
+        'redis',
+      )
+    }
+  }
+  const { url, client, name } = r
+  if ((url === undefined) === (client === undefined)) {
+    throw new InvalidOptionError('Expected `redis` to have either `url` or `client`', 'redis')
+  }
+  if (url !== undefined && (typeof url !== 'string' || url === '')) {
+    throw new InvalidOptionError(`Expected \`redis.url\` to be a Redis URL, got ${received(url)}`, 'redis')
+  }
+  if (
+    client !== undefined &&
+    (typeof client !== 'object' ||
+      client === null ||
+      typeof (client as { withCommandOptions?: unknown }).withCommandOptions !== 'function')
+  ) {
+    throw new InvalidOptionError(
+      `Expected \`redis.client\` to be a node-redis client (createClient() or createCluster() of the \`redis\` package, 5.6 or later), got ${received(client)}`,
+      'redis',
+    )
+  }
+  // Braces would end the hash tag early: the keys of one store could land in several slots.
+  if (typeof name !== 'string' || name === '' || /[{}]/.test(name)) {
+    throw new InvalidOptionError(
+      `Expected \`redis.name\` to be a non-empty string without \`{\` or \`}\`, got ${received(name)}`,
+      'redis',
+    )
+  }
+  const timeoutMs = r.timeoutMs ?? DEFAULT_REDIS_TIMEOUT_MS
+  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    throw new InvalidOptionError(
+      `Expected \`redis.timeoutMs\` to be a positive number, got ${received(timeoutMs)}`,
+      'redis',
+    )
+  }
+  return {
+    url: url as string | undefined,
+    client: client as ResolvedRedisOptions['client'],
+    name,
+    timeoutMs,
   }
 }
 

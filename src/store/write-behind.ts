@@ -63,11 +63,17 @@ export class WriteBehind implements Backend, ExitFlush {
    */
   #applying: Promise<void> | undefined
   #finished = false
+  /**
+   * The inner backend's change events, where it has them: they report commits, and what waits
+   * here is reported once it is committed (to this instance as to every other).
+   */
+  readonly watch: Backend['watch']
 
   constructor(inner: Backend, everyMs: number) {
     this.#inner = inner
     this.#everyMs = everyMs
     this.#reader = new ReadThrough(this.#pending, inner)
+    this.watch = inner.watch?.bind(inner)
   }
 
   get kind(): string {

@@ -31,5 +31,6 @@ describeConformance(
     exclusive: true,
     readOnly: true,
     storedCount: true,
+    events: true,
   },
 )

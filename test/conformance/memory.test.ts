@@ -24,6 +24,7 @@ describeConformance(
     sharedInstances: false,
     exclusive: true,
     readOnly: false,
+    events: true,
   },
 )
 
@@ -47,5 +48,6 @@ describeConformance(
     exclusive: true,
     readOnly: false,
     storedCount: true,
+    events: true,
   },
 )

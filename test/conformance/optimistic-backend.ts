@@ -1,13 +1,16 @@
 import {
   type Backend,
   type BackendTransaction,
+  type BackendWatcher,
   type Change,
   type ChangeResult,
   type CommitOutcome,
   isExpired,
+  type EntryChange,
   type KeyQuery,
   matches,
 } from '../../src/backends/backend.js'
+import { ChangeFeed, changesOfCommit } from '../../src/backends/change-feed.js'
 import type { Entry } from '../../src/format/payload.js'
 import type { StoreKey } from '../../src/store/types.js'
 import { prng } from '../../fuzz/prng.js'
@@ -61,6 +64,8 @@ export class OptimisticServer {
   #version = 0
   #injectedConflicts = 0
   readonly #random: () => number
+  /** Every client's watchers: the server publishes each commit to them, as Redis pub/sub would. */
+  readonly feed = new ChangeFeed()
 
   constructor(options: OptimisticServerOptions = {}) {
     this.name = options.name ?? 'test'
@@ -174,6 +179,7 @@ export class OptimisticServer {
     // Dropping what expired changes nothing anyone can read: no version moves.
     for (const [key, entry] of this.#entries) if (isExpired(entry, now)) this.#entries.delete(key)
     const next = this.#version + 1
+    const reported = this.feed.active ? changesOfCommit(this.#entries, changes) : undefined
     let changed = false
     const results: ChangeResult[] = changes.map((change) => {
       switch (change.kind) {
@@ -208,6 +214,7 @@ export class OptimisticServer {
       if (entry !== undefined && isExpired(entry, now)) this.#entries.delete(change.key)
     }
     if (changed) this.#version = next
+    if (reported !== undefined) this.feed.emit(reported)
     this.stats.commits++
     return { committed: true, results }
   }
@@ -223,6 +230,7 @@ export class OptimisticBackend implements Backend {
   readonly readOnly: boolean
   readonly server: OptimisticServer
   #closed = false
+  readonly #watchers = new Set<BackendWatcher>()
 
   /** `readOnly`: a client the store must not write through (it refuses with ReadOnlyError). */
   constructor(server: OptimisticServer, options: { readOnly?: boolean } = {}) {
@@ -323,8 +331,43 @@ export class OptimisticBackend implements Backend {
     }
   }
 
+  /**
+   * Commits reach each client after a round trip of its own, as copies, in the order the server
+   * applied them (a chain per watcher), whoever made them.
+   */
+  watch(
+    listener: (changes: readonly EntryChange[]) => void,
+    onError?: (error: unknown) => void,
+  ): BackendWatcher {
+    this.#assertOpen()
+    let delivered = Promise.resolve()
+    let open = true
+    const subscription = this.server.feed.add((changes) => {
+      const copies = changes.map(({ key, before, after }) => ({
+        key,
+        ...(before === undefined ? {} : { before: copy(before) }),
+        ...(after === undefined ? {} : { after: copy(after) }),
+      }))
+      delivered = delivered
+        .then(() => this.server.roundTrip())
+        .then(() => {
+          if (open) listener(copies)
+        })
+    }, onError)
+    const watcher: BackendWatcher = {
+      close: () => {
+        open = false
+        subscription.close()
+        this.#watchers.delete(watcher)
+      },
+    }
+    this.#watchers.add(watcher)
+    return watcher
+  }
+
   close(): void {
     this.#closed = true
+    for (const watcher of [...this.#watchers]) watcher.close()
   }
 
   async #request(): Promise<void> {

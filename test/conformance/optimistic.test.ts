@@ -27,6 +27,7 @@ describeConformance(
     exclusive: false,
     readOnly: true,
     storedCount: true,
+    events: true,
   },
 )
 
@@ -75,10 +76,10 @@ describe('optimistic: conflicts and retries', () => {
     expect(await store.get('n')).toBe(1)
   })
 
-  it('a conflict on every attempt (10 by default) is TransactionConflictError and commits nothing', async () => {
+  it('a conflict on every attempt (50 by default) is TransactionConflictError and commits nothing', async () => {
     const { server, store } = await setup()
     await store.set('kept', 1)
-    server.injectConflicts(10)
+    server.injectConflicts(50)
     const counter = { calls: 0 }
     const error = await store.run(countingIncrement(counter)).then(
       () => {
@@ -87,8 +88,8 @@ describe('optimistic: conflicts and retries', () => {
       (e: unknown) => e as { code?: string; attempts?: number },
     )
     expect(error.code).toBe('ERR_ANYSTORE_CONFLICT')
-    expect(error.attempts).toBe(10)
-    expect(counter.calls).toBe(10)
+    expect(error.attempts).toBe(50)
+    expect(counter.calls).toBe(50)
     expect(await store.entries()).toEqual([['kept', 1]])
     // Nothing is left over from the failed run: the next one commits at once.
     counter.calls = 0

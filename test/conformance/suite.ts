@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it as vitestIt, onTestFinished } from 'vitest'
-import type { AnyStore, Transaction } from '../../src/index.js'
+import type { AnyStore, StoreChange, Transaction, WatchOptions } from '../../src/index.js'
 import { nextMessage, runFixture, spawnFixture, exited } from '../helpers.js'
 
 /**
@@ -27,6 +27,13 @@ export interface Capabilities {
   readOnly: boolean
   /** The factory can count what the storage holds, expired entries included (`storedCount`). */
   storedCount?: boolean
+  /**
+   * Entries can expire (`ttlMs`, `expiresAt`, `ttl`, `setIfAbsent`, `expire`). Default true; a
+   * backend without it must refuse expiries with InvalidOptionError, which is checked instead.
+   */
+  expiry?: boolean
+  /** The backend reports commits: `watch()` and `changes()` work. */
+  events: boolean
 }
 
 /** One store (a file, a server...), fresh and empty, made for one test. */
@@ -116,6 +123,104 @@ function signal(): { promise: Promise<void>; resolve: () => void } {
     resolve = r
   })
   return { promise, resolve }
+}
+
+/** A change as watchers get it, with the lists a test leaves out empty. */
+function change(parts: Partial<StoreChange>): StoreChange {
+  return { added: [], changed: [], deleted: [], ...parts }
+}
+
+/** Kinds of resource that come and go on their own: the runner's timers, a close in progress. */
+const TRANSIENT = new Set(['Timeout', 'FSReqCallback', 'CloseReq'])
+
+/**
+ * The handles and requests keeping the event loop running, sorted, once the transient ones are
+ * gone (for up to 2 s): a watcher's directory watch or poll timer left open shows up here.
+ */
+async function settledResources(): Promise<string[]> {
+  // A handle closed just now is listed until its close completes, a turn of the loop later.
+  await sleep(10)
+  const deadline = Date.now() + 2000
+  let now = process.getActiveResourcesInfo()
+  while (now.some((kind) => TRANSIENT.has(kind)) && Date.now() < deadline) {
+    await sleep(10)
+    now = process.getActiveResourcesInfo()
+  }
+  return now.sort()
+}
+
+/**
+ * What `after` holds beyond `before`, by kind. Not equality: a handle of an earlier test (a
+ * timer still running down) may be gone by now, which says nothing about this one.
+ */
+function newResources(before: string[], after: string[]): string[] {
+  const left = [...before]
+  return after.filter((kind) => {
+    const at = left.indexOf(kind)
+    if (at < 0) return true
+    left.splice(at, 1)
+    return false
+  })
+}
+
+/**
+ * Watches `store` and keeps what it hears. `next()` waits for the next change not yet taken;
+ * listener errors and read failures are kept in `errors` (a test that expects none checks it).
+ */
+function recorder(store: AnyStore, options: Omit<WatchOptions, 'onError'> = {}) {
+  const heard: StoreChange[] = []
+  const errors: unknown[] = []
+  let taken = 0
+  let wake: (() => void) | undefined
+  const watcher = store.watch(
+    (heardChange) => {
+      heard.push(heardChange)
+      wake?.()
+    },
+    {
+      ...options,
+      onError: (error) => {
+        errors.push(error)
+      },
+    },
+  )
+  onTestFinished(() => watcher.close())
+  return {
+    watcher,
+    heard,
+    errors,
+    async next(timeoutMs = 5000): Promise<StoreChange> {
+      const deadline = Date.now() + timeoutMs
+      while (heard.length <= taken) {
+        if (Date.now() > deadline) throw new Error(`no change was reported within ${timeoutMs} ms`)
+        await new Promise<void>((resolve) => {
+          wake = resolve
+          setTimeout(resolve, 10)
+        })
+      }
+      return heard[taken++]!
+    },
+    /** The changes heard and not yet taken. */
+    get pending(): StoreChange[] {
+      return heard.slice(taken)
+    },
+  }
+}
+
+/** Applies a reported change to `model`, checking that its old values are what the model held. */
+function replay(model: Map<string | number, unknown>, reported: StoreChange): void {
+  for (const { key, value } of reported.added) {
+    expect(model.has(key), `added ${String(key)} was absent`).toBe(false)
+    model.set(key, value)
+  }
+  for (const { key, oldValue, value } of reported.changed) {
+    expect(model.get(key), `old value of ${String(key)}`).toEqual(oldValue)
+    model.set(key, value)
+  }
+  for (const { key, oldValue } of reported.deleted) {
+    expect(model.get(key), `old value of deleted ${String(key)}`).toEqual(oldValue)
+    model.delete(key)
+  }
 }
 
 /** Everything the README says round-trips exactly. */
@@ -1003,7 +1108,32 @@ export function describeConformance(
       })
     })
 
-    describe('expiry', () => {
+    it.skipIf(caps.expiry !== false)(
+      'a backend without expiry refuses ttlMs and expiresAt with InvalidOptionError, writing nothing',
+      async () => {
+        const { store } = await fresh()
+        await store.set('kept', 1)
+        const code = (p: Promise<unknown>) =>
+          p.then(
+            () => 'resolved',
+            (e: { code?: string }) => e.code,
+          )
+        expect(await code(store.set('a', 1, { ttlMs: 1000 }))).toBe('ERR_ANYSTORE_INVALID_OPTION')
+        expect(await code(store.set('a', 1, { expiresAt: Date.now() + 1000 }))).toBe(
+          'ERR_ANYSTORE_INVALID_OPTION',
+        )
+        expect(await code(store.expire('kept', 1000))).toBe('ERR_ANYSTORE_INVALID_OPTION')
+        expect(await code(store.run((tx) => tx.set('a', 1, { ttlMs: 1000 })))).toBe(
+          'ERR_ANYSTORE_INVALID_OPTION',
+        )
+        expect(await store.entries()).toEqual([['kept', 1]])
+        // Without an expiry, the same calls work.
+        expect(await store.setIfAbsent('b', 2)).toBe(true)
+        expect(await store.ttl('b')).toBeUndefined()
+      },
+    )
+
+    describe.skipIf(caps.expiry === false)('expiry', () => {
       // Short expiries keep the group fast; every check of "still there" or "gone" is tied to
       // the clock around it, so a slow machine makes a check vacuous, never wrong.
 
@@ -1688,6 +1818,392 @@ export function describeConformance(
         expect(await nextMessage(copier)).toBe('copied')
         expect(await store.get('from-child')).toEqual({ n: 1, when: new Date(0) })
         await exited(copier)
+      })
+    })
+
+    describe.skipIf(!caps.events)('change events', () => {
+      it('a set is reported as added, a second set as changed and a delete as deleted, values decoded', async () => {
+        const { store } = await fresh()
+        const heard = recorder(store)
+        await store.set('a', { n: 1, when: new Date(0) })
+        expect(await heard.next()).toEqual(change({ added: [{ key: 'a', value: { n: 1, when: new Date(0) } }] }))
+        await store.set('a', new Map([['m', 2n]]))
+        expect(await heard.next()).toEqual(
+          change({
+            changed: [{ key: 'a', oldValue: { n: 1, when: new Date(0) }, value: new Map([['m', 2n]]) }],
+          }),
+        )
+        await store.set(1, undefined)
+        expect(await heard.next()).toEqual(change({ added: [{ key: 1, value: undefined }] }))
+        expect(await store.delete('a')).toBe(true)
+        expect(await heard.next()).toEqual(
+          change({ deleted: [{ key: 'a', oldValue: new Map([['m', 2n]]) }] }),
+        )
+        expect(await store.delete(1)).toBe(true)
+        expect(await heard.next()).toEqual(change({ deleted: [{ key: 1, oldValue: undefined }] }))
+        expect(heard.errors).toEqual([])
+      })
+
+      it('a commit that changes nothing is not reported: the same value again, a missing key deleted, an empty store cleared, a run() that writes nothing new', async () => {
+        const { store } = await fresh()
+        await store.set('a', { n: 1, list: [1, 2] })
+        const heard = recorder(store)
+        await store.set('a', { n: 1, list: [1, 2] })
+        expect(await store.delete('missing')).toBe(false)
+        await store.run(async (tx) => {
+          await tx.set('a', { n: 1, list: [1, 2] })
+          await tx.set('b', 1)
+          await tx.delete('b')
+          await tx.delete('missing')
+        })
+        await store.run(async (tx) => tx.get('a'))
+        await store.delete('a')
+        expect(await heard.next()).toEqual(change({ deleted: [{ key: 'a', oldValue: { n: 1, list: [1, 2] } }] }))
+        await store.clear()
+        await store.clear()
+        // The next change heard is this one: nothing was reported for the ones before.
+        await store.set('sentinel', 1)
+        expect(await heard.next()).toEqual(change({ added: [{ key: 'sentinel', value: 1 }] }))
+        expect(heard.pending).toEqual([])
+      })
+
+      it('-0 and 0, 1 and 1n, a Uint8Array and a Buffer are different values: changing one to the other is reported', async () => {
+        const { store } = await fresh()
+        await store.set('n', 0)
+        await store.set('b', Uint8Array.of(1))
+        const heard = recorder(store)
+        await store.set('n', -0)
+        const reported = await heard.next()
+        expect(Object.is(reported.changed[0]?.oldValue, 0)).toBe(true)
+        expect(Object.is(reported.changed[0]?.value, -0)).toBe(true)
+        await store.set('b', Buffer.of(1))
+        expect(Buffer.isBuffer((await heard.next()).changed[0]?.value)).toBe(true)
+      })
+
+      it('clear() is one change deleting every key, with the values they held', async () => {
+        const { store } = await fresh()
+        await store.set('a', 1)
+        await store.set(2, 'two')
+        const heard = recorder(store)
+        await store.clear()
+        expect(await heard.next()).toEqual(
+          change({
+            deleted: [
+              { key: 'a', oldValue: 1 },
+              { key: 2, oldValue: 'two' },
+            ],
+          }),
+        )
+      })
+
+      it('run() is one change however many writes it made; a key it set and then deleted is not in it', async () => {
+        const { store } = await fresh()
+        await store.set('kept', 1)
+        await store.set('changed', 1)
+        await store.set('deleted', 1)
+        await store.set('same', 'x')
+        const heard = recorder(store)
+        await store.run(async (tx) => {
+          await tx.set('new', 1)
+          await tx.set('changed', 2)
+          await tx.set('changed', 3)
+          expect(await tx.delete('deleted')).toBe(true)
+          await tx.set('brief', 1)
+          await tx.delete('brief')
+          await tx.set('same', 'x')
+        })
+        expect(await heard.next()).toEqual(
+          change({
+            added: [{ key: 'new', value: 1 }],
+            changed: [{ key: 'changed', oldValue: 1, value: 3 }],
+            deleted: [{ key: 'deleted', oldValue: 1 }],
+          }),
+        )
+        // A clear in a run(): the keys it removed and did not set again are deleted.
+        await store.run(async (tx) => {
+          await tx.clear()
+          await tx.set('kept', 1)
+          await tx.set('new', 2)
+        })
+        const cleared = await heard.next()
+        expect(cleared.added).toEqual([])
+        expect(cleared.changed).toEqual([{ key: 'new', oldValue: 1, value: 2 }])
+        expect(cleared.deleted.map((d) => d.key).sort()).toEqual(['changed', 'same'])
+        await store.set('sentinel', 1)
+        expect(await heard.next()).toEqual(change({ added: [{ key: 'sentinel', value: 1 }] }))
+      })
+
+      it('writes committed together (group commit) are one change', async () => {
+        const { store } = await fresh()
+        await store.set('c', 0)
+        const heard = recorder(store)
+        await Promise.all([store.set('a', 1), store.set('b', 2), store.delete('c'), store.set('a', 3)])
+        const grouped = await heard.next()
+        // The order of keys within a list is not specified.
+        expect([...grouped.added].sort((x, y) => String(x.key).localeCompare(String(y.key)))).toEqual([
+          { key: 'a', value: 3 },
+          { key: 'b', value: 2 },
+        ])
+        expect(grouped.changed).toEqual([])
+        expect(grouped.deleted).toEqual([{ key: 'c', oldValue: 0 }])
+        await store.set('sentinel', 1)
+        expect((await heard.next()).added).toEqual([{ key: 'sentinel', value: 1 }])
+      })
+
+      it('replaying the changes heard over the state at watch() gives the state at the end', async () => {
+        const { store } = await fresh()
+        for (const [op, key, value] of mapOperations(20, 5)) if (op === 'set') await store.set(key, value)
+        const model = new Map<string | number, unknown>(await store.entries())
+        const heard = recorder(store)
+        for (const [i, [op, key, value]] of mapOperations(120, 13).entries()) {
+          if (i % 10 === 0) {
+            await store.run(async (tx) => {
+              await tx.set(key, value)
+              await tx.delete((key as number) + 1)
+            })
+          } else if (op === 'set') await store.set(key, value % 3)
+          else if (op === 'delete') await store.delete(key)
+          else await store.clear()
+        }
+        await store.set('sentinel', 'end')
+        for (;;) {
+          const reported = await heard.next()
+          replay(model, reported)
+          if (reported.added.some((a) => a.key === 'sentinel')) break
+        }
+        expect([...model].sort()).toEqual((await store.entries()).sort())
+        expect(heard.errors).toEqual([])
+      })
+
+      it('prefix: only string keys that start with it; a commit that touches none of them is not reported', async () => {
+        const { store } = await fresh()
+        const heard = recorder(store, { prefix: 'user:' })
+        await store.set('other', 1)
+        await store.set(1, 1)
+        await store.run(async (tx) => {
+          await tx.set('user:1', 'Ada')
+          await tx.set('other', 2)
+        })
+        expect(await heard.next()).toEqual(change({ added: [{ key: 'user:1', value: 'Ada' }] }))
+        await store.clear()
+        expect(await heard.next()).toEqual(change({ deleted: [{ key: 'user:1', oldValue: 'Ada' }] }))
+        await store.set('user:2', 'Bob')
+        expect(await heard.next()).toEqual(change({ added: [{ key: 'user:2', value: 'Bob' }] }))
+        expect(heard.pending).toEqual([])
+      })
+
+      it('each watcher gets its own copies of the values', async () => {
+        const { store } = await fresh()
+        const first = recorder(store)
+        const second = recorder(store)
+        await store.set('v', { list: [1] })
+        const a = await first.next()
+        const b = await second.next()
+        ;(a.added[0]!.value as { list: number[] }).list.push(2)
+        expect(b.added[0]!.value).toEqual({ list: [1] })
+        expect(await store.get('v')).toEqual({ list: [1] })
+      })
+
+      it('a listener that throws, or rejects, does not stop the store or the other listeners: onError hears it', async () => {
+        const { store } = await fresh()
+        const errors: unknown[] = []
+        const boom = new Error('listener bug')
+        let calls = 0
+        const throwing = store.watch(
+          () => {
+            calls++
+            throw boom
+          },
+          { onError: (error) => errors.push(error) },
+        )
+        onTestFinished(() => throwing.close())
+        const rejecting = store.watch(async () => Promise.reject(new Error('async listener bug')), {
+          onError: (error) => errors.push(error),
+        })
+        onTestFinished(() => rejecting.close())
+        const heard = recorder(store)
+        await store.set('a', 1)
+        await store.set('b', 2)
+        expect((await heard.next()).added).toEqual([{ key: 'a', value: 1 }])
+        expect((await heard.next()).added).toEqual([{ key: 'b', value: 2 }])
+        expect(await store.get('b')).toBe(2)
+        await sleep(20)
+        expect(calls).toBe(2)
+        expect(errors.filter((e) => e === boom)).toHaveLength(2)
+        expect(errors.filter((e) => (e as Error).message === 'async listener bug')).toHaveLength(2)
+      })
+
+      it('without onError, what a listener throws becomes a process warning with code ANYSTORE_WATCH_ERROR', async () => {
+        const { store } = await fresh()
+        const warnings: (Error & { code?: string })[] = []
+        const onWarning = (warning: Error & { code?: string }) => warnings.push(warning)
+        process.on('warning', onWarning)
+        onTestFinished(() => {
+          process.off('warning', onWarning)
+        })
+        const watcher = store.watch(() => {
+          throw new Error('listener bug')
+        })
+        onTestFinished(() => watcher.close())
+        await store.set('a', 1)
+        const deadline = Date.now() + 2000
+        while (warnings.length === 0 && Date.now() < deadline) await sleep(5)
+        expect(warnings).toHaveLength(1)
+        expect(warnings[0]!.name).toBe('AnyStoreWarning')
+        expect(warnings[0]!.code).toBe('ANYSTORE_WATCH_ERROR')
+        expect(warnings[0]!.message).toContain('listener bug')
+      })
+
+      it('a listener may read and write the store', async () => {
+        const { store } = await fresh()
+        const watcher = store.watch(async (reported) => {
+          for (const { key, value } of reported.added) {
+            if (key === 'in') await store.set('out', `${String(value)} (seen ${String(await store.get('in'))})`)
+          }
+        })
+        onTestFinished(() => watcher.close())
+        const heard = recorder(store)
+        await store.set('in', 'x')
+        expect((await heard.next()).added).toEqual([{ key: 'in', value: 'x' }])
+        expect((await heard.next()).added).toEqual([{ key: 'out', value: 'x (seen x)' }])
+      })
+
+      it('changes(): for await yields each change; leaving the loop ends its watch', async () => {
+        const { store } = await fresh()
+        const before = await settledResources()
+        const seen: StoreChange[] = []
+        const loop = (async () => {
+          for await (const reported of store.changes({ prefix: 'k' })) {
+            seen.push(reported)
+            if (reported.deleted.length > 0) break
+          }
+        })()
+        await store.set('k1', 1)
+        await store.set('other', 1)
+        await store.set('k1', 2)
+        await store.delete('k1')
+        await loop
+        expect(seen).toEqual([
+          change({ added: [{ key: 'k1', value: 1 }] }),
+          change({ changed: [{ key: 'k1', oldValue: 1, value: 2 }] }),
+          change({ deleted: [{ key: 'k1', oldValue: 2 }] }),
+        ])
+        expect(newResources(before, await settledResources())).toEqual([])
+      })
+
+      it('changes() watches from the call: a commit before the first next() is not missed; return() ends it', async () => {
+        const { store } = await fresh()
+        const before = await settledResources()
+        const iterator = store.changes()
+        await store.set('early', 1)
+        await store.set('early', 2)
+        expect(await iterator.next()).toEqual({ done: false, value: change({ added: [{ key: 'early', value: 1 }] }) })
+        expect(await iterator.next()).toEqual({
+          done: false,
+          value: change({ changed: [{ key: 'early', oldValue: 1, value: 2 }] }),
+        })
+        expect(await iterator.return!()).toEqual({ done: true, value: undefined })
+        expect(await iterator.next()).toEqual({ done: true, value: undefined })
+        expect(newResources(before, await settledResources())).toEqual([])
+      })
+
+      it('close() of the last watcher leaves nothing open; await using closes it too', async () => {
+        const { store } = await fresh()
+        await store.set('a', 0)
+        const before = await settledResources()
+        const first = store.watch(() => {})
+        const second = store.watch(() => {})
+        first.close()
+        first.close()
+        expect(first.closed).toBe(true)
+        expect(second.closed).toBe(false)
+        second.close()
+        {
+          await using third = store.watch(() => {})
+          await store.set('a', 1)
+          expect(third.closed).toBe(false)
+        }
+        expect(newResources(before, await settledResources())).toEqual([])
+      })
+
+      it('closing the store ends its watchers and its changes() loops', async () => {
+        const { store } = await fresh()
+        await store.set('a', 0)
+        const before = await settledResources()
+        const watcher = store.watch(() => {})
+        const iterator = store.changes()
+        const pending = iterator.next()
+        await store.set('a', 1)
+        expect((await pending).value).toEqual(change({ changed: [{ key: 'a', oldValue: 0, value: 1 }] }))
+        const waiting = iterator.next()
+        await store.close()
+        expect(watcher.closed).toBe(true)
+        expect(await waiting).toEqual({ done: true, value: undefined })
+        expect(newResources(before, await settledResources())).toEqual([])
+      })
+
+      it('watch() and changes() on a closed store fail with StoreClosedError', async () => {
+        const { store } = await fresh()
+        await store.close()
+        expect(await codeOf(() => store.watch(() => {}))).toBe(CLOSED)
+        expect(await codeOf(() => store.changes().next())).toBe(CLOSED)
+      })
+
+      it('a listener or options of the wrong type are InvalidOptionError', async () => {
+        const { store } = await fresh()
+        expect(await codeOf(() => store.watch('no' as never))).toBe(INVALID_OPTION)
+        expect(await codeOf(() => store.watch(() => {}, { prefix: 1 } as never))).toBe(INVALID_OPTION)
+        expect(await codeOf(() => store.watch(() => {}, { onError: 1 } as never))).toBe(INVALID_OPTION)
+        expect(await codeOf(() => store.changes({ prefix: 1 } as never).next())).toBe(INVALID_OPTION)
+      })
+
+      it.skipIf(!caps.sharedInstances)('commits through another instance are reported, each once', async () => {
+        const { store: a, open } = await fresh()
+        const b = await open()
+        await b.set('old', 1)
+        const heard = recorder(a)
+        const own = recorder(b)
+        await b.set('x', { n: 1 })
+        expect(await heard.next()).toEqual(change({ added: [{ key: 'x', value: { n: 1 } }] }))
+        await b.run(async (tx) => {
+          await tx.set('x', { n: 2 })
+          await tx.delete('old')
+        })
+        expect(await heard.next()).toEqual(
+          change({ changed: [{ key: 'x', oldValue: { n: 1 }, value: { n: 2 } }], deleted: [{ key: 'old', oldValue: 1 }] }),
+        )
+        await b.clear()
+        expect(await heard.next()).toEqual(change({ deleted: [{ key: 'x', oldValue: { n: 2 } }] }))
+        // Mixed with its own commits, and read by it in between: still each commit once.
+        await a.set('mine', 1)
+        await b.set('theirs', 1)
+        expect(await a.get('theirs')).toBe(1)
+        await a.set('sentinel', 1)
+        const rest: StoreChange[] = []
+        while (!rest.some((c) => c.added.some((x) => x.key === 'sentinel'))) rest.push(await heard.next())
+        expect(rest.flatMap((c) => c.added.map((x) => x.key))).toEqual(['mine', 'theirs', 'sentinel'])
+        await sleep(20)
+        expect(heard.pending).toEqual([])
+        // The writer hears its own commits as well.
+        expect((await own.next()).added).toEqual([{ key: 'x', value: { n: 1 } }])
+        expect(heard.errors).toEqual([])
+      })
+
+      it.skipIf(!caps.readOnly)('a read-only instance hears a writer’s commits', async () => {
+        const { store, openReadOnly } = await fresh()
+        const reader = await openReadOnly()
+        const heard = recorder(reader)
+        await store.set('a', 1)
+        expect(await heard.next()).toEqual(change({ added: [{ key: 'a', value: 1 }] }))
+      })
+
+      it.skipIf(!caps.multiProcess)('commits by another process are reported', async () => {
+        const { store, target } = await fresh()
+        const model = new Map<string | number, unknown>()
+        const heard = recorder(store)
+        await runFixture('conformance-child.mjs', [JSON.stringify(target.processOptions), 'set-keys', 'p', '10'])
+        while (model.size < 10) replay(model, await heard.next())
+        expect([...model]).toEqual(Array.from({ length: 10 }, (_, i) => [`p-${i}`, i]))
       })
     })
   })

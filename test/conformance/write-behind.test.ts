@@ -39,6 +39,9 @@ const file: Capabilities = {
   sharedInstances: true,
   exclusive: true,
   readOnly: true,
+  // Events report commits, and write-behind commits later and in batches: the group's timing
+  // and grouping do not apply here.
+  events: false,
 }
 
 describeConformance(

@@ -1,5 +1,5 @@
 import fc from 'fast-check'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, onTestFinished, vi } from 'vitest'
 import { type Entry, encodePayload, PayloadError } from '../../src/format/payload.js'
 import { PayloadIndex } from '../../src/format/payload-index.js'
 import { encodeOverlay, PayloadMap } from '../../src/format/payload-map.js'
@@ -200,5 +200,88 @@ describe('Segments', () => {
     expect(across.toString('latin1', start, start + 7)).toBe('cdefghi')
     expect(() => segments.copy(out, 0, 8, 11)).toThrow(RangeError)
     expect(() => Segments.of(Buffer.from('abc')).copy(out, 0, 1, 4)).toThrow(RangeError)
+  })
+})
+
+describe('PayloadMap.differencesFrom', () => {
+  /** The differences as a Map would find them: this map's keys in order, then the keys it lacks. */
+  function naive(older: Map<StoreKey, Entry>, newer: Map<StoreKey, Entry>) {
+    const out: [StoreKey, number[] | undefined, number[] | undefined][] = []
+    const bytes = (e: Entry | undefined) => (e === undefined ? undefined : [...e.value])
+    for (const [k, e] of newer) {
+      const before = older.get(k)
+      if (before === undefined || Buffer.compare(before.value, e.value) !== 0) out.push([k, bytes(before), bytes(e)])
+    }
+    for (const [k, e] of older) if (!newer.has(k)) out.push([k, bytes(e), undefined])
+    return out
+  }
+
+  function apply(map: Map<StoreKey, Entry> | PayloadMap, ops: typeof operation extends fc.Arbitrary<infer T> ? T[] : never) {
+    for (const op of ops) {
+      if (op.kind === 'set') map.set(op.key, entry(op.value))
+      else if (op.kind === 'delete') map.delete(op.key)
+      else if (op.kind === 'clear') map.clear()
+    }
+  }
+
+  /** `payload` cut into parts of `size` bytes, as a large file's slices come out of the decipher. */
+  function cut(payload: Buffer, size: number): Segments {
+    const parts: Buffer[] = []
+    for (let at = 0; at < payload.length; at += size) parts.push(payload.subarray(at, at + size))
+    return new Segments(parts)
+  }
+
+  it('finds what a Map comparison finds, whatever each map changed since it was loaded', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(key, value), { maxLength: 25 }),
+        fc.array(operation, { maxLength: 12 }),
+        fc.array(operation, { maxLength: 12 }),
+        fc.array(operation, { maxLength: 6 }),
+        fc.integer({ min: 5, max: 64 }),
+        (initial, olderEdits, newerCommits, newerEdits, partSize) => {
+          // The watcher's cache: a version loaded, then its own commits on top.
+          const olderModel = new Map<StoreKey, Entry>(initial.map(([k, v]) => [k, entry(v)]))
+          const older = new PayloadMap(encodePayload(olderModel))
+          apply(olderModel, olderEdits)
+          apply(older, olderEdits)
+          // The version loaded next: others' commits on what was on disk, maybe in slices.
+          const newerModel = new Map<StoreKey, Entry>(initial.map(([k, v]) => [k, entry(v)]))
+          apply(newerModel, newerCommits)
+          const payload = encodePayload(newerModel)
+          const newer = new PayloadMap(partSize < 20 ? cut(payload, partSize) : payload)
+          apply(newerModel, newerEdits)
+          apply(newer, newerEdits)
+          const found = newer
+            .differencesFrom(older)
+            .map(([k, b, a]) => [k, b === undefined ? undefined : [...b.value], a === undefined ? undefined : [...a.value]])
+          expect(found).toEqual(naive(olderModel, newerModel))
+          // Neither map changed.
+          expect(values(older)).toEqual(values(olderModel))
+          expect(values(newer)).toEqual(values(newerModel))
+        },
+      ),
+      propertyOptions(500),
+    )
+  })
+
+  it('compares 100,000 unchanged records without a lookup: one changed key costs little more than the walk', () => {
+    const model = new Map<StoreKey, Entry>()
+    for (let i = 0; i < 100_000; i++) model.set(`key:${i}`, entry(Buffer.from(`value ${i}`)))
+    const older = new PayloadMap(encodePayload(model))
+    model.set('key:50000', entry(Buffer.from('changed')))
+    model.delete('key:7')
+    model.set('new', entry(Uint8Array.of(1)))
+    const newer = new PayloadMap(encodePayload(model))
+    const finds = vi.spyOn(PayloadIndex.prototype, 'find')
+    onTestFinished(() => finds.mockRestore())
+    const found = newer.differencesFrom(older).map(([k, b, a]) => [k, b !== undefined, a !== undefined])
+    expect(found).toEqual([
+      ['key:50000', true, true],
+      ['new', false, true],
+      ['key:7', true, false],
+    ])
+    // Only the keys that differ are looked up, not 100,000.
+    expect(finds.mock.calls.length).toBeLessThanOrEqual(10)
   })
 })

@@ -20,7 +20,9 @@ type IsUnion<T, U = T> = T extends unknown ? ([U] extends [T] ? false : true) : 
 const CODE_OF: { readonly [N in ErrorClassName]: CodeOf<N> } = {
   CorruptFileError: 'ERR_ANYSTORE_CORRUPT_FILE',
   EditAbortedError: 'ERR_ANYSTORE_EDIT_ABORTED',
+  BackendUnavailableError: 'ERR_ANYSTORE_UNAVAILABLE',
   FileTooLargeError: 'ERR_ANYSTORE_FILE_TOO_LARGE',
+  ForeignDataError: 'ERR_ANYSTORE_FOREIGN_DATA',
   InvalidJsonError: 'ERR_ANYSTORE_INVALID_JSON',
   InvalidKeyError: 'ERR_ANYSTORE_INVALID_KEY',
   InvalidOptionError: 'ERR_ANYSTORE_INVALID_OPTION',

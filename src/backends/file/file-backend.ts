@@ -10,16 +10,20 @@ import type { FileSystem } from './fsio.js'
 import { LoadedVersion } from './freshness.js'
 import { type Lineage, lineageFailure } from './lineage.js'
 import { prepareStorePath } from './store-path.js'
+import { CommitWatcher, type WatchMode } from './watcher.js'
 import type { KeyRing } from '../../store/keyring.js'
 import { ReadOnlyError } from '../../store/errors.js'
 import {
   type Backend,
   type BackendTransaction,
+  type BackendWatcher,
   type Change,
   type ChangeResult,
+  type EntryChange,
   type KeyQuery,
   matches,
 } from '../backend.js'
+import { ChangeFeed, changesOfCommit, diffStates } from '../change-feed.js'
 import { applyChanges } from '../memory.js'
 import { dropExpiredSets, ExpiryQueue, expiriesIn } from '../expiry.js'
 import { type CrossProcessLock, createLock } from '../../lock.js'
@@ -135,6 +139,25 @@ export class FileBackend implements Backend {
    * file after the error, or writing over it, would make the replacement silent after all.
    */
   #failure: AnyStoreError | undefined
+  /**
+   * The watchers of this instance. While one is open, commits report what they change, every
+   * reload reports what differs from the cache it replaces, and #watcher looks for others'
+   * commits; while none is, none of that costs anything.
+   */
+  readonly #feed = new ChangeFeed({
+    start: () => {
+      this.#watcher = new CommitWatcher({
+        io: this.#io,
+        file: this.file,
+        check: () => this.#checkForCommits(),
+      })
+    },
+    stop: () => {
+      this.#watcher?.close()
+      this.#watcher = undefined
+    },
+  })
+  #watcher: CommitWatcher | undefined
 
   /**
    * Opens the store at `file` and loads it, so that a wrong key or a damaged file is reported
@@ -219,6 +242,47 @@ export class FileBackend implements Backend {
   }
 
   /**
+   * Our commits are reported from the commit (the cache holds what they replace); others' are
+   * found by #watcher and reported as the difference between the cache and the version loaded.
+   */
+  watch(
+    listener: (changes: readonly EntryChange[]) => void,
+    onError?: (error: unknown) => void,
+  ): BackendWatcher {
+    // From the version at the path now: what was committed before watch() is no news to it.
+    let failed: { error: unknown } | undefined
+    try {
+      this.#fresh(true)
+    } catch (error) {
+      failed = { error }
+      this.#feed.fail(error)
+    }
+    const watcher = this.#feed.add(listener, onError)
+    // The feed reports a failure once; one that started before this watcher is news to it.
+    if (failed !== undefined) onError?.(failed.error)
+    return watcher
+  }
+
+  /** How the open watchers learn of others' commits; undefined while none is open. */
+  get watchMode(): WatchMode | undefined {
+    return this.#watcher?.mode
+  }
+
+  /**
+   * A directory event or the poll timer: the read path's check, fully (a program other than
+   * anystore may have replaced the file without setting the status byte). A reload reports
+   * what changed from #fresh(); a failure goes to the watchers, whose reads will meet it too.
+   */
+  #checkForCommits(): void {
+    try {
+      this.#fresh(true)
+      this.#feed.ok()
+    } catch (error) {
+      this.#feed.fail(error)
+    }
+  }
+
+  /**
    * Holds this thread's mutex for the file and then the cross-process lock while `fn` runs;
    * the transaction reads the state loaded under the lock and may commit once. A read-only
    * store takes no lock: its transactions read the latest state and cannot commit.
@@ -297,24 +361,33 @@ export class FileBackend implements Backend {
     dropExpiredSets(overlay, changes, now)
     if (overlay.hasChanges) {
       this.#write(overlay)
+      // Before applyTo(), which changes the cache in place: it still holds the old entries.
+      const reported = this.#feed.active ? changesOfCommit(base, changes) : undefined
       overlay.applyTo(base)
       this.#expiries.trackChanges(changes)
+      if (reported !== undefined) this.#feed.emit(reported)
     }
     return results
   }
 
-  /** The loaded state, reloaded first if another process committed since. Takes no lock. */
-  #fresh(): EntryMap {
+  /**
+   * The loaded state, reloaded first if another process committed since. Takes no lock.
+   * `full`: check without trusting the status byte alone, as under the lock.
+   */
+  #fresh(full = false): EntryMap {
     if (this.#failure !== undefined) throw this.#failure
     const adoptable = this.#adoptable
-    const reloaded = this.#version.refresh(this.#locked)
+    const reloaded = this.#version.refresh(this.#locked || full)
     if (reloaded !== undefined) {
       const header = reloaded.header
       if (header?.storeId !== undefined) {
         this.#lineage = { storeId: header.storeId, counter: header.counter }
       }
       this.#adoptable = undefined
+      const before = this.#cache
       this.#cache = reloaded.map
+      // Whoever noticed the new version (a read, a transaction, #watcher), watchers hear of it.
+      if (this.#feed.active) this.#feed.emit(diffStates(before, reloaded.map))
     } else if (adoptable !== undefined) {
       this.#adoptable = undefined
       // Still our own commit on disk: the same state, now indexed over its payload.
@@ -380,6 +453,7 @@ export class FileBackend implements Backend {
   }
 
   close(): void {
+    this.#feed.close()
     this.#version.close()
     this.#adoptable = undefined
     this.#lineage = undefined

@@ -32,6 +32,16 @@ export interface FileSystem {
    * which can take a quarter of a millisecond on ext4.
    */
   closeInBackground?(fd: number): void
+  /**
+   * Watches a directory for names created, replaced or removed in it: `onEvent` gets the name
+   * (null when the system did not say). Optional: without it, change events poll. The watch
+   * keeps the process running until closed, as fs.watch does.
+   */
+  watchDirectory?(
+    path: string,
+    onEvent: (name: string | null) => void,
+    onError: (error: Error) => void,
+  ): { close(): void }
 }
 
 export const nodeFileSystem: FileSystem = {
@@ -54,6 +64,13 @@ export const nodeFileSystem: FileSystem = {
   realpathSync: (path) => fs.realpathSync(path),
   closeInBackground: (fd) => {
     fs.close(fd, () => {})
+  },
+  watchDirectory: (path, onEvent, onError) => {
+    const watcher = fs.watch(path, { persistent: true, encoding: 'utf8' }, (_type, name) =>
+      onEvent(name),
+    )
+    watcher.on('error', onError)
+    return watcher
   },
 }
 

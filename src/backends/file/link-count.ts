@@ -21,7 +21,15 @@ const TRUSTED_FILE_SYSTEMS = new Set([
  * See docs/DESIGN.md, "The read check in detail" for why that never misses a completed commit.
  */
 export function linkCountRevealsReplacement(directory: string): boolean {
-  if (process.platform !== 'linux' || process.env.ANYSTORE_READ_CHECK === 'stat') return false
+  return process.env.ANYSTORE_READ_CHECK !== 'stat' && onTrustedLocalFileSystem(directory)
+}
+
+/**
+ * Whether `directory` is on Linux, on one of the local file systems above: every change to it
+ * goes through this kernel, so its inode and directory events (inotify) see every process's.
+ */
+export function onTrustedLocalFileSystem(directory: string): boolean {
+  if (process.platform !== 'linux') return false
   try {
     return TRUSTED_FILE_SYSTEMS.has(statfsSync(directory).type)
   } catch {

@@ -1,0 +1,267 @@
+import {
+  BackendUnavailableError,
+  ForeignDataError,
+  InvalidOptionError,
+} from '../../store/errors.js'
+import type { Script } from './scripts.js'
+import type {
+  RedisArgument,
+  RedisClientLike,
+  RedisCommands,
+  ResolvedRedisOptions,
+} from './types.js'
+
+/** node-redis's RESP type of bulk strings ('$'): mapped to Buffer, since entries are bytes. */
+const BLOB_STRING = 36
+const BUFFERS = { [BLOB_STRING]: Buffer }
+
+/** Whether a write may have reached the server: it decides what a failure tells the caller. */
+export type CallKind = 'read' | 'write'
+
+/**
+ * Whether `error` is an instance of node-redis's class `name`, by name along its prototype
+ * chain: a client passed in may come from another copy of node-redis than ours, and its errors
+ * are then not `instanceof` our classes.
+ */
+function isA(error: unknown, name: string): boolean {
+  for (let p = error as object | null; p !== null && p !== undefined; p = Object.getPrototypeOf(p)) {
+    if ((p as { constructor?: { name?: string } }).constructor?.name === name) return true
+  }
+  return false
+}
+
+/** Replies after which the command was not run and may be sent again soon. */
+const TRANSIENT_REPLY = /^(LOADING|BUSY|TRYAGAIN|MASTERDOWN|CLUSTERDOWN|READONLY)\b/
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** A waiting period that ended: told apart from everything a command can reject with. */
+const TIMED_OUT = Symbol('timed out')
+
+/**
+ * The credentials never appear in messages: the URL as messages show it, without them.
+ */
+export function displayUrl(url: string): string {
+  try {
+    const parsed = new URL(url)
+    parsed.username = ''
+    parsed.password = ''
+    return parsed.toString().replace(/\/$/, '')
+  } catch {
+    return 'an unparsable Redis URL'
+  }
+}
+
+/**
+ * The backend's line to the server: every call gets at most `timeoutMs` (a reconnection
+ * included), then fails with BackendUnavailableError; node-redis errors never reach the store.
+ * A call lost with its connection is sent again once the client has reconnected, within the
+ * same time: reads are safe to repeat, and commits carry an id that the server remembers.
+ */
+export class RedisConnection {
+  readonly #client: RedisClientLike
+  readonly #owned: boolean
+  readonly #location: string
+  readonly #timeoutMs: number
+  /** The last connection error of a client of our own, while it is not connected: for messages. */
+  readonly #connectionError: () => unknown
+
+  private constructor(
+    client: RedisClientLike,
+    owned: boolean,
+    location: string,
+    timeoutMs: number,
+    connectionError: () => unknown = () => undefined,
+  ) {
+    this.#client = client
+    this.#owned = owned
+    this.#location = location
+    this.#timeoutMs = timeoutMs
+    this.#connectionError = connectionError
+  }
+
+  /** Connects a client of our own to `options.url`, or takes the one given, which must be open. */
+  static async open(options: ResolvedRedisOptions, location: string): Promise<RedisConnection> {
+    const timeoutMs = options.timeoutMs
+    if (options.client !== undefined) {
+      if (!options.client.isOpen) {
+        throw new BackendUnavailableError(location, 'the client given is not connected: call connect() first')
+      }
+      return new RedisConnection(options.client, false, location, timeoutMs)
+    }
+    let redis: typeof import('redis')
+    try {
+      redis = await import('redis')
+    } catch (error) {
+      throw new InvalidOptionError(
+        `The \`redis\` option needs the \`redis\` package (node-redis): npm install redis (${(error as Error).message})`,
+        'redis',
+      )
+    }
+    let lastError: unknown
+    let client: ReturnType<typeof redis.createClient>
+    try {
+      client = redis.createClient({
+        url: options.url,
+        // Given up only by close(): after an outage the store works again by itself.
+        socket: {
+          connectTimeout: timeoutMs,
+          reconnectStrategy: (retries: number) => Math.min(20 * 2 ** Math.min(retries, 10), 500),
+        },
+      })
+    } catch (error) {
+      throw new InvalidOptionError(`Expected \`redis.url\` to be a Redis URL: ${(error as Error).message}`, 'redis')
+    }
+    let connectionError: unknown
+    // Without a listener an 'error' event (each failed reconnection) would end the process.
+    client.on('error', (error: unknown) => {
+      lastError = error
+      connectionError = error
+    })
+    client.on('ready', () => {
+      connectionError = undefined
+    })
+    const connecting = client.connect()
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await Promise.race([
+        connecting,
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(TIMED_OUT), timeoutMs)
+        }),
+      ])
+    } catch (error) {
+      connecting.catch(() => {})
+      client.destroy()
+      const cause = error === TIMED_OUT ? lastError : error
+      throw new BackendUnavailableError(
+        location,
+        `could not connect within ${timeoutMs} ms${cause === undefined ? '' : `: ${describe(cause)}`}`,
+        { cause },
+      )
+    } finally {
+      clearTimeout(timer)
+    }
+    return new RedisConnection(
+      client as unknown as RedisClientLike,
+      true,
+      location,
+      timeoutMs,
+      () => connectionError,
+    )
+  }
+
+  /**
+   * Runs `op` (which may send several commands) within the timeout, sending it again after a
+   * lost connection or a reply that says to try again. `kind` 'write': `op` must be safe to
+   * repeat (a commit with its id), and a failure after it may have been sent says so.
+   */
+  async call<T>(kind: CallKind, op: (commands: RedisCommands) => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.#timeoutMs
+    let maybeSent = false
+    let lastError: unknown
+    const fail = (detail: string, cause: unknown) =>
+      new BackendUnavailableError(this.#location, detail, {
+        cause,
+        outcomeUnknown: kind === 'write' && maybeSent,
+      })
+    const noAnswer = () => {
+      const why = lastError ?? this.#connectionError()
+      return fail(`no answer within ${this.#timeoutMs} ms${why === undefined ? '' : `: ${describe(why)}`}`, why)
+    }
+    for (;;) {
+      const remaining = deadline - Date.now()
+      if (remaining <= 0) throw noAnswer()
+      const controller = new AbortController()
+      let timer: NodeJS.Timeout | undefined
+      const deadlineReached = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          // Takes the commands out of the client's queue if they were not written yet: `op`
+          // then rejects with AbortError (they were never sent) before the deadline does,
+          // once its rejection has passed through op's own awaits.
+          controller.abort()
+          setImmediate(() => reject(TIMED_OUT))
+        }, remaining)
+      })
+      let attempt: Promise<T>
+      try {
+        const commands = this.#client.withCommandOptions({
+          typeMapping: BUFFERS,
+          abortSignal: controller.signal,
+        } as never) as RedisCommands
+        attempt = op(commands)
+      } catch (error) {
+        clearTimeout(timer)
+        throw fail(`the client refused the command: ${describe(error)}`, error)
+      }
+      attempt.catch(() => {})
+      try {
+        return await Promise.race([attempt, deadlineReached])
+      } catch (error) {
+        if (error === TIMED_OUT) {
+          // Written, and no answer: the server may have run it.
+          maybeSent = true
+          throw noAnswer()
+        }
+        if (isA(error, 'AbortError')) throw noAnswer()
+        if (isA(error, 'ClientClosedError')) throw fail('the client is closed', error)
+        if (isA(error, 'ErrorReply')) {
+          const message = (error as Error).message
+          if (message.startsWith('WRONGTYPE')) {
+            throw new ForeignDataError(this.#location, 'a key under the name holds a value of another type')
+          }
+          if (!TRANSIENT_REPLY.test(message)) throw fail(`the server refused the command: ${message}`, error)
+          lastError = error
+          await sleep(Math.min(50, Math.max(1, deadline - Date.now())))
+          continue
+        }
+        lastError = error
+        if (isA(error, 'ClientOfflineError')) {
+          // A client without an offline queue refuses at once while it reconnects.
+          await sleep(Math.min(25, Math.max(1, deadline - Date.now())))
+          continue
+        }
+        // The connection was lost with the command written, or about to be: it may have run.
+        // The client queues the next attempt until it has reconnected; the pause only keeps a
+        // client that fails every command at once from spinning.
+        maybeSent = true
+        await sleep(Math.min(5, Math.max(1, deadline - Date.now())))
+      } finally {
+        clearTimeout(timer)
+      }
+    }
+  }
+
+  /** `script` with these keys and arguments: EVALSHA, or EVAL when the server does not have it. */
+  runScript(
+    kind: CallKind,
+    script: Script,
+    keys: RedisArgument[],
+    args: RedisArgument[],
+  ): Promise<unknown> {
+    const options = { keys, arguments: args }
+    return this.call(kind, async (commands) => {
+      try {
+        return await commands.evalSha(script.sha, options)
+      } catch (error) {
+        if (!isA(error, 'ErrorReply') || !(error as Error).message.startsWith('NOSCRIPT')) throw error
+        return commands.eval(script.text, options)
+      }
+    })
+  }
+
+  /** Closes the client if the store created it; one given is left as it is. */
+  close(): void {
+    if (!this.#owned || !this.#client.isOpen) return
+    ;(this.#client as unknown as { destroy(): void }).destroy()
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof AggregateError && error.errors.length > 0) return describe(error.errors[0])
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code
+    return typeof code === 'string' && !error.message.includes(code) ? `${code}: ${error.message}` : error.message
+  }
+  return String(error)
+}

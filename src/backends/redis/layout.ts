@@ -1,0 +1,47 @@
+/**
+ * The Redis keys of one store (docs/DESIGN.md, "The Redis backend"). The name sits in braces,
+ * a hash tag: Redis Cluster puts every key of the store in one slot, so one script may touch
+ * them all.
+ */
+export interface Layout {
+  /** Hash: magic, format, store id, key check, key length, KDF block, commit counters. */
+  readonly meta: string
+  /** Hash: keyed hash of a key name → the sealed entry. */
+  readonly entries: string
+  /** Sorted set: keyed hash → insertion sequence number, for Map order and ZCARD. */
+  readonly order: string
+  /** Hash: keyed hash of a live key → the commit number of its last change. */
+  readonly versions: string
+  /** Hash: keyed hash of a deleted key → the commit number that deleted it. */
+  readonly deleted: string
+  /** Hash: commit id → the results of its deletes, for commits retried after a lost reply. */
+  readonly commits: string
+  /** List: the recorded commit ids, oldest first, so that the record stays bounded. */
+  readonly commitLog: string
+}
+
+export function layoutOf(name: string): Layout {
+  const prefix = `anystore:{${name}}:`
+  return {
+    meta: `${prefix}meta`,
+    entries: `${prefix}entries`,
+    order: `${prefix}order`,
+    versions: `${prefix}versions`,
+    deleted: `${prefix}deleted`,
+    commits: `${prefix}commits`,
+    commitLog: `${prefix}commit-log`,
+  }
+}
+
+/** Every key of a store, meta first: the order the init script checks their types in. */
+export function allKeys(layout: Layout): string[] {
+  return [
+    layout.meta,
+    layout.entries,
+    layout.order,
+    layout.versions,
+    layout.deleted,
+    layout.commits,
+    layout.commitLog,
+  ]
+}

@@ -1,0 +1,476 @@
+import { newStoreId, parseKdfBlock } from '../../format/header.js'
+import type { Entry } from '../../format/payload.js'
+import {
+  CorruptFileError,
+  ForeignDataError,
+  ReadOnlyError,
+  StoreClosedError,
+  StoreReplacedError,
+  UnsupportedFormatError,
+} from '../../store/errors.js'
+import type { KeyRing } from '../../store/keyring.js'
+import type { StoreKey } from '../../store/types.js'
+import {
+  type Backend,
+  type BackendTransaction,
+  type Change,
+  type ChangeResult,
+  type CommitOutcome,
+  type KeyQuery,
+  matches,
+} from '../backend.js'
+import { type CallKind, displayUrl, RedisConnection } from './connection.js'
+import { allKeys, type Layout, layoutOf } from './layout.js'
+import {
+  fieldOf,
+  keyCheck,
+  keyCheckEquals,
+  LAYOUT_VERSION,
+  MAGIC,
+  normalizeKey,
+  openEntry,
+  type RedisKeys,
+  redisKeys,
+  SealError,
+  sealEntry,
+  STORE_ID_SIZE,
+} from './sealing.js'
+import { COMMIT, INIT, PAGE, READ, type Script, SIZE } from './scripts.js'
+import type { RedisArgument, RedisCommands, ResolvedRedisOptions } from './types.js'
+
+/** Entries per page of a listing: one script call each, a bounded reply. */
+const PAGE_SIZE = 128
+
+/** The store the meta describes, once its key check passed. */
+interface Opened {
+  readonly id: Buffer
+  readonly idHex: string
+  readonly keys: RedisKeys
+}
+
+/** What a transaction read: each field with its version, and the commit number of a listing. */
+interface ReadSet {
+  readonly keys: Map<string, { field: Buffer; version: string; key: StoreKey }>
+  listedAt: string | undefined
+}
+
+function text(value: unknown): string {
+  return Buffer.isBuffer(value) ? value.toString('utf8') : String(value)
+}
+
+function reply(value: unknown, location: string): unknown[] {
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new CorruptFileError(location, 'a script answered with something it never sends')
+  }
+  return value
+}
+
+/**
+ * A store kept in Redis (docs/DESIGN.md, "The Redis backend"): one entry per hash field, read
+ * one at a time, and commits as one server-side script that checks what the transaction read
+ * and applies its changes atomically, or reports a conflict. Optimistic: many processes and
+ * instances share a store without a lock.
+ */
+export class RedisBackend implements Backend {
+  readonly kind = 'redis'
+  readonly location: string
+  readonly concurrency = 'optimistic'
+  /**
+   * The expiry is sealed inside each entry, where the server cannot see it, and Redis 7.0 has no
+   * per-field expiry: hiding expired entries from size() and dropping them needs an index of
+   * expiry times beside the entries, which this version does not have yet.
+   */
+  readonly supportsExpiry = false
+  // Nothing is held during a transaction: no call inside one can wait for itself.
+  readonly exclusiveScope = undefined
+  readonly readOnly: boolean
+  readonly #connection: RedisConnection
+  readonly #layout: Layout
+  readonly #keyring: KeyRing
+  /** Undefined only for a read-only instance opened before the store was created. */
+  #opened: Opened | undefined
+  #closed = false
+
+  private constructor(
+    connection: RedisConnection,
+    location: string,
+    name: string,
+    keyring: KeyRing,
+    readOnly: boolean,
+  ) {
+    this.#connection = connection
+    this.location = location
+    this.#layout = layoutOf(name)
+    this.#keyring = keyring
+    this.readOnly = readOnly
+  }
+
+  /**
+   * Connects, then opens the store under `options.name`, creating it unless `readOnly`: a wrong
+   * key is WrongKeyError, data not of ours ForeignDataError, a server out of reach
+   * BackendUnavailableError. Nothing under the name is changed unless the name was free.
+   */
+  static async open(
+    options: ResolvedRedisOptions,
+    keyring: KeyRing,
+    readOnly: boolean,
+  ): Promise<RedisBackend> {
+    const where = options.url === undefined ? '' : ` at ${displayUrl(options.url)}`
+    const location = `the Redis store "${options.name}"${where}`
+    const connection = await RedisConnection.open(options, location)
+    const backend = new RedisBackend(connection, location, options.name, keyring, readOnly)
+    try {
+      backend.#opened = await backend.#load(!readOnly)
+    } catch (error) {
+      connection.close()
+      throw error
+    }
+    return backend
+  }
+
+  /** The store under the name: opened from its meta, created if `create` and there is none. */
+  async #load(create: boolean): Promise<Opened | undefined> {
+    const found = await this.#init(false)
+    if (found !== undefined || !create) return found
+    const sealing = this.#keyring.sealing()
+    const id = newStoreId()
+    const keyLength = sealing.keys.keyLength
+    const check = keyCheck(sealing.keys, { storeId: id, keyLength, kdf: sealing.kdf })
+    const fields: string[] = [
+      'magic', MAGIC,
+      'format', String(LAYOUT_VERSION),
+      'id', id.toString('hex'),
+      'check', check.toString('hex'),
+      'keylen', String(keyLength),
+      'seq', '0',
+      'base', '0',
+      'inserts', '0',
+    ]
+    if (sealing.kdf !== undefined) fields.push('kdf', sealing.kdf.toString('hex'))
+    // Another process may have created it meanwhile: then its meta comes back, and is checked.
+    return (await this.#init(true, fields)) ?? {
+      id,
+      idHex: id.toString('hex'),
+      keys: redisKeys(sealing.keys),
+    }
+  }
+
+  /** Runs the init script: the opened store, or undefined when it is absent or was just created. */
+  async #init(create: boolean, fields: string[] = []): Promise<Opened | undefined> {
+    const answer = reply(
+      await this.#connection.runScript('write', INIT, allKeys(this.#layout), [create ? '1' : '0', ...fields]),
+      this.location,
+    ).map(text)
+    switch (answer[0]) {
+      case 'meta':
+        return this.#checkMeta(answer.slice(1))
+      case 'created':
+      case 'absent':
+        return undefined
+      case 'foreign':
+        throw new ForeignDataError(this.location, `${answer[1]} is a ${answer[2]}`)
+      case 'orphan':
+        throw new ForeignDataError(this.location, `${answer[1]} exists without the store's meta`)
+      default:
+        throw new CorruptFileError(this.location, `the init script answered ${answer[0]}`)
+    }
+  }
+
+  #checkMeta(pairs: string[]): Opened {
+    const meta = new Map<string, string>()
+    for (let i = 0; i + 1 < pairs.length; i += 2) meta.set(pairs[i]!, pairs[i + 1]!)
+    if (meta.get('magic') !== MAGIC) {
+      throw new ForeignDataError(this.location, `${this.#layout.meta} is a hash of another program`)
+    }
+    const format = Number(meta.get('format'))
+    if (!Number.isSafeInteger(format) || format < 1) {
+      throw new CorruptFileError(this.location, 'the meta has no valid layout version')
+    }
+    if (format > LAYOUT_VERSION) {
+      throw new UnsupportedFormatError(this.location, `Redis layout version ${format}`)
+    }
+    const hex = (name: string, bytes: number): Buffer => {
+      const value = meta.get(name) ?? ''
+      if (!new RegExp(`^[0-9a-f]{${2 * bytes}}$`).test(value)) {
+        throw new CorruptFileError(this.location, `the meta's ${name} is not ${bytes} bytes of hex`)
+      }
+      return Buffer.from(value, 'hex')
+    }
+    const id = hex('id', STORE_ID_SIZE)
+    const check = hex('check', 16)
+    const keyLength = Number(meta.get('keylen'))
+    if (![16, 24, 32].includes(keyLength)) {
+      throw new CorruptFileError(this.location, 'the meta has no valid key length')
+    }
+    const kdf = meta.has('kdf') ? hex('kdf', 32) : undefined
+    if (kdf !== undefined) parseKdfBlock(this.location, kdf)
+    const fields = { storeId: id, keyLength, kdf }
+    const derived = this.#keyring.keysMatching(this.location, kdf, keyLength, (keys) =>
+      keyCheckEquals(keys, fields, check),
+    )
+    return { id, idHex: id.toString('hex'), keys: redisKeys(derived) }
+  }
+
+  /** The store, or undefined while a read-only instance finds none (it may be created later). */
+  async #store(): Promise<Opened | undefined> {
+    this.#assertOpen()
+    this.#opened ??= await this.#load(false)
+    return this.#opened
+  }
+
+  #script(kind: CallKind, script: Script, keys: string[], args: RedisArgument[]): Promise<unknown[]> {
+    return this.#connection
+      .runScript(kind, script, keys, args)
+      .then((answer) => reply(answer, this.location))
+  }
+
+  /** A script's answer that is not 'ok': the store under the name is no longer the one opened. */
+  #notOk(store: Opened, answer: unknown[]): Error {
+    const what = text(answer[0])
+    if (what === 'replaced') {
+      const found = text(answer[1])
+      return new StoreReplacedError(this.location, store.idHex, found === '' ? '(none: the store was deleted)' : found)
+    }
+    return new CorruptFileError(this.location, `a script answered ${what}`)
+  }
+
+  #open(store: Opened, field: Buffer, sealed: unknown): [StoreKey, Entry] {
+    if (!Buffer.isBuffer(sealed)) throw new CorruptFileError(this.location, 'an entry is not a string')
+    try {
+      return openEntry(store.keys, store.id, field, sealed)
+    } catch (error) {
+      if (error instanceof SealError) throw new CorruptFileError(this.location, error.message)
+      throw error
+    }
+  }
+
+  /**
+   * One read command, sent together with a read of the store id (one round trip): a store put
+   * in this one's place is StoreReplacedError, as the scripts report it, not an empty store.
+   */
+  async #read(store: Opened, command: (c: RedisCommands) => Promise<unknown>): Promise<unknown> {
+    const [id, value] = await this.#connection.call('read', (c) =>
+      Promise.all([c.hGet(this.#layout.meta, 'id'), command(c)]),
+    )
+    if (id === null || text(id) !== store.idHex) {
+      throw this.#notOk(store, ['replaced', id === null ? '' : text(id)])
+    }
+    return value
+  }
+
+  async get(key: StoreKey): Promise<Entry | undefined> {
+    const store = await this.#store()
+    if (store === undefined) return undefined
+    const field = fieldOf(store.keys, store.id, key)
+    const sealed = await this.#read(store, (c) => c.hGet(this.#layout.entries, field))
+    if (sealed === null || sealed === undefined) return undefined
+    return this.#open(store, field, sealed)[1]
+  }
+
+  async has(key: StoreKey): Promise<boolean> {
+    const store = await this.#store()
+    if (store === undefined) return false
+    const field = fieldOf(store.keys, store.id, key)
+    return Number(await this.#read(store, (c) => c.hExists(this.#layout.entries, field))) === 1
+  }
+
+  async size(): Promise<number> {
+    const store = await this.#store()
+    if (store === undefined) return 0
+    return Number(await this.#read(store, (c) => c.zCard(this.#layout.order)))
+  }
+
+  keys(query?: KeyQuery): AsyncIterable<StoreKey> {
+    return keysOf(this.entries(query))
+  }
+
+  async *entries(query?: KeyQuery): AsyncGenerator<[StoreKey, Entry]> {
+    const store = await this.#store()
+    if (store === undefined) return
+    yield* this.#list(store, query, () => {})
+  }
+
+  /**
+   * Every entry in insertion order, a page per script call; `onPage` gets each page's commit
+   * number. Within a page the entries are one state; across pages, a key present throughout is
+   * listed exactly once (paging by score).
+   */
+  async *#list(
+    store: Opened,
+    query: KeyQuery | undefined,
+    onPage: (seq: string) => void,
+  ): AsyncGenerator<[StoreKey, Entry]> {
+    const { meta, entries, order } = this.#layout
+    let after = '-inf'
+    for (;;) {
+      this.#assertOpen()
+      const answer = await this.#script('read', PAGE, [meta, entries, order], [
+        store.idHex,
+        after,
+        String(PAGE_SIZE),
+      ])
+      if (text(answer[0]) !== 'ok') throw this.#notOk(store, answer)
+      onPage(text(answer[1]))
+      const items: [StoreKey, Entry][] = []
+      let count = 0
+      for (let i = 2; i + 2 < answer.length; i += 3) {
+        count++
+        after = `(${text(answer[i])}`
+        const field = answer[i + 1]
+        const sealed = answer[i + 2]
+        if (!Buffer.isBuffer(field)) throw new CorruptFileError(this.location, 'a field is not a string')
+        // Listed in the order set but gone from the entries hash: only a foreign write does that.
+        if (sealed === null || sealed === undefined) {
+          throw new CorruptFileError(this.location, 'the order lists a key that has no entry')
+        }
+        const item = this.#open(store, field, sealed)
+        if (matches(item[0], query)) items.push(item)
+      }
+      yield* items
+      if (count < PAGE_SIZE) return
+    }
+  }
+
+  async transaction<T>(fn: (tx: BackendTransaction) => Promise<T>): Promise<T> {
+    const store = await this.#store()
+    const reads: ReadSet = { keys: new Map(), listedAt: undefined }
+    let ended = false
+    let committed = false
+    const use = () => {
+      if (ended) throw new StoreClosedError('transaction')
+      this.#assertOpen()
+    }
+    const { meta, entries, order, versions, deleted } = this.#layout
+    const read = async (key: StoreKey, existence: boolean): Promise<unknown> => {
+      use()
+      if (store === undefined) return undefined
+      const field = fieldOf(store.keys, store.id, key)
+      const answer = await this.#script('read', READ, [meta, entries, versions, deleted], [
+        store.idHex,
+        field,
+        existence ? '1' : '0',
+      ])
+      if (text(answer[0]) !== 'ok') throw this.#notOk(store, answer)
+      const hex = field.toString('hex')
+      if (!reads.keys.has(hex)) reads.keys.set(hex, { field, version: text(answer[1]), key })
+      if (existence) return Number(answer[2]) === 1
+      const sealed = answer[2]
+      return sealed === null || sealed === undefined ? undefined : this.#open(store, field, sealed)[1]
+    }
+    const listed = (seq: string) => {
+      reads.listedAt ??= seq
+    }
+    const list = (query: KeyQuery | undefined): AsyncIterable<[StoreKey, Entry]> => {
+      use()
+      return store === undefined ? nothing() : this.#list(store, query, listed)
+    }
+    const tx: BackendTransaction = {
+      get: (key) => read(key, false) as Promise<Entry | undefined>,
+      has: (key) => read(key, true).then((found) => found === true),
+      size: async () => {
+        use()
+        if (store === undefined) return 0
+        const answer = await this.#script('read', SIZE, [meta, order], [store.idHex])
+        if (text(answer[0]) !== 'ok') throw this.#notOk(store, answer)
+        listed(text(answer[1]))
+        return Number(answer[2])
+      },
+      keys: (query) => keysOf(list(query)),
+      entries: list,
+      commit: async (changes) => {
+        use()
+        if (committed) throw new Error('commit() twice in one transaction')
+        committed = true
+        if (changes.length > 0 && this.readOnly) throw new ReadOnlyError(this.location, 'commit')
+        if (store === undefined) {
+          // Read-only, on a store not created yet: what it read (nothing) holds while there is none.
+          const now = await this.#load(false)
+          return now === undefined
+            ? { committed: true, results: [] }
+            : { committed: false, conflict: 'the store was created since it was read' }
+        }
+        return this.#commit(store, reads, changes)
+      },
+    }
+    try {
+      return await fn(tx)
+    } finally {
+      ended = true
+    }
+  }
+
+  /** One script call: the read set is checked and the changes applied, or nothing happens. */
+  async #commit(store: Opened, reads: ReadSet, changes: readonly Change[]): Promise<CommitOutcome> {
+    if (changes.length === 0 && reads.keys.size === 0 && reads.listedAt === undefined) {
+      return { committed: true, results: [] }
+    }
+    const args: RedisArgument[] = [
+      store.idHex,
+      changes.length === 0 ? '' : commitId(),
+      reads.listedAt ?? '',
+      String(reads.keys.size),
+    ]
+    for (const { field, version } of reads.keys.values()) args.push(field, version)
+    for (const change of changes) {
+      switch (change.kind) {
+        case 'set': {
+          const key = normalizeKey(change.key)
+          const field = fieldOf(store.keys, store.id, key)
+          args.push('s', field, sealEntry(store.keys, store.id, field, key, change.entry))
+          break
+        }
+        case 'delete':
+          args.push('d', fieldOf(store.keys, store.id, change.key))
+          break
+        case 'clear':
+          args.push('c')
+          break
+      }
+    }
+    const answer = await this.#script('write', COMMIT, allKeys(this.#layout), args)
+    const what = text(answer[0])
+    if (what === 'conflict') {
+      const field = Buffer.isBuffer(answer[1]) ? answer[1].toString('hex') : ''
+      const read = reads.keys.get(field)
+      return {
+        committed: false,
+        conflict:
+          read === undefined
+            ? 'the store changed since it was listed'
+            : `${JSON.stringify(read.key)} changed since it was read`,
+      }
+    }
+    if (what !== 'ok' && what !== 'done') throw this.#notOk(store, answer)
+    const deletes = text(answer[1])
+    let next = 0
+    const results: ChangeResult[] = changes.map((change) =>
+      change.kind === 'delete' ? deletes[next++] === '1' : undefined,
+    )
+    if (next !== deletes.length) {
+      throw new CorruptFileError(this.location, 'a commit answered with results for other changes')
+    }
+    return { committed: true, results }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new StoreClosedError()
+  }
+
+  /** Closes the client if the store created it. Never deletes the store. */
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#connection.close()
+  }
+}
+
+async function* nothing(): AsyncGenerator<never> {}
+
+async function* keysOf(entries: AsyncIterable<[StoreKey, Entry]>): AsyncGenerator<StoreKey> {
+  for await (const [key] of entries) yield key
+}
+
+/** A commit's id: random, so that a retry after a lost reply is recognized and nothing else is. */
+function commitId(): string {
+  return newStoreId().toString('base64url')
+}

@@ -117,7 +117,7 @@ console.log(
   `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}, Node ${machine.node}, ${machine.fileSystem}`,
 )
 
-// A backend that cannot open (the redis slot before src has it, a server that is down) stops
+// A backend that cannot open (a build without the redis option, a server that is down) stops
 // the run here, before minutes of other scenarios.
 try {
   const probe = await openStore(backend, { location: join(freshDir('probe'), 'store.anystore') })
@@ -206,7 +206,7 @@ if (runs('processes')) {
       processes.push(result)
     }
     printTable(
-      `run() increments, sync 'always', ${plan.increments} per process`,
+      `run() increments, ${info.sync ? "sync 'always'" : `${backend} backend`}, ${plan.increments} per process`,
       ['processes', 'transactions/s', 'lost updates'],
       processes.map((p) => [p.processes, p.opsPerSec.toFixed(0), p.lost]),
     )

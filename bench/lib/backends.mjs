@@ -44,8 +44,9 @@ export const BACKENDS = {
     sync: false,
     compress: false,
   },
-  // Provisional until src has the backend: whether compress applies per entry and how durable
-  // a commit is depend on how it is written and on the server's persistence settings.
+  // Not durable for the comparison: when an acknowledged write reaches the server's disk depends
+  // on its persistence settings, which the suite does not control. `sync` and `compress` are the
+  // file's options.
   redis: {
     file: false,
     crossProcess: true,
@@ -119,10 +120,10 @@ export async function openStore(backendName, { location, sync, compress, encrypt
 }
 
 /**
- * The slot for the Redis backend, once src accepts `redis: { url, name }`. Until then
- * AnyStore.open() refuses the option, and the suite stops with this message instead of
+ * A store on the Redis server of redisUrl(). A build older than the Redis backend refuses the
+ * option (an A/B run with --build), and the suite stops with this message instead of
  * anystore's "unknown option". Each location is its own store name, so runs do not share data;
- * the stores stay on the server after the run (removing them needs that backend's API).
+ * the stores stay on the server after the run: point BENCH_REDIS_URL at a scratch server.
  */
 async function openRedis(location, tuning, build) {
   const redis = { url: redisUrl(), name: `anystore-bench:${location}` }
@@ -131,7 +132,7 @@ async function openRedis(location, tuning, build) {
   } catch (error) {
     if (error?.code === 'ERR_ANYSTORE_INVALID_OPTION' && /\bredis\b/.test(error.message)) {
       throw new Error(
-        "backend 'redis': this build of anystore has no `redis: { url, name }` option yet " +
+        "backend 'redis': this build of anystore has no `redis: { url, name }` option " +
           `(AnyStore.open said: ${error.message}). Measure file or memory, or build a ` +
           'checkout whose src/ has the Redis backend.',
         { cause: error },

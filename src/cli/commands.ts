@@ -461,6 +461,13 @@ async function editRedisValue(ctx: CommandContext, key: StoreKey): Promise<void>
   })
 }
 
+/**
+ * Entries per commit of a copy into Redis. One commit is one script call, whose arguments
+ * node-redis spreads onto its stack: about 100,000 arguments (three per entry) overflow it.
+ * Smaller calls also keep the server, which runs nothing else during a script, responsive.
+ */
+const REDIS_COPY_BATCH = 10_000
+
 /** `copy`'s destination secret: --to-key-file or a --to-passphrase, else the source's. */
 async function chooseTargetSecret(
   ctx: CommandContext,
@@ -770,6 +777,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
       try {
         copied = await copyEntries(source, target, {
           replace,
+          batchSize: to.kind === 'redis' ? REDIS_COPY_BATCH : undefined,
           onProgress: (done, total) => {
             progress ??= new ProgressBar('copy', total, ctx.stderr)
             progress.update(done)

@@ -31,6 +31,12 @@ export class TargetNotEmptyError extends Error {
 export interface CopyOptions {
   /** Delete every entry the target holds, in the same commit. Without it, a target with entries is refused. */
   replace: boolean
+  /**
+   * At most this many entries per commit of the target; the first commit checks that the target
+   * is empty (or clears it). A copy larger than this is not atomic.
+   * @default Infinity (one commit)
+   */
+  batchSize?: number | undefined
   /** Called while the source's values are checked, with `(done, total)`. */
   onProgress?: ((done: number, total: number) => void) | undefined
 }
@@ -57,9 +63,9 @@ export async function readAllEntries(source: Backend): Promise<[StoreKey, Entry]
 }
 
 /**
- * Copies `source` into `target` in one commit of the target: all of it or nothing. The target
- * must be empty, unless `replace`, which clears it in that same commit. Resolves to the number
- * of entries copied.
+ * Copies `source` into `target` in one commit of the target: all of it or nothing (with
+ * `batchSize`, in commits of that many entries). The target must be empty, unless `replace`,
+ * which clears it in that same (first) commit. Resolves to the number of entries copied.
  */
 export async function copyEntries(
   source: Backend,
@@ -73,18 +79,30 @@ export async function copyEntries(
       `${source.location} holds entries that expire, and the ${target.kind} backend of ${target.location} does not keep expiries yet: nothing was copied`,
     )
   }
-  const changes: Change[] = options.replace ? [{ kind: 'clear' }] : []
-  for (const [key, entry] of entries) changes.push({ kind: 'set', key, entry })
+  const batchSize = options.batchSize ?? Number.POSITIVE_INFINITY
+  let from = 0
+  do {
+    const changes: Change[] = from === 0 && options.replace ? [{ kind: 'clear' }] : []
+    const end = Math.min(entries.length, from + batchSize)
+    for (const [key, entry] of entries.slice(from, end)) changes.push({ kind: 'set', key, entry })
+    await commitChanges(target, changes, from === 0 && !options.replace)
+    from = end
+  } while (from < entries.length)
+  return total
+}
+
+/** One commit of `changes`, run again on a conflict; `mustBeEmpty`: only into an empty target. */
+async function commitChanges(target: Backend, changes: readonly Change[], mustBeEmpty: boolean): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     const outcome: CommitOutcome = await target.transaction(async (tx) => {
-      if (!options.replace) {
+      if (mustBeEmpty) {
         // Read in the transaction: the commit applies only while the target is still empty.
         const size = await tx.size()
         if (size > 0) throw new TargetNotEmptyError(target.location, size)
       }
       return tx.commit(changes)
     })
-    if (outcome.committed) return total
+    if (outcome.committed) return
     if (attempt >= MAX_ATTEMPTS) {
       throw new TransactionConflictError(target.location, attempt, outcome.conflict)
     }

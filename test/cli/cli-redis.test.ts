@@ -418,6 +418,27 @@ if (server === undefined) {
       expect(await keysUnder(target)).toEqual([])
     })
 
+    // 40,000 sets in one script call would be 120,000 arguments, more than node-redis can send.
+    it('into Redis, a copy of more than 10,000 entries is made in commits of 10,000', async () => {
+      const s = setup()
+      const file = join(s.dir, 'big.store')
+      const src = await open({ file, encryptionKey: s.key })
+      const count = 40_000
+      await src.run(async (tx) => {
+        for (let i = 0; i < count; i++) await tx.set(`key:${i}`, i)
+      })
+      await src.close()
+      const name = freshName()
+      const result = await runCli(['copy', file, at(name), '--key-file', s.keyFile])
+      expect(result.code).toBe(0)
+      const copy = await open({ redis: redisOf(name), encryptionKey: s.key })
+      expect(await copy.size()).toBe(count)
+      const entries = await copy.entries()
+      expect(entries[0]).toEqual(['key:0', 0])
+      expect(entries[count - 1]).toEqual([`key:${count - 1}`, count - 1])
+      expect(await (await admin()).hGet(`anystore:{${name}}:meta`, 'seq')).toBe('4')
+    })
+
     it('the same store as SRC and DST is a usage error', async () => {
       const s = setup()
       const name = freshName()

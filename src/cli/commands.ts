@@ -40,7 +40,7 @@ import { LocationError, parseLocation, type StoreLocation } from './location.js'
 import type { Backend } from '../backends/backend.js'
 import { openFileBackend, openRedisBackend } from '../backends/open-backend.js'
 import type { RedisBackend } from '../backends/redis/redis-backend.js'
-import { copyEntries, TargetNotEmptyError } from '../maintenance/copy.js'
+import { readSource, TargetNotEmptyError, writeTarget } from '../maintenance/copy.js'
 
 /** Wrong arguments: exit status 2. */
 export class UsageError extends Error {
@@ -766,36 +766,37 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
     const { secret } = await chooseSecret(ctx, true, from.display)
     const targetSecret = await chooseTargetSecret(ctx, secret, to.display)
     const replace = ctx.options.force === true
-    // The source first: a source that does not open (a wrong key, no such store) leaves the
-    // destination as it was, not even created.
-    const source = await openCopySide(ctx, from, secret, 'source', false)
+    // The source is read, checked and closed first: a source that does not open (a wrong key,
+    // no such store) or does not decode leaves the destination as it was, not even created.
     let progress: ProgressBar | undefined
-    let copied: number
+    const source = await openCopySide(ctx, from, secret, 'source', false)
+    let entries: Awaited<ReturnType<typeof readSource>>
     try {
-      const compress = to.kind === 'file' && copyCompresses(ctx, to.file, from)
-      const target = await openCopySide(ctx, to, targetSecret, 'target', compress)
-      try {
-        copied = await copyEntries(source, target, {
-          replace,
-          batchSize: to.kind === 'redis' ? REDIS_COPY_BATCH : undefined,
-          onProgress: (done, total) => {
-            progress ??= new ProgressBar('copy', total, ctx.stderr)
-            progress.update(done)
-          },
-        })
-      } catch (error) {
-        if (error instanceof TargetNotEmptyError) {
-          throw new UsageError(
-            `${to.display} already holds ${error.size} ${error.size === 1 ? 'entry' : 'entries'}: nothing was copied. --force replaces them (every entry of DST is deleted in the same commit)`,
-          )
-        }
-        throw error
-      } finally {
-        await target.close()
-      }
+      entries = await readSource(source, (done, total) => {
+        progress ??= new ProgressBar('copy', total, ctx.stderr)
+        progress.update(done)
+      })
     } finally {
       await source.close()
     }
+    const compress = to.kind === 'file' && copyCompresses(ctx, to.file, from)
+    const target = await openCopySide(ctx, to, targetSecret, 'target', compress)
+    try {
+      await writeTarget(target, entries, {
+        replace,
+        batchSize: to.kind === 'redis' ? REDIS_COPY_BATCH : undefined,
+      })
+    } catch (error) {
+      if (error instanceof TargetNotEmptyError) {
+        throw new UsageError(
+          `${to.display} already holds ${error.size} ${error.size === 1 ? 'entry' : 'entries'}: nothing was copied. --force replaces them (every entry of DST is deleted in the same commit)`,
+        )
+      }
+      throw error
+    } finally {
+      await target.close()
+    }
+    const copied = entries.length
     progress?.finish()
     await write(ctx.stdout, `copied ${copied} entries from ${from.display} to ${to.display}\n`)
   },

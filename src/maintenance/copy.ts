@@ -9,7 +9,8 @@ import { checkEveryValueDecodes } from './whole-store.js'
  * are read opened (its key decrypts them) and committed to the target, which seals them under
  * its own key. Entries move as they are stored, encoded value and expiry time, so nothing is
  * decoded and encoded again; every value is still decoded once, to refuse a damaged source
- * before anything is written.
+ * before anything is written. Two steps, so that the source is read, checked and closed before
+ * the target is even opened.
  */
 
 /** How many times a read or a commit on an optimistic backend is tried when others write. */
@@ -37,8 +38,6 @@ export interface CopyOptions {
    * @default Infinity (one commit)
    */
   batchSize?: number | undefined
-  /** Called while the source's values are checked, with `(done, total)`. */
-  onProgress?: ((done: number, total: number) => void) | undefined
 }
 
 /**
@@ -63,20 +62,31 @@ export async function readAllEntries(source: Backend): Promise<[StoreKey, Entry]
 }
 
 /**
- * Copies `source` into `target` in one commit of the target: all of it or nothing (with
- * `batchSize`, in commits of that many entries). The target must be empty, unless `replace`,
- * which clears it in that same (first) commit. Resolves to the number of entries copied.
+ * Every entry of `source` as one state, each value decoded once so that a damaged source is
+ * refused (CorruptFileError naming the key) before anything is written anywhere.
  */
-export async function copyEntries(
+export async function readSource(
   source: Backend,
-  target: Backend,
-  options: CopyOptions,
-): Promise<number> {
+  onProgress?: (done: number, total: number) => void,
+): Promise<[StoreKey, Entry][]> {
   const entries = await readAllEntries(source)
-  const total = checkEveryValueDecodes(entries, source.location, options.onProgress)
+  checkEveryValueDecodes(entries, source.location, onProgress)
+  return entries
+}
+
+/**
+ * Commits `entries` (from readSource) to `target` in one commit: all of them or nothing (with
+ * `batchSize`, in commits of that many entries). The target must be empty, unless `replace`,
+ * which clears it in that same (first) commit; the target seals each entry under its own key.
+ */
+export async function writeTarget(
+  target: Backend,
+  entries: readonly [StoreKey, Entry][],
+  options: CopyOptions,
+): Promise<void> {
   if (target.supportsExpiry === false && entries.some(([, entry]) => entry.expiresAt !== undefined)) {
     throw new InvalidOptionError(
-      `${source.location} holds entries that expire, and the ${target.kind} backend of ${target.location} does not keep expiries yet: nothing was copied`,
+      `Some entries expire, and the ${target.kind} backend of ${target.location} does not keep expiries yet: nothing was copied`,
     )
   }
   const batchSize = options.batchSize ?? Number.POSITIVE_INFINITY
@@ -88,7 +98,6 @@ export async function copyEntries(
     await commitChanges(target, changes, from === 0 && !options.replace)
     from = end
   } while (from < entries.length)
-  return total
 }
 
 /** One commit of `changes`, run again on a conflict; `mustBeEmpty`: only into an empty target. */

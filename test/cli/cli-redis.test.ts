@@ -3,7 +3,10 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createClient } from 'redis'
 import { afterAll, afterEach, describe, expect, it, onTestFinished } from 'vitest'
+import { openFileBackend } from '../../src/backends/open-backend.js'
 import { EXIT_CODES } from '../../src/cli/exit-codes.js'
+import { encodeValue } from '../../src/format/codec.js'
+import { resolveOptions } from '../../src/store/options.js'
 import { AnyStore, type AnyStoreOptions, newKey, readFileHeader } from '../../src/index.js'
 import { freePort, type RedisServer, redisTestsEnabled, SKIP_MESSAGE, startRedis } from '../backends/redis/server.js'
 import { CLI, fixture, requireBuild, runCli, Terminal, tempDir } from '../cli-support.js'
@@ -437,6 +440,28 @@ if (server === undefined) {
       expect(entries[0]).toEqual(['key:0', 0])
       expect(entries[count - 1]).toEqual([`key:${count - 1}`, count - 1])
       expect(await (await admin()).hGet(`anystore:{${name}}:meta`, 'seq')).toBe('4')
+    })
+
+    it('a source value that does not decode is refused (exit 6) before the destination is created', async () => {
+      const s = setup()
+      const file = join(s.dir, 'bad.store')
+      // A value no anystore writes (0xc1 is never used in MessagePack), sealed under the key.
+      const backend = openFileBackend(file, resolveOptions({ file, encryptionKey: s.key }))
+      await backend.transaction(async (tx) =>
+        tx.commit([
+          { kind: 'set', key: 'good', entry: { value: encodeValue(1) } },
+          { kind: 'set', key: 'bad', entry: { value: Uint8Array.of(0xc1) } },
+        ]),
+      )
+      backend.close()
+      const name = freshName()
+      const intoRedis = await runCli(['copy', file, at(name), '--key-file', s.keyFile])
+      expect(intoRedis.code).toBe(EXIT_CODES.ERR_ANYSTORE_CORRUPT_FILE)
+      expect(intoRedis.stderr).toContain('"bad"')
+      expect(await keysUnder(name)).toEqual([])
+      const intoFile = await runCli(['copy', file, join(s.dir, 'dst', 'copy.store'), '--key-file', s.keyFile])
+      expect(intoFile.code).toBe(EXIT_CODES.ERR_ANYSTORE_CORRUPT_FILE)
+      expect(existsSync(join(s.dir, 'dst'))).toBe(false)
     })
 
     it('the same store as SRC and DST is a usage error', async () => {

@@ -88,3 +88,54 @@ describe('taking over the lock record', () => {
     await store.close()
   })
 })
+
+/** The real file system, recording how each descriptor of a version of `file` was closed. */
+function recordingCloses(file: string) {
+  const versions = new Set<number>()
+  const closed = { onThread: 0, inBackground: 0 }
+  const io: FileSystem = {
+    ...nodeFileSystem,
+    openSync: (path, flags, mode) => {
+      const fd = nodeFileSystem.openSync(path, flags, mode)
+      if (path === file || path.endsWith('.tmp')) versions.add(fd)
+      return fd
+    },
+    closeSync: (fd) => {
+      if (versions.delete(fd)) closed.onThread++
+      nodeFileSystem.closeSync(fd)
+    },
+    closeInBackground: (fd) => {
+      if (versions.delete(fd)) closed.inBackground++
+      nodeFileSystem.closeInBackground?.(fd)
+    },
+  }
+  return { io, closed, open: () => versions.size }
+}
+
+describe('closing replaced versions', () => {
+  it('a small one is closed on the calling thread by the time the commit resolves', async () => {
+    const file = join(tempDir(), 'store.db')
+    const { io, closed, open } = recordingCloses(file)
+    const store = await openWithFileSystem({ file }, io)
+    for (let i = 0; i < 5; i++) await store.set('a', i)
+    for (let i = 0; i < 5; i++) await store.run(async (tx) => tx.set('b', i))
+    // Ten commits: the first replaced nothing, and only the last version stays pinned.
+    expect(closed).toStrictEqual({ onThread: 9, inBackground: 0 })
+    expect(open()).toBe(1)
+    await store.close()
+    expect(open()).toBe(0)
+  })
+
+  it('a large one is closed off the thread', async () => {
+    const file = join(tempDir(), 'store.db')
+    const { io, closed, open } = recordingCloses(file)
+    const store = await openWithFileSystem({ file }, io)
+    await store.set('big', 'x'.repeat(100_000))
+    await store.set('a', 1)
+    await store.set('a', 2)
+    expect(closed).toStrictEqual({ onThread: 0, inBackground: 2 })
+    expect(open()).toBe(1)
+    expect(await store.get('big')).toHaveLength(100_000)
+    await store.close()
+  })
+})

@@ -58,9 +58,6 @@ export function identityOf(stats: Stats, statusAt: number | undefined): Identity
  */
 export const FULL_CHECK_EVERY_MS = 100
 
-/** Replaced versions from this size on are closed off the thread (see #closeReplaced). */
-const CLOSE_IN_BACKGROUND_FROM = 64 * 1024
-
 /**
  * The fast read check (docs/DESIGN.md, "The read check in detail"): the loaded version, seen through its kept
  * descriptor, still has its one link and is otherwise untouched. A commit renames a new file
@@ -317,22 +314,10 @@ export class LoadedVersion {
     const fd = this.#pinnedFd
     this.#pinnedFd = undefined
     if (fd === undefined) return
-    // #loaded still describes the version open at fd.
-    this.#closeReplaced(fd, this.#loaded ? this.#loaded.size : 0)
-  }
-
-  /**
-   * Usually the last descriptor of a replaced version: closing it frees the file, which can
-   * take a quarter of a millisecond for a large one, so that goes off the thread. A small one
-   * is closed here: handing a close to the thread pool wakes a thread, which on a busy machine
-   * costs more than freeing a few blocks.
-   */
-  #closeReplaced(fd: number, size: number): void {
-    if (this.#io.closeInBackground && size >= CLOSE_IN_BACKGROUND_FROM) {
-      this.#io.closeInBackground(fd)
-    } else {
-      closeQuietly(this.#io, fd)
-    }
+    // Usually the last descriptor of a replaced version: closing it frees the file, which
+    // need not hold up the commit or read that made it obsolete.
+    if (this.#io.closeInBackground) this.#io.closeInBackground(fd)
+    else closeQuietly(this.#io, fd)
   }
 
   close(): void {

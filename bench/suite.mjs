@@ -8,7 +8,7 @@
 //   --redis-url <url>   the server of the redis backend (default: BENCH_REDIS_URL, or localhost)
 //   --build <path>   the dist/index.js of another anystore build to measure (default: ../dist)
 //   --only <sections>   a comma-separated subset of: matrix, group, processes, cold, side,
-//       contention (to rerun a scenario alone; the targets then lack what was not run). Results
+//       contention, targets (to rerun a scenario alone; the targets then lack what was not run). Results
 //       go to latest-partial.json (latest-<backend>-partial.json), so latest.json stays whole.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs'
@@ -30,8 +30,9 @@ import { jsonStore, rawReader } from './lib/baselines.mjs'
 import { check, freshDir, keyFor, valueFor } from './lib/data.mjs'
 import { formatRatio, formatUs, measure, PROFILES, printTable } from './lib/harness.mjs'
 import { populate, runConfiguration } from './scenarios.mjs'
+import { measureTargets, printTargets } from './targets.mjs'
 
-const SECTIONS = ['matrix', 'group', 'processes', 'cold', 'side', 'contention']
+const SECTIONS = ['matrix', 'group', 'processes', 'cold', 'side', 'contention', 'targets']
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
@@ -373,8 +374,24 @@ function printContention() {
   )
 }
 
-// 5. The targets of the performance issue, each as a ratio; undefined where a scenario it needs
+// 5. The targets against their floors, in alternating rounds (bench/targets.mjs), then the
+// older targets against lmdb-js and the other limits, each as a ratio; undefined where a scenario it needs
 // was skipped or not run.
+let floorTargets
+if (runs('targets')) {
+  const measured = await measureTargets(mode, {
+    backend,
+    increments: plan.increments,
+    warmUp: plan.warmUp,
+  })
+  if (measured.skipped !== undefined) {
+    skip('targets against their floors', measured.skipped)
+  } else {
+    floorTargets = measured.rows
+    printTargets(measured)
+  }
+  removeStores()
+}
 const readSync = info.sync ? 'never' : null
 const writeSync = info.sync ? plan.syncs[0] : null
 const plain = info.compress ? false : null
@@ -461,7 +478,7 @@ function meets(value, goal) {
       : value === bound
 }
 printTable(
-  'targets',
+  'other targets (one median each; lmdb-js as context)',
   ['target', 'measured', 'goal', 'met'],
   targets.map((t) => [
     t.name,
@@ -498,6 +515,7 @@ const results = {
   processes,
   coldOpen: cold,
   compare: side,
+  floorTargets,
   targets,
   anystoreFourProcesses: anystoreFour,
 }

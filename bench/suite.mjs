@@ -8,7 +8,7 @@
 //   --redis-url <url>   the server of the redis backend (default: BENCH_REDIS_URL, or localhost)
 //   --build <path>   the dist/index.js of another anystore build to measure (default: ../dist)
 //   --only <sections>   a comma-separated subset of: matrix, group, processes, cold, side,
-//       contention (to rerun a scenario alone; the targets then lack what was not run). Results
+//       contention, redis (to rerun a scenario alone; the targets then lack what was not run). Results
 //       go to latest-partial.json (latest-<backend>-partial.json), so latest.json stays whole.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs'
@@ -27,11 +27,13 @@ import {
   removeStores,
 } from './lib/backends.mjs'
 import { jsonStore, rawReader } from './lib/baselines.mjs'
+import { describeRedis, ensureRedisServer } from './lib/redis-server.mjs'
 import { check, freshDir, keyFor, valueFor } from './lib/data.mjs'
 import { formatRatio, formatUs, measure, PROFILES, printTable } from './lib/harness.mjs'
+import { redisSideBySide } from './redis-floor.mjs'
 import { populate, runConfiguration } from './scenarios.mjs'
 
-const SECTIONS = ['matrix', 'group', 'processes', 'cold', 'side', 'contention']
+const SECTIONS = ['matrix', 'group', 'processes', 'cold', 'side', 'contention', 'redis']
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
@@ -53,6 +55,8 @@ const info = backendInfo(backend)
 // read by lib/backends.mjs when it first opens a store.
 if (args['redis-url'] !== undefined) process.env.BENCH_REDIS_URL = args['redis-url']
 if (args.build !== undefined) process.env.BENCH_BUILD = resolve(args.build)
+// Found, or started for this run (and stopped at its end) when none answers.
+const redisServer = backend === 'redis' ? await ensureRedisServer() : undefined
 const only = args.only?.split(',').map((s) => s.trim())
 const unknownSection = only?.find((s) => !SECTIONS.includes(s))
 if (unknownSection !== undefined) {
@@ -116,6 +120,7 @@ console.log(
 console.log(
   `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}, Node ${machine.node}, ${machine.fileSystem}`,
 )
+if (redisServer) console.log(describeRedis(redisServer))
 
 // A backend that cannot open (a build without the redis option, a server that is down) stops
 // the run here, before minutes of other scenarios.
@@ -328,6 +333,10 @@ if (runs('contention')) {
   }
 }
 
+// On Redis: against bare node-redis and @keyv/redis on the same server, with its own targets.
+const redisSide =
+  backend === 'redis' && runs('redis') ? await redisSideBySide(mode, redisServer) : undefined
+
 function printSideRows() {
   printTable(
     'side by side (median per operation; ratio = anystore ÷ other)',
@@ -500,6 +509,7 @@ const results = {
   compare: side,
   targets,
   anystoreFourProcesses: anystoreFour,
+  ...(redisSide === undefined ? {} : { redis: redisSide }),
 }
 // Only a whole run on the file backend replaces latest.json and chart.svg, the figures the
 // docs quote; other backends and partial reruns are kept beside them.
@@ -553,3 +563,4 @@ if (configurations.length > 0) {
   )
 }
 console.log(`\nwrote ${json}${chart ? ` and ${chart}` : ''} in ${seconds.toFixed(0)} s`)
+redisServer?.stop()

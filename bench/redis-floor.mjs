@@ -7,7 +7,7 @@ import { createClient } from 'redis'
 import { openStore, redisUrl } from './lib/backends.mjs'
 import { clientOptions, REDIS_BENCH_KEY } from './lib/redis-server.mjs'
 import { check, drawIndexes, freshDir, keyFor, valueFor } from './lib/data.mjs'
-import { formatRatio, formatUs, measure, printTable } from './lib/harness.mjs'
+import { formatRatio, formatUs, printTable } from './lib/harness.mjs'
 import { populate } from './scenarios.mjs'
 
 /**
@@ -113,6 +113,39 @@ function scenarioOf(name, stores, kind, batch, last) {
       }
   }
   throw new Error(`unknown scenario ${name}`)
+}
+
+/** The server's CPU time so far (user + system), in µs, from INFO cpu. */
+async function serverCpuUs(client) {
+  const text = await client.info('cpu')
+  const field = (name) => Number(new RegExp(`${name}:([0-9.]+)`).exec(text)?.[1] ?? Number.NaN)
+  return (field('used_cpu_user') + field('used_cpu_sys')) * 1e6
+}
+
+/**
+ * Runs `fn` (`ops` awaited calls) for `timeMs` after one warm-up call: per call, the median
+ * wall time of its runs, and the CPU time this process and the server spent, in µs. On a
+ * machine shared with other work, wall time includes waiting for a core; CPU time does not.
+ */
+async function sample(fn, ops, timeMs, server) {
+  await fn()
+  const walls = []
+  const cpuBefore = process.cpuUsage()
+  const serverBefore = await serverCpuUs(server)
+  const start = performance.now()
+  while (walls.length < 3 || performance.now() - start < timeMs) {
+    const at = performance.now()
+    await fn()
+    walls.push(((performance.now() - at) * 1000) / ops)
+  }
+  const cpu = process.cpuUsage(cpuBefore)
+  const serverUs = (await serverCpuUs(server)) - serverBefore
+  const calls = walls.length * ops
+  return {
+    wallUs: spread(walls).median,
+    clientCpuUs: (cpu.user + cpu.system) / calls,
+    serverCpuUs: serverUs / calls,
+  }
 }
 
 /** The middle value (the upper of the two middles), the range and the quartiles of `values`. */
@@ -227,12 +260,11 @@ async function contendCounted(kind, processes, count, warmUp) {
  */
 export async function redisSideBySide(mode, server) {
   const plan = PLANS[mode]
-  const turn = { time: plan.time, warmupTime: Math.min(20, plan.time), minIterations: 3 }
   const scenarios = ['get', 'set', 'set+get']
   const bySize = []
   for (const size of plan.sizes) bySize.push(await openContenders(size))
   const last = new Map(KINDS.map((kind) => [kind, new Map(plan.sizes.map((s) => [s, new Map()]))]))
-  /** figures[size][scenario][kind]: µs per call, one per round. */
+  /** figures[size][scenario][kind]: one sample per round (see sample()). */
   const figures = {}
   for (const stores of bySize) {
     figures[stores.size] = {}
@@ -249,8 +281,7 @@ export async function redisSideBySide(mode, server) {
         for (let t = 0; t < KINDS.length; t++) {
           const kind = KINDS[(round + t) % KINDS.length]
           const fn = scenarioOf(scenario, stores, kind, batch, last.get(kind).get(stores.size))
-          const { medianUs } = await measure(turn, fn, { ops: batch })
-          figures[stores.size][scenario][kind].push(medianUs)
+          figures[stores.size][scenario][kind].push(await sample(fn, batch, plan.time, stores.bare))
         }
       }
     }
@@ -266,29 +297,52 @@ export async function redisSideBySide(mode, server) {
   const commands = await commandsPerCall(bySize[0], 200)
   for (const stores of bySize) await stores.close()
 
-  const ratiosOf = (a, b) => spread(a.map((x, i) => x / b[i]))
+  const wall = (samples) => samples.map((x) => x.wallUs)
+  const cpu = (samples) => samples.map((x) => x.clientCpuUs + x.serverCpuUs)
+  const ratiosOf = (a, b, of) => spread(of(a).map((x, i) => x / of(b)[i]))
   const rows = []
   for (const size of plan.sizes) {
     for (const scenario of scenarios) {
       const f = figures[size][scenario]
+      const us = (kind) => spread(wall(f[kind])).median
+      const cpuUs = (kind, side) => spread(f[kind].map((x) => x[side])).median
       rows.push({
         size,
         scenario,
-        anystoreUs: spread(f.anystore).median,
-        bareUs: spread(f.bare).median,
-        keyvUs: spread(f.keyv).median,
-        anystoreToBare: ratiosOf(f.anystore, f.bare),
-        keyvToBare: ratiosOf(f.keyv, f.bare),
-        anystoreToKeyv: ratiosOf(f.anystore, f.keyv),
+        anystoreUs: us('anystore'),
+        bareUs: us('bare'),
+        keyvUs: us('keyv'),
+        cpuUs: Object.fromEntries(
+          KINDS.map((k) => [k, { client: cpuUs(k, 'clientCpuUs'), server: cpuUs(k, 'serverCpuUs') }]),
+        ),
+        anystoreToBare: ratiosOf(f.anystore, f.bare, wall),
+        anystoreToBareCpu: ratiosOf(f.anystore, f.bare, cpu),
+        keyvToBare: ratiosOf(f.keyv, f.bare, wall),
+        anystoreToKeyv: ratiosOf(f.anystore, f.keyv, wall),
+        anystoreToKeyvCpu: ratiosOf(f.anystore, f.keyv, cpu),
       })
     }
   }
   const [small, large] = plan.sizes
-  const flat = (scenario, kind) => ratiosOf(figures[large][scenario][kind], figures[small][scenario][kind])
+  const flat = (scenario, kind, of) =>
+    ratiosOf(figures[large][scenario][kind], figures[small][scenario][kind], of)
   const sized = (n) => n.toLocaleString('en-US')
+  const cpuText = ({ client, server }) => `${client.toFixed(1)} + ${server.toFixed(1)}`
   printTable(
-    `Redis side by side: awaited calls, 100-byte values, median of ${plan.rounds} alternating rounds (ratio: median of the rounds' ratios, their range in brackets)`,
-    ['entries', 'scenario', 'anystore', 'bare node-redis', '@keyv/redis', 'anystore ÷ bare', '@keyv/redis ÷ bare'],
+    `Redis side by side: awaited calls, 100-byte values, median of ${plan.rounds} alternating rounds; ratios are the median of the rounds' ratios, their range in brackets; CPU µs per call: this process + the server`,
+    [
+      'entries',
+      'scenario',
+      'anystore',
+      'bare node-redis',
+      '@keyv/redis',
+      'anystore ÷ bare',
+      '@keyv/redis ÷ bare',
+      'CPU anystore',
+      'CPU bare',
+      'CPU keyv',
+      'CPU anystore ÷ bare',
+    ],
     rows.map((r) => [
       sized(r.size),
       r.scenario,
@@ -297,10 +351,14 @@ export async function redisSideBySide(mode, server) {
       formatUs(r.keyvUs),
       formatSpread(r.anystoreToBare),
       formatSpread(r.keyvToBare),
+      cpuText(r.cpuUs.anystore),
+      cpuText(r.cpuUs.bare),
+      cpuText(r.cpuUs.keyv),
+      formatSpread(r.anystoreToBareCpu),
     ]),
   )
   console.log(
-    `commands per anystore call (INFO commandstats over 200 calls, ${sized(small)} entries): ` +
+    `commands per anystore call (INFO commandstats over 200 calls, ${sized(small)} entries; a script's own calls included): ` +
       `get ${JSON.stringify(commands.get)}, set ${JSON.stringify(commands.set)}`,
   )
 
@@ -351,36 +409,46 @@ export async function redisSideBySide(mode, server) {
   )
 
   const row = (size, scenario) => rows.find((r) => r.size === size && r.scenario === scenario)
+  const none = { median: Number.NaN }
   const targets = [
-    [`get ÷ bare GET, ${sized(small)} entries`, row(small, 'get').anystoreToBare, '≤ 1.3'],
-    [`get ÷ bare GET, ${sized(large)} entries`, row(large, 'get').anystoreToBare, '≤ 1.3'],
-    [`set ÷ bare SET, ${sized(small)} entries`, row(small, 'set').anystoreToBare, '≤ 1.5'],
-    [`set ÷ bare SET, ${sized(large)} entries`, row(large, 'set').anystoreToBare, '≤ 1.5'],
-    [`get at ${sized(large)} ÷ get at ${sized(small)}`, flat('get', 'anystore'), '≤ 1.25'],
-    [`set at ${sized(large)} ÷ set at ${sized(small)}`, flat('set', 'anystore'), '≤ 1.25'],
-    [`  bare GET at ${sized(large)} ÷ at ${sized(small)}`, flat('get', 'bare'), 'context'],
-    [`  bare SET at ${sized(large)} ÷ at ${sized(small)}`, flat('set', 'bare'), 'context'],
-    [`set+get ÷ bare SET+GET, ${sized(small)} entries`, row(small, 'set+get').anystoreToBare, 'context'],
-    [`get ÷ @keyv/redis get, ${sized(small)} entries`, row(small, 'get').anystoreToKeyv, 'context'],
-    [`set ÷ @keyv/redis set, ${sized(small)} entries`, row(small, 'set').anystoreToKeyv, 'context'],
-    [`${plan.processes}-process increments: anystore ÷ bare compare-and-set (rate)`, rateRatio('bare-cas'), 'context'],
-    [`${plan.processes}-process increments: anystore ÷ bare WATCH/MULTI (rate)`, rateRatio('bare-watch'), 'context'],
-  ].map(([name, ratio, goal]) => ({
-    name,
-    ...ratio,
-    goal,
-    met: goal === 'context' ? undefined : ratio.median <= Number(goal.replace(/[^0-9.]/g, '')),
-  }))
+    [`get ÷ bare GET, ${sized(small)} entries`, row(small, 'get').anystoreToBare, row(small, 'get').anystoreToBareCpu, '≤ 1.3'],
+    [`get ÷ bare GET, ${sized(large)} entries`, row(large, 'get').anystoreToBare, row(large, 'get').anystoreToBareCpu, '≤ 1.3'],
+    [`set ÷ bare SET, ${sized(small)} entries`, row(small, 'set').anystoreToBare, row(small, 'set').anystoreToBareCpu, '≤ 1.5'],
+    [`set ÷ bare SET, ${sized(large)} entries`, row(large, 'set').anystoreToBare, row(large, 'set').anystoreToBareCpu, '≤ 1.5'],
+    [`get at ${sized(large)} ÷ get at ${sized(small)}`, flat('get', 'anystore', wall), flat('get', 'anystore', cpu), '≤ 1.25'],
+    [`set at ${sized(large)} ÷ set at ${sized(small)}`, flat('set', 'anystore', wall), flat('set', 'anystore', cpu), '≤ 1.25'],
+    [`  bare GET at ${sized(large)} ÷ at ${sized(small)}`, flat('get', 'bare', wall), flat('get', 'bare', cpu), 'context'],
+    [`  bare SET at ${sized(large)} ÷ at ${sized(small)}`, flat('set', 'bare', wall), flat('set', 'bare', cpu), 'context'],
+    [`set+get ÷ bare SET+GET, ${sized(small)} entries`, row(small, 'set+get').anystoreToBare, row(small, 'set+get').anystoreToBareCpu, 'context'],
+    [`get ÷ @keyv/redis get, ${sized(small)} entries`, row(small, 'get').anystoreToKeyv, row(small, 'get').anystoreToKeyvCpu, 'context'],
+    [`set ÷ @keyv/redis set, ${sized(small)} entries`, row(small, 'set').anystoreToKeyv, row(small, 'set').anystoreToKeyvCpu, 'context'],
+    [`${plan.processes}-process increments: anystore ÷ bare compare-and-set (rate)`, rateRatio('bare-cas'), none, 'context'],
+    [`${plan.processes}-process increments: anystore ÷ bare WATCH/MULTI (rate)`, rateRatio('bare-watch'), none, 'context'],
+  ].map(([name, ratio, cpuRatio, goal]) => {
+    const bound = Number(goal.replace(/[^0-9.]/g, ''))
+    return {
+      name,
+      ...ratio,
+      cpu: cpuRatio,
+      goal,
+      met: goal === 'context' ? undefined : ratio.median <= bound,
+      metByCpu: goal === 'context' ? undefined : cpuRatio.median <= bound,
+    }
+  })
+  const yes = (met) => (met === undefined ? '-' : met ? 'yes' : 'NO')
   printTable(
-    'Redis targets (median of the per-round ratios; range over the rounds; quartiles)',
-    ['target', 'median', 'range', 'quartiles', 'goal', 'met'],
+    'Redis targets (median of the per-round ratios; range over the rounds; quartiles; the same ratio of CPU time, this process + the server)',
+    ['target', 'median', 'range', 'quartiles', 'goal', 'met', 'CPU ratio', 'CPU range', 'met by CPU'],
     targets.map((t) => [
       t.name,
       t.median.toFixed(2),
       `${t.min.toFixed(2)}–${t.max.toFixed(2)}`,
       `${t.q1.toFixed(2)}–${t.q3.toFixed(2)}`,
       t.goal,
-      t.met === undefined ? '-' : t.met ? 'yes' : 'NO',
+      yes(t.met),
+      Number.isNaN(t.cpu.median) ? '-' : t.cpu.median.toFixed(2),
+      Number.isNaN(t.cpu.median) ? '-' : `${t.cpu.min.toFixed(2)}–${t.cpu.max.toFixed(2)}`,
+      yes(t.metByCpu),
     ]),
   )
   return {

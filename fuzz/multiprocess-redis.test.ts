@@ -85,7 +85,7 @@ if (server === undefined) {
       requireBuild()
       const budget = budgetFor(
         'multiprocess-redis',
-        { runs: 3, seconds: 15 },
+        { runs: 3, seconds: 10 },
         { runs: 100_000, seconds: 180 },
       )
       const maxOps = Number(process.env.FUZZ_OPS ?? 30)

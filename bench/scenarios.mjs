@@ -8,7 +8,7 @@ import { measure } from './lib/harness.mjs'
 /**
  * Fills a store with `size` entries in one transaction (one commit); on Redis in one per 10,000
  * entries: node-redis spreads a script's arguments into one function call, and a commit of
- * more than about 50,000 entries overflows the stack there (docs/PERFORMANCE.md, "Redis").
+ * more than about 20,000 entries overflows the stack there (docs/PERFORMANCE.md, "Redis").
  */
 export async function populate(store, size) {
   const chunk = store.backendKind === 'redis' ? 10_000 : Math.max(size, 1)

@@ -27,10 +27,8 @@ import {
   removeStores,
 } from './lib/backends.mjs'
 import { jsonStore, rawReader } from './lib/baselines.mjs'
-import { describeRedis, ensureRedisServer } from './lib/redis-server.mjs'
 import { check, freshDir, keyFor, valueFor } from './lib/data.mjs'
 import { formatRatio, formatUs, measure, PROFILES, printTable } from './lib/harness.mjs'
-import { redisSideBySide } from './redis-floor.mjs'
 import { populate, runConfiguration } from './scenarios.mjs'
 
 const SECTIONS = ['matrix', 'group', 'processes', 'cold', 'side', 'contention', 'redis']
@@ -55,8 +53,10 @@ const info = backendInfo(backend)
 // read by lib/backends.mjs when it first opens a store.
 if (args['redis-url'] !== undefined) process.env.BENCH_REDIS_URL = args['redis-url']
 if (args.build !== undefined) process.env.BENCH_BUILD = resolve(args.build)
-// Found, or started for this run (and stopped at its end) when none answers.
-const redisServer = backend === 'redis' ? await ensureRedisServer() : undefined
+// Found, or started for this run (and stopped at its end) when none answers; loaded only for
+// Redis, so that other backends do not load node-redis.
+const redisTools = backend === 'redis' ? await import('./lib/redis-server.mjs') : undefined
+const redisServer = await redisTools?.ensureRedisServer()
 const only = args.only?.split(',').map((s) => s.trim())
 const unknownSection = only?.find((s) => !SECTIONS.includes(s))
 if (unknownSection !== undefined) {
@@ -120,7 +120,7 @@ console.log(
 console.log(
   `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}, Node ${machine.node}, ${machine.fileSystem}`,
 )
-if (redisServer) console.log(describeRedis(redisServer))
+if (redisServer) console.log(redisTools.describeRedis(redisServer))
 
 // A backend that cannot open (a build without the redis option, a server that is down) stops
 // the run here, before minutes of other scenarios.
@@ -335,7 +335,9 @@ if (runs('contention')) {
 
 // On Redis: against bare node-redis and @keyv/redis on the same server, with its own targets.
 const redisSide =
-  backend === 'redis' && runs('redis') ? await redisSideBySide(mode, redisServer) : undefined
+  backend === 'redis' && runs('redis')
+    ? await (await import('./redis-floor.mjs')).redisSideBySide(mode, redisServer)
+    : undefined
 
 function printSideRows() {
   printTable(

@@ -14,10 +14,12 @@ import { populate } from './scenarios.mjs'
  * anystore on Redis side by side with what a user would write instead, on the same server in
  * the same run: bare node-redis GET and SET (the floor: one command, one round trip, no
  * encryption) and keyv with @keyv/redis. Every figure is an awaited call at a time, 100-byte
- * values, stores of 1,000 and 100,000 entries. Each ratio is taken within one round, where its
- * two sides are measured one right after the other (A/B/A/B...), and reported as the median of
- * the rounds' ratios with their range: on this shared machine one ratio moves by ±15 % from
- * one measurement to the next.
+ * values, stores of 1,000 and 100,000 entries. Each ratio is taken within one round, where the
+ * contenders are measured one right after the other in an order that rotates from round to
+ * round, and reported as the median of the rounds' ratios with their range: on this shared
+ * machine one ratio moves by ±15 % from one measurement to the next. Each measurement also
+ * records the CPU time per call of this process and of the server, which waiting for a core
+ * on a loaded machine does not inflate.
  */
 
 const INCREMENTER = fileURLToPath(new URL('./fixtures/redis-increment.mjs', import.meta.url))

@@ -8,7 +8,8 @@
 //   --redis-url <url>   the server of the redis backend (default: BENCH_REDIS_URL, or localhost)
 //   --build <path>   the dist/index.js of another anystore build to measure (default: ../dist)
 //   --only <sections>   a comma-separated subset of: matrix, group, processes, cold, side,
-//       contention, targets (to rerun a scenario alone; the targets then lack what was not run). Results
+//       contention, targets, redis (to rerun a scenario alone; the targets then lack what was not
+//       run). Results
 //       go to latest-partial.json (latest-<backend>-partial.json), so latest.json stays whole.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs'
@@ -32,7 +33,7 @@ import { formatRatio, formatUs, measure, PROFILES, printTable } from './lib/harn
 import { populate, runConfiguration } from './scenarios.mjs'
 import { measureTargets, printTargets } from './targets.mjs'
 
-const SECTIONS = ['matrix', 'group', 'processes', 'cold', 'side', 'contention', 'targets']
+const SECTIONS = ['matrix', 'group', 'processes', 'cold', 'side', 'contention', 'targets', 'redis']
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
@@ -54,6 +55,10 @@ const info = backendInfo(backend)
 // read by lib/backends.mjs when it first opens a store.
 if (args['redis-url'] !== undefined) process.env.BENCH_REDIS_URL = args['redis-url']
 if (args.build !== undefined) process.env.BENCH_BUILD = resolve(args.build)
+// Found, or started for this run (and stopped at its end) when none answers; loaded only for
+// Redis, so that other backends do not load node-redis.
+const redisTools = backend === 'redis' ? await import('./lib/redis-server.mjs') : undefined
+const redisServer = await redisTools?.ensureRedisServer()
 const only = args.only?.split(',').map((s) => s.trim())
 const unknownSection = only?.find((s) => !SECTIONS.includes(s))
 if (unknownSection !== undefined) {
@@ -117,6 +122,7 @@ console.log(
 console.log(
   `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}, Node ${machine.node}, ${machine.fileSystem}`,
 )
+if (redisServer) console.log(redisTools.describeRedis(redisServer))
 
 // A backend that cannot open (a build without the redis option, a server that is down) stops
 // the run here, before minutes of other scenarios.
@@ -329,6 +335,12 @@ if (runs('contention')) {
   }
 }
 
+// On Redis: against bare node-redis and @keyv/redis on the same server, with its own targets.
+const redisSide =
+  backend === 'redis' && runs('redis')
+    ? await (await import('./redis-floor.mjs')).redisSideBySide(mode, redisServer)
+    : undefined
+
 function printSideRows() {
   printTable(
     'side by side (median per operation; ratio = anystore ÷ other)',
@@ -518,6 +530,7 @@ const results = {
   floorTargets,
   targets,
   anystoreFourProcesses: anystoreFour,
+  ...(redisSide === undefined ? {} : { redis: redisSide }),
 }
 // Only a whole run on the file backend replaces latest.json and chart.svg, the figures the
 // docs quote; other backends and partial reruns are kept beside them.
@@ -571,3 +584,4 @@ if (configurations.length > 0) {
   )
 }
 console.log(`\nwrote ${json}${chart ? ` and ${chart}` : ''} in ${seconds.toFixed(0)} s`)
+redisServer?.stop()

@@ -12,7 +12,6 @@ import { AnyStore } from '../anystore.js'
 import { encodeValue } from '../format/codec.js'
 import { DEFAULT_ENCRYPTION_KEY, newKey, parseKey } from '../crypto.js'
 import { markDefaultKeyWarningGiven } from '../store/default-key-warning.js'
-import { editText, editThing } from '../config/editor.js'
 import {
   CorruptFileError,
   InvalidKeyError,
@@ -422,6 +421,8 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   },
 
   async edit(ctx) {
+    // The editor's code (and its child_process and readline) loads only for this command.
+    const { editText, editThing } = await import('../config/editor.js')
     const file = expandPath(ctx.args[0]!)
     if (ctx.args[1] !== undefined) {
       const { secret } = await chooseSecret(ctx, true)

@@ -25,7 +25,7 @@ await build({
   absWorkingDir: root.pathname,
   entryPoints: {
     index: 'src/index.ts',
-    'cli/main': 'src/cli/main.ts',
+    'cli/main': 'src/cli/bin.ts',
     'adapters/keyv': 'src/adapters/keyv.ts',
     'adapters/unstorage': 'src/adapters/unstorage.ts',
     // Not exported: the crash tests' children reach the store's file-system seam through it.

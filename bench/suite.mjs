@@ -8,7 +8,7 @@
 //   --redis-url <url>   the server of the redis backend (default: BENCH_REDIS_URL, or localhost)
 //   --build <path>   the dist/index.js of another anystore build to measure (default: ../dist)
 //   --only <sections>   a comma-separated subset of: matrix, group, processes, cold, side,
-//       contention (to rerun a scenario alone; the targets then lack what was not run). Results
+//       contention, startup (to rerun a scenario alone; the targets then lack what was not run). Results
 //       go to latest-partial.json (latest-<backend>-partial.json), so latest.json stays whole.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs'
@@ -30,8 +30,9 @@ import { jsonStore, rawReader } from './lib/baselines.mjs'
 import { check, freshDir, keyFor, valueFor } from './lib/data.mjs'
 import { formatRatio, formatUs, measure, PROFILES, printTable } from './lib/harness.mjs'
 import { populate, runConfiguration } from './scenarios.mjs'
+import { measureStartup } from './startup.mjs'
 
-const SECTIONS = ['matrix', 'group', 'processes', 'cold', 'side', 'contention']
+const SECTIONS = ['matrix', 'group', 'processes', 'cold', 'side', 'contention', 'startup']
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
@@ -373,6 +374,10 @@ function printContention() {
   )
 }
 
+// What a command-line user feels: whole processes of the packed package (bench/startup.mjs).
+// The same processes whatever the backend: measured in the file backend's runs only.
+const startup = runs('startup') && backend === 'file' ? measureStartup(mode) : undefined
+
 // 5. The targets of the performance issue, each as a ratio; undefined where a scenario it needs
 // was skipped or not run.
 const readSync = info.sync ? 'never' : null
@@ -450,6 +455,8 @@ const targets = [
     over(cold?.peakRssAboveBaseline, cold?.fileSize),
     '≤ 2',
   ],
+  ['import of the package, ms over node -e 0', startup?.importMs, '≤ 15'],
+  ['CLI get ÷ node -e 0 (wall)', startup?.cliRatio, '≤ 1.3'],
 ].map(([name, value, goal]) => ({ name, value, goal, met: meets(value, goal) }))
 function meets(value, goal) {
   if (value === undefined || Number.isNaN(value) || goal === 'context') return undefined
@@ -499,6 +506,7 @@ const results = {
   coldOpen: cold,
   compare: side,
   targets,
+  startup,
   anystoreFourProcesses: anystoreFour,
 }
 // Only a whole run on the file backend replaces latest.json and chart.svg, the figures the

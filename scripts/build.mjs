@@ -5,23 +5,23 @@
 // - One file per public entry point (the package, its CLI, its two adapters), sharing chunks in
 //   dist/chunks/. Parts few calls use are dynamic imports in the source, so they become chunks
 //   of their own that load on first use: the editor, the Redis backend.
-// - Dependencies stay outside the bundle (loaded from node_modules when used), except
-//   @msgpack/msgpack, whose dozens of small modules every store needs at once.
+// - Dependencies (runtime, optional, peer) stay outside the bundle, loaded from node_modules
+//   when used. A devDependency the source imports is bundled: @msgpack/msgpack, whose dozens of
+//   small modules every store needs at once. Its licence goes to dist/licenses/.
 // - Declarations come from tsc, file for file beside the bundle, so `exports` keeps its types.
-import { readFileSync, rmSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { build } from 'esbuild'
 
 const root = new URL('..', import.meta.url)
 const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8'))
-const BUNDLED = new Set(['@msgpack/msgpack'])
 const external = [
   ...Object.keys(pkg.dependencies ?? {}),
   ...Object.keys(pkg.optionalDependencies ?? {}),
   ...Object.keys(pkg.peerDependencies ?? {}),
-].filter((name) => !BUNDLED.has(name))
+]
 
 rmSync(new URL('dist', root), { recursive: true, force: true })
-await build({
+const { metafile } = await build({
   absWorkingDir: root.pathname,
   entryPoints: {
     index: 'src/index.ts',
@@ -42,5 +42,19 @@ await build({
   // @msgpack/msgpack's ES build: its CommonJS one would be wrapped in a function per module.
   mainFields: ['module', 'main'],
   // The CLI's entry keeps its `#!/usr/bin/env node` line (esbuild keeps an entry's hashbang).
+  metafile: true,
   logLevel: 'warning',
 })
+
+// The licence of each package bundled, which travels with its code.
+const bundled = new Set(
+  Object.keys(metafile.inputs)
+    .map((path) => /^node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(path)?.[1])
+    .filter((name) => name !== undefined),
+)
+for (const name of bundled) {
+  const licence = new URL(`node_modules/${name}/LICENSE`, root)
+  if (!existsSync(licence)) throw new Error(`${name} is bundled but has no LICENSE file to ship with it`)
+  mkdirSync(new URL('dist/licenses', root), { recursive: true })
+  copyFileSync(licence, new URL(`dist/licenses/${name.replace('/', '__')}.LICENSE`, root))
+}

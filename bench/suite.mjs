@@ -8,7 +8,7 @@
 //   --redis-url <url>   the server of the redis backend (default: BENCH_REDIS_URL, or localhost)
 //   --build <path>   the dist/index.js of another anystore build to measure (default: ../dist)
 //   --only <sections>   a comma-separated subset of: matrix, group, processes, cold, side,
-//       contention, startup (to rerun a scenario alone; the targets then lack what was not run). Results
+//       contention, targets, startup (to rerun a scenario alone; the targets then lack what was not run). Results
 //       go to latest-partial.json (latest-<backend>-partial.json), so latest.json stays whole.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs'
@@ -31,8 +31,9 @@ import { check, freshDir, keyFor, valueFor } from './lib/data.mjs'
 import { formatRatio, formatUs, measure, PROFILES, printTable } from './lib/harness.mjs'
 import { populate, runConfiguration } from './scenarios.mjs'
 import { measureStartup } from './startup.mjs'
+import { measureTargets, printTargets } from './targets.mjs'
 
-const SECTIONS = ['matrix', 'group', 'processes', 'cold', 'side', 'contention', 'startup']
+const SECTIONS = ['matrix', 'group', 'processes', 'cold', 'side', 'contention', 'targets', 'startup']
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
@@ -378,8 +379,24 @@ function printContention() {
 // The same processes whatever the backend: measured in the file backend's runs only.
 const startup = runs('startup') && backend === 'file' ? measureStartup(mode) : undefined
 
-// 5. The targets of the performance issue, each as a ratio; undefined where a scenario it needs
+// 5. The targets against their floors, in alternating rounds (bench/targets.mjs), then the
+// older targets against lmdb-js and the other limits, each as a ratio; undefined where a scenario it needs
 // was skipped or not run.
+let floorTargets
+if (runs('targets')) {
+  const measured = await measureTargets(mode, {
+    backend,
+    increments: plan.increments,
+    warmUp: plan.warmUp,
+  })
+  if (measured.skipped !== undefined) {
+    skip('targets against their floors', measured.skipped)
+  } else {
+    floorTargets = measured.rows
+    printTargets(measured)
+  }
+  removeStores()
+}
 const readSync = info.sync ? 'never' : null
 const writeSync = info.sync ? plan.syncs[0] : null
 const plain = info.compress ? false : null
@@ -468,7 +485,7 @@ function meets(value, goal) {
       : value === bound
 }
 printTable(
-  'targets',
+  'other targets (one median each; lmdb-js as context)',
   ['target', 'measured', 'goal', 'met'],
   targets.map((t) => [
     t.name,
@@ -505,6 +522,7 @@ const results = {
   processes,
   coldOpen: cold,
   compare: side,
+  floorTargets,
   targets,
   startup,
   anystoreFourProcesses: anystoreFour,

@@ -51,6 +51,14 @@ it('the benchmark suite runs end to end and writes its results and chart', () =>
     'floor',
   ])
   expect(results.compare.rows.every((r: { floor?: number }) => r.floor === undefined || r.floor > 0)).toBe(true)
+  const floorTargets = results.floorTargets as { ratio: number; min: number; max: number; ratios: number[] }[]
+  expect(floorTargets).toHaveLength(3)
+  for (const target of floorTargets) {
+    expect(target.ratio).toBeGreaterThan(0)
+    expect(target.min).toBeLessThanOrEqual(target.ratio)
+    expect(target.max).toBeGreaterThanOrEqual(target.ratio)
+    expect(target.ratios.length).toBeGreaterThan(0)
+  }
   expect(chart).toMatch(/^<svg[^>]*>[\s\S]*<\/svg>\n$/)
 })
 
@@ -69,6 +77,7 @@ it('on the memory backend, the suite skips what needs a file or other processes,
   expect(results.groupCommit.speedup).toBeGreaterThan(0)
   expect(results.processes).toEqual([])
   expect(results.compare.contention).toEqual([])
+  expect(results.floorTargets).toBeUndefined()
   expect(results.compare.rows.map((r: { scenario: string }) => r.scenario)).toEqual([
     'get, unchanged store of 1,000 entries',
   ])

@@ -8,8 +8,8 @@
 //   --redis-url <url>   the server of the redis backend (default: BENCH_REDIS_URL, or localhost)
 //   --build <path>   the dist/index.js of another anystore build to measure (default: ../dist)
 //   --only <sections>   a comma-separated subset of: matrix, group, processes, cold, side,
-//       contention, targets, redis (to rerun a scenario alone; the targets then lack what was not
-//       run). Results
+//       contention, targets, startup, redis (to rerun a scenario alone; the targets then lack what
+//       was not run). Results
 //       go to latest-partial.json (latest-<backend>-partial.json), so latest.json stays whole.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs'
@@ -31,9 +31,20 @@ import { jsonStore, rawReader } from './lib/baselines.mjs'
 import { check, freshDir, keyFor, valueFor } from './lib/data.mjs'
 import { formatRatio, formatUs, measure, PROFILES, printTable } from './lib/harness.mjs'
 import { populate, runConfiguration } from './scenarios.mjs'
+import { measureStartup } from './startup.mjs'
 import { measureTargets, printTargets } from './targets.mjs'
 
-const SECTIONS = ['matrix', 'group', 'processes', 'cold', 'side', 'contention', 'targets', 'redis']
+const SECTIONS = [
+  'matrix',
+  'group',
+  'processes',
+  'cold',
+  'side',
+  'contention',
+  'targets',
+  'startup',
+  'redis',
+]
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
@@ -386,6 +397,10 @@ function printContention() {
   )
 }
 
+// What a command-line user feels: whole processes of the packed package (bench/startup.mjs).
+// The same processes whatever the backend: measured in the file backend's runs only.
+const startup = runs('startup') && backend === 'file' ? measureStartup(mode) : undefined
+
 // 5. The targets against their floors, in alternating rounds (bench/targets.mjs), then the
 // older targets against lmdb-js and the other limits, each as a ratio; undefined where a scenario it needs
 // was skipped or not run.
@@ -479,6 +494,8 @@ const targets = [
     over(cold?.peakRssAboveBaseline, cold?.fileSize),
     '≤ 2',
   ],
+  ['import of the package, ms over node -e 0', startup?.importMs, '≤ 15'],
+  ['CLI get ÷ node -e 0 (wall)', startup?.cliRatio, '≤ 1.3'],
 ].map(([name, value, goal]) => ({ name, value, goal, met: meets(value, goal) }))
 function meets(value, goal) {
   if (value === undefined || Number.isNaN(value) || goal === 'context') return undefined
@@ -529,6 +546,7 @@ const results = {
   compare: side,
   floorTargets,
   targets,
+  startup,
   anystoreFourProcesses: anystoreFour,
   ...(redisSide === undefined ? {} : { redis: redisSide }),
 }

@@ -14,7 +14,8 @@ export type {
 export { MemoryBackend } from './backends/memory.js'
 export type { Entry } from './format/payload.js'
 export { DEFAULT_ENCRYPTION_KEY, newKey } from './crypto.js'
-export { chooseEditor, type EditThingOptions, editThing } from './config/editor.js'
+export { chooseEditor } from './config/choose-editor.js'
+export { type EditThingOptions, editThing } from './config/edit-thing.js'
 export {
   AnyStoreError,
   type AnyStoreErrorCode,

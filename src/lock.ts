@@ -2,8 +2,7 @@ import * as fs from 'node:fs'
 import { constants, type Stats } from 'node:fs'
 import { createRequire } from 'node:module'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { isMainThread } from 'node:worker_threads'
-import properLockfile from 'proper-lockfile'
+import type * as ProperLockfile from 'proper-lockfile'
 import {
   InvalidOptionError,
   InvalidPathError,
@@ -185,6 +184,18 @@ const lockDirFs = {
   realpathSync: fs.realpathSync,
 }
 
+let properLockfile: typeof ProperLockfile | undefined
+
+/**
+ * proper-lockfile, loaded by the first lock of its mode: it loads graceful-fs, which patches
+ * the process's `fs` module, and a host that uses flock (or no file store) must not pay for
+ * that or see it.
+ */
+function loadProperLockfile(): typeof ProperLockfile {
+  properLockfile ??= createRequire(import.meta.url)('proper-lockfile') as typeof ProperLockfile
+  return properLockfile
+}
+
 let flockSync: FlockSync | null | undefined
 
 /** fs-ext is an optional native addon: `null` when it is not installed or did not build. */
@@ -200,6 +211,12 @@ export function loadFlock(): FlockSync | null {
   return flockSync
 }
 
+/** Asked only by the proper-lockfile mode: loading node:worker_threads costs a fresh process several ms. */
+function isMainThread(): boolean {
+  const workers = createRequire(import.meta.url)('node:worker_threads') as { isMainThread: boolean }
+  return workers.isMainThread
+}
+
 /**
  * fs-ext for the proper-lockfile side's probe, where loading it is safe: always on the main
  * thread; in a worker thread only if this thread loaded it already (a flock-mode store did).
@@ -208,7 +225,7 @@ export function loadFlock(): FlockSync | null {
  * proper-lockfile users must not start doing that just to probe.
  */
 function flockForProbe(): FlockSync | null {
-  return isMainThread ? loadFlock() : (flockSync ?? null)
+  return isMainThread() ? loadFlock() : (flockSync ?? null)
 }
 
 /**
@@ -417,7 +434,7 @@ export class ProperLockfileLock implements CrossProcessLock {
       let release: (() => Promise<void>) | undefined
       try {
         this.#compromised = undefined
-        release = await properLockfile.lock(this.#target, {
+        release = await loadProperLockfile().lock(this.#target, {
           lockfilePath: this.#lockDir,
           realpath: false,
           retries: 0,
@@ -448,7 +465,7 @@ export class ProperLockfileLock implements CrossProcessLock {
     for (let attempt = 0; ; attempt++) {
       try {
         this.#compromised = undefined
-        this.#release = properLockfile.lockSync(this.#target, {
+        this.#release = loadProperLockfile().lockSync(this.#target, {
           lockfilePath: this.#lockDir,
           realpath: false,
           stale: this.#staleMs,

@@ -42,6 +42,8 @@ it('the benchmark suite runs end to end and writes its results and chart', () =>
     for (const result of configuration.results) expect(result.medianUs).toBeGreaterThan(0)
   }
   expect(results.processes.every((p: { lost: number }) => p.lost === 0)).toBe(true)
+  expect(results.startup.importMs).toEqual(expect.any(Number))
+  expect(results.startup.cliRatio).toBeGreaterThan(0)
   expect(results.compare.contention.map((c: { store: string }) => c.store)).toEqual([
     'anystore',
     'lmdb',

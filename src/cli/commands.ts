@@ -12,7 +12,6 @@ import { AnyStore } from '../anystore.js'
 import { encodeValue } from '../format/codec.js'
 import { DEFAULT_ENCRYPTION_KEY, newKey, parseKey } from '../crypto.js'
 import { markDefaultKeyWarningGiven } from '../store/default-key-warning.js'
-import { editText, editThing } from '../config/editor.js'
 import {
   CorruptFileError,
   InvalidKeyError,
@@ -446,6 +445,7 @@ function decodeAll(file: string, store: AnyStore<unknown>): Promise<[StoreKey, u
  * as with a file.
  */
 async function editRedisValue(ctx: CommandContext, key: StoreKey): Promise<void> {
+  const { editText } = await import('../config/editor.js')
   await withStore(ctx, { mustExist: false, write: true }, async (store) => {
     const current = (await store.has(key)) ? await store.get(key) : null
     const { value, changed } = await editText(
@@ -623,6 +623,8 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   },
 
   async edit(ctx) {
+    // The editor's code (and its child_process and readline) loads only for this command.
+    const { editText, editThing } = await import('../config/editor.js')
     const location = locate(ctx.args[0]!)
     if (ctx.args[1] !== undefined && location.kind === 'redis') {
       await editRedisValue(ctx, storeKey(ctx, ctx.args[1]))

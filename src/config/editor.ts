@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process'
 import {
-  accessSync,
   closeSync,
   constants,
   fstatSync,
@@ -11,14 +10,13 @@ import {
   writeFileSync,
 } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { delimiter, join } from 'node:path'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { encodeValue } from '../format/codec.js'
 import {
   type AnyStoreError,
   EditAbortedError,
   InvalidJsonError,
-  InvalidOptionError,
   NotATerminalError,
   SchemaValidationError,
   UnsupportedValueError,
@@ -32,36 +30,9 @@ import {
   unstashWithKeyRing,
 } from './stash.js'
 import { parseTagged, stringifyTagged } from '../format/tagged-json.js'
+import { chooseEditor } from './choose-editor.js'
 
-const FALLBACK_EDITORS = ['vim', 'vi', 'nano']
-
-function onPath(command: string): boolean {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir === '') continue
-    try {
-      accessSync(join(dir, command), constants.X_OK)
-      return true
-    } catch {
-      // Not there, or not executable: try the next directory.
-    }
-  }
-  return false
-}
-
-/** `$VISUAL`, `$EDITOR`, the given editor, or the first of vim, vi and nano on the PATH. */
-export function chooseEditor(given?: string): string {
-  for (const candidate of [process.env.VISUAL, process.env.EDITOR, given]) {
-    if (candidate !== undefined && candidate.trim() !== '') return candidate
-  }
-  const found = FALLBACK_EDITORS.find(onPath)
-  if (found === undefined) {
-    throw new InvalidOptionError(
-      'No editor found: set $EDITOR (or $VISUAL), or pass `editor`',
-      'editor',
-    )
-  }
-  return found
-}
+export { chooseEditor }
 
 /** Errors that mean "the text the user wrote is not acceptable": shown, then the user may edit again. */
 function isRejection(error: unknown): error is AnyStoreError {

@@ -2,8 +2,9 @@ import { once } from 'node:events'
 import { statSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
+import { createRequire } from 'node:module'
 import { finished } from 'node:stream/promises'
-import envPaths from 'env-paths'
+import type EnvPaths from 'env-paths'
 import { openWithKeyRing } from '../anystore.js'
 import { decodeValue, encodeValue } from '../format/codec.js'
 import { checkFileSize, openEntries, sealEntries } from '../format/store-file.js'
@@ -84,6 +85,15 @@ export interface UnstashOptions<T> extends ThingLocation {
   maxFileSize?: number
   /** Any Standard Schema validator; its output is what unstash() returns. */
   schema?: StandardSchemaV1<unknown, T>
+}
+
+/**
+ * env-paths, loaded by the first default stash path, since only calls that name an application
+ * need it. It is an ES module, which require() loads on every Node this package supports.
+ */
+function envPaths(name: string, options: { suffix: string }): ReturnType<typeof EnvPaths> {
+  const loaded = createRequire(import.meta.url)('env-paths') as { default: typeof EnvPaths }
+  return loaded.default(name, options)
 }
 
 /** The default store file for an application name, e.g. `~/.config/myapp/config.anystore` on Linux. */

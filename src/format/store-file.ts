@@ -1,6 +1,5 @@
 import { constants as bufferConstants } from 'node:buffer'
 import { closeSync, fstatSync, readSync } from 'node:fs'
-import { deflateRawSync, inflateRawSync } from 'node:zlib'
 import type { DecipherGCM } from 'node:crypto'
 import { type DerivedKeys, newCipher, newDecipher, TAG_SIZE } from '../crypto.js'
 import { CorruptFileError, FileTooLargeError, WrongKeyError } from '../store/errors.js'
@@ -27,6 +26,9 @@ import {
 } from './header.js'
 import { type Entry, encodePayload, PayloadError } from './payload.js'
 import { Segments } from './segments.js'
+
+/** node:zlib, loaded by the first compressed store: a fresh process pays several ms for it. */
+const zlib = () => process.getBuiltinModule('node:zlib')
 
 /**
  * Feeding the cipher in slices this size keeps it near its best throughput (one update() of a
@@ -65,7 +67,7 @@ export function seal(keys: DerivedKeys, payload: Uint8Array, options: SealOption
   const version = options.formatVersion ?? FORMAT_VERSION
   const start = headerSize(version)
   const flags = (options.compress ? FLAG_DEFLATE : 0) | (options.kdf ? FLAG_PASSPHRASE : 0)
-  const body = options.compress ? deflateRawSync(payload) : payload
+  const body = options.compress ? zlib().deflateRawSync(payload) : payload
   const size = start + body.length + TAG_SIZE + STATUS_SIZE
   // Every header byte is written, so the buffer need not be zeroed first.
   const whole = size <= ONE_PART_MAX ? Buffer.allocUnsafe(size) : undefined
@@ -242,7 +244,7 @@ function inflated(file: string, header: FileHeader, body: Buffer, limit: number)
   // zlib wants an integer from 1 to the largest Buffer; any larger limit is no limit.
   const maxOutputLength = Math.max(1, Math.min(Math.floor(limit), bufferConstants.MAX_LENGTH))
   try {
-    return inflateRawSync(body, { maxOutputLength })
+    return zlib().inflateRawSync(body, { maxOutputLength })
   } catch (cause) {
     if ((cause as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
       throw new FileTooLargeError(file, body.length, limit, { inflated: true })

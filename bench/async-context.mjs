@@ -8,17 +8,20 @@
 //   bare          nothing of anystore loaded: the baseline of each round
 //   imported      the package imported
 //   opened        a memory store opened, one set() and one get()
-//   after run()   the same, then one run() awaited to its end
+//   after run()   the same, then one run() awaited to its end, and one turn of the event loop
+//   after run(), same turn   the loop starts right after the run(), without the event loop
+//                 turning first (the store switches async context tracking off on the next turn)
 //   during run()  a run() is under way (its callback waits) while the loop runs outside it
-// and `get()` is the CPU time of a get() of one key of a 1,000-entry file store after a run()
-// (the read path the suite's get target measures), compared across builds rather than with bare.
+// `get()` is the CPU time of a get() of one key of a 1,000-entry file store after a run() (the
+// read path the suite's get target measures) and `run()` that of a run() on a memory store (what
+// entering and leaving the callback's context costs); those two are compared across builds.
 //
 // The loops: `await` calls an async function 200,000 times in turn, each awaiting another one;
 // `Promise.all` settles 200 batches of 1,000 such calls. Every child repeats each loop 5 times
 // after one unmeasured pass and reports the median. The parent runs every (Node, build, step) in
 // each round with the order rotated from round to round, and prints per Node version the median
-// over rounds of each figure and of its ratio to the same round's bare figure (for get(): to the
-// first build's), with the spread of those ratios.
+// over rounds of each figure and of its ratio to the same round's bare figure (for get() and
+// run(): to the first build's), with the spread of those ratios.
 //
 // Node versions: this one, plus the Node 22 and 24 that .ci/node-matrix installs into its cache
 // (`node` package from the registry), when present; --node adds others. Builds: this checkout's
@@ -34,6 +37,7 @@ const LOOP_CALLS = 200_000
 const BATCH = 1_000
 const REPS = 5
 const GETS = 50_000
+const RUNS = 20_000
 
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
 
@@ -88,10 +92,14 @@ async function child(step, buildPath) {
     return figures
   }
   if (step === 'get()') return { 'get()': await getCost(AnyStore, newKey()) }
+  if (step === 'run()') return { 'run()': await runCost(AnyStore) }
   const store = await AnyStore.open()
   await store.set('a', 1)
   if ((await store.get('a')) !== 1) throw new Error('memory store lost a write')
-  if (step === 'after run()') await store.run(async (tx) => tx.set('b', ((await tx.get('a')) ?? 0) + 1))
+  if (step.startsWith('after run()')) {
+    await store.run(async (tx) => tx.set('b', ((await tx.get('a')) ?? 0) + 1))
+    if (step === 'after run()') await new Promise((resolve) => setImmediate(resolve))
+  }
   let release
   let running
   if (step === 'during run()') {
@@ -136,6 +144,22 @@ async function getCost(AnyStore, encryptionKey) {
   }
 }
 
+/**
+ * CPU ns of one run() (a get and a set) on a memory store, where nothing else hides what entering
+ * and leaving the callback's async context costs.
+ */
+async function runCost(AnyStore) {
+  const store = await AnyStore.open()
+  const increment = async (tx) => tx.set('n', ((await tx.get('n')) ?? 0) + 1)
+  const runs = async () => {
+    for (let i = 0; i < RUNS; i++) await store.run(increment)
+  }
+  const us = await measure(runs)
+  if ((await store.get('n')) !== RUNS * (REPS + 1)) throw new Error('run() lost an increment')
+  await store.close()
+  return (us * 1000) / RUNS
+}
+
 function parseArgs(argv) {
   const options = { rounds: 7, nodes: [], builds: [], json: false }
   for (let i = 0; i < argv.length; i++) {
@@ -171,7 +195,8 @@ function runChild(node, step, buildPath) {
   return JSON.parse(result.stdout)
 }
 
-const STEPS = ['imported', 'opened', 'after run()', 'during run()', 'get()']
+const STEPS = ['imported', 'opened', 'after run()', 'after run(), same turn', 'during run()', 'get()', 'run()']
+const PER_CALL = new Set(['get()', 'run()'])
 
 async function parent(options) {
   const nodes = options.nodes.map((path) => ({
@@ -192,13 +217,13 @@ async function parent(options) {
         byTask.set(task.key, runChild(node.path, task.step, task.build?.path))
       }
       const bare = byTask.get('bare')
-      const firstGet = byTask.get(`${options.builds[0].label}: get()`)['get()']
+      const first = (name) => byTask.get(`${options.builds[0].label}: ${name}`)[name]
       for (const [key, result] of byTask) {
         const slot = figures[n].get(key)
         for (const [name, value] of Object.entries(result)) {
           slot[name] ??= { values: [], ratios: [] }
           slot[name].values.push(value)
-          slot[name].ratios.push(value / (name === 'get()' ? firstGet : bare[name]))
+          slot[name].ratios.push(value / (PER_CALL.has(name) ? first(name) : bare[name]))
         }
       }
     }
@@ -212,11 +237,11 @@ async function parent(options) {
           node: node.version,
           step: key,
           figure: name,
-          median: name === 'get()' ? Math.round(median(values)) : Math.round(median(values) / 1000),
-          unit: name === 'get()' ? 'ns CPU per call' : 'ms CPU per loop',
+          median: PER_CALL.has(name) ? Math.round(median(values)) : Math.round(median(values) / 1000),
+          unit: PER_CALL.has(name) ? 'ns CPU per call' : 'ms CPU per loop',
           ratio: Number(median(ratios).toFixed(3)),
           ratioSpread: [Math.min(...ratios), Math.max(...ratios)].map((x) => Number(x.toFixed(3))),
-          against: name === 'get()' ? `${options.builds[0].label}: get()` : 'bare',
+          against: PER_CALL.has(name) ? `${options.builds[0].label}: ${name}` : 'bare',
         })
       }
     }
@@ -231,7 +256,7 @@ async function parent(options) {
     for (const row of rows.filter((r) => r.node === node.version)) {
       const figure = `${row.median} ${row.unit === 'ns CPU per call' ? 'ns' : 'ms'}`
       console.log(
-        `  ${row.step.padEnd(26)} ${row.figure.padEnd(12)} ${figure.padStart(9)}   ×${row.ratio.toFixed(3)} ` +
+        `  ${row.step.padEnd(34)} ${row.figure.padEnd(12)} ${figure.padStart(9)}   ×${row.ratio.toFixed(3)} ` +
           `[${row.ratioSpread.map((x) => x.toFixed(3)).join('–')}] vs ${row.against}`,
       )
     }

@@ -174,14 +174,14 @@ describe('held scopes: a call is refused only from inside a run() of what it wou
     await a.close()
   })
 
-  it('leaves no promise hooks on in the host process once every run() has ended', () => {
+  it('leaves no promise hooks on in the host process once every run() has ended and the event loop turned', () => {
     // A child process, so that nothing else in it uses async context (dist/, as fixtures do).
     const report = JSON.parse(execFileSync(process.execPath, [fixture('promise-hooks.mjs')], { encoding: 'utf8' }))
     expect(report).toEqual({
       beforeImport: false,
       opened: false,
       afterRun: false,
-      afterConcurrentRuns: false,
+      afterConcurrentAndSuccessiveRuns: false,
       afterNestedRuns: false,
       afterThrowingRun: false,
       refusedInside: 'ERR_ANYSTORE_REENTRANT',

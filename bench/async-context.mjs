@@ -6,6 +6,8 @@
 // promise-heavy loop in a fresh child process (hooks, once on, cannot be measured away in the
 // same process), after one of these steps:
 //   bare          nothing of anystore loaded: the baseline of each round
+//   hook set once nothing of anystore loaded, a V8 promise hook set and cleared: V8 keeps some
+//                 promise fast paths off from then on, the floor of a check built on hooks
 //   imported      the package imported
 //   opened        a memory store opened, one set() and one get()
 //   after run()   the same, then one run() awaited to its end, and one turn of the event loop
@@ -31,6 +33,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { homedir, tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { promiseHooks } from 'node:v8'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const LOOP_CALLS = 200_000
@@ -82,7 +85,14 @@ const LOOPS = {
 /** In a child: takes `step` with `buildPath`, then prints the median CPU µs of each loop. */
 async function child(step, buildPath) {
   const figures = {}
-  if (step === 'bare') {
+  if (step === 'hook set once') {
+    // The floor of any re-entrancy check built on promise hooks: one hook set and cleared.
+    const stop = promiseHooks.onInit(() => {})
+    await null
+    stop()
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  if (step === 'bare' || step === 'hook set once') {
     for (const [name, loop] of Object.entries(LOOPS)) figures[name] = await measure(loop)
     return figures
   }
@@ -204,7 +214,10 @@ async function parent(options) {
     version: execFileSync(path, ['--version'], { encoding: 'utf8' }).trim(),
   }))
   // One task per (build, step), plus the bare baseline; figures[node][task][figure] = per round.
-  const tasks = [{ key: 'bare', step: 'bare' }]
+  const tasks = [
+    { key: 'bare', step: 'bare' },
+    { key: 'hook set once', step: 'hook set once' },
+  ]
   for (const build of options.builds) {
     for (const step of STEPS) tasks.push({ key: `${build.label}: ${step}`, step, build })
   }

@@ -28,7 +28,7 @@ let disableScheduled = false
 
 /**
  * Disables `holds` on the next turn of the event loop if no run() has begun by then. Switching
- * promise hooks off and on again costs 2–3 µs, as much as a third of a run() on a memory store:
+ * promise hooks off and on again costs 2–3 µs, a fifth to a third of a run() on a memory store:
  * runs that follow one another without the loop turning keep them on in between.
  */
 function disableWhenIdle(): void {

@@ -44,8 +44,7 @@ if (server === undefined) {
       sharedInstances: true,
       exclusive: false,
       readOnly: true,
-      expiry: false,
-      events: false,
+      events: true,
     },
   )
 }

@@ -528,7 +528,6 @@ export class RedisBackend implements Backend {
 
   /** What the watcher reads the store through. */
   #commitSource(): CommitSource {
-    const { meta, entries } = this.#layout
     return {
       storeId: async () => (await this.#store())?.idHex,
       snapshot: async (now) => {

@@ -22,7 +22,9 @@ const keysOf = (name: string) => {
     meta: `${prefix}meta`,
     entries: `${prefix}entries`,
     order: `${prefix}order`,
-    all: ['meta', 'entries', 'order', 'versions', 'deleted', 'commits', 'commit-log'].map(
+    expiry: `${prefix}expiry`,
+    channel: `${prefix}changes`,
+    all: ['meta', 'entries', 'order', 'versions', 'deleted', 'commits', 'commit-log', 'expiry'].map(
       (k) => `${prefix}${k}`,
     ),
   }
@@ -350,7 +352,10 @@ if (shared === undefined) {
       const id = (await client.hGet(k.meta, 'id'))!
       const [field] = (await raw.hKeys(k.entries)) as unknown as Buffer[]
       const commit = () =>
-        raw.evalSha(COMMIT.sha, { keys: k.all, arguments: [id, 'one-commit-id', '', '0', 'd', field!] })
+        raw.evalSha(COMMIT.sha, {
+          keys: k.all,
+          arguments: [id, 'one-commit-id', '', '', String(Date.now()), k.channel, '0', 'd', field!],
+        })
       const first = (await commit()) as Buffer[]
       const seq = await client.hGet(k.meta, 'seq')
       const second = (await commit()) as Buffer[]

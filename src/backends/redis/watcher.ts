@@ -156,12 +156,16 @@ export class CommitWatcher {
       reconnected: () => this.#enqueue(() => this.#check()),
       error: (error) => this.#feed.fail(error),
     })
-    // First subscribed, then the state read: a commit after the read is heard, one before it
-    // is in the state; one in between is both, and reading it again changes nothing.
-    const ready = this.#enqueue(async () => {
-      await this.#subscription.subscribed
-      await this.#resync(false)
-    })
+    // The state at once (one listing, while the connection is made), then a check once
+    // subscribed: a commit that landed between the two is not heard, but moved the commit
+    // number, and is reported as the difference. Only what lands before the listing is part
+    // of the state watching starts from.
+    this.#enqueue(() => this.#resync(false))
+    const ready = this.#subscription.subscribed.then(
+      () => this.#enqueue(() => this.#check()),
+      // Closed before it subscribed: nothing to wait for.
+      () => {},
+    )
     if (storeId !== undefined) register(storeId, within(ready, timeoutMs))
   }
 

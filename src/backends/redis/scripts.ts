@@ -190,10 +190,13 @@ if commitId ~= '' then
 end
 local seq = tonumber(redis.call('HGET', meta, 'seq'))
 local now = tonumber(ARGV[5])
+-- A store without expiring entries skips every look at the index.
+local indexed = redis.call('EXISTS', expiry) == 1
+local function expired(f) return indexed and expiredAt(expiry, f, now) end
 if ARGV[3] ~= '' then
   if tonumber(ARGV[3]) ~= seq then return {'conflict', ''} end
   -- An entry that was listed and has expired since: the listing no longer holds.
-  if redis.call('ZCOUNT', expiry, '(' .. ARGV[4], ARGV[5]) > 0 then return {'conflict', ''} end
+  if indexed and redis.call('ZCOUNT', expiry, '(' .. ARGV[4], ARGV[5]) > 0 then return {'conflict', ''} end
 end
 local i = 8
 for _ = 1, tonumber(ARGV[7]) do
@@ -201,7 +204,7 @@ for _ = 1, tonumber(ARGV[7]) do
   if tonumber(versionOf(meta, versions, deleted, f)) ~= tonumber(ARGV[i + 1]) then
     return {'conflict', f}
   end
-  if ARGV[i + 2] == '1' and expiredAt(expiry, f, now) then return {'conflict', f} end
+  if ARGV[i + 2] == '1' and expired(f) then return {'conflict', f} end
   i = i + 3
 end
 local nextSeq = seq + 1
@@ -220,7 +223,7 @@ local function touch(f)
 end
 -- Removes f as a delete would: for an entry that expired. Not announced: expiring is no change.
 local function drop(f)
-  redis.call('ZREM', expiry, f)
+  if indexed then redis.call('ZREM', expiry, f) end
   if redis.call('HDEL', entries, f) == 1 then
     redis.call('ZREM', order, f)
     redis.call('HDEL', versions, f)
@@ -228,7 +231,7 @@ local function drop(f)
     changed = true
   end
 end
-if commitId ~= '' then
+if commitId ~= '' and indexed then
   local stale = redis.call('ZRANGE', expiry, '-inf', ARGV[5], 'BYSCORE', 'LIMIT', 0, ${EXPIRED_PER_COMMIT})
   for _, f in ipairs(stale) do drop(f) end
 end
@@ -238,13 +241,18 @@ while i <= #ARGV do
   if op == 's' then
     local f, at = ARGV[i + 1], ARGV[i + 3]
     -- An expired entry is absent: a set of its key is the set of a new key.
-    if expiredAt(expiry, f, now) then drop(f) end
+    if expired(f) then drop(f) end
     if redis.call('HSET', entries, f, ARGV[i + 2]) == 1 then
       inserts = inserts + 1
       redis.call('ZADD', order, int(inserts), f)
       redis.call('HDEL', deleted, f)
     end
-    if at == '' then redis.call('ZREM', expiry, f) else redis.call('ZADD', expiry, at, f) end
+    if at ~= '' then
+      redis.call('ZADD', expiry, at, f)
+      indexed = true
+    elseif indexed then
+      redis.call('ZREM', expiry, f)
+    end
     redis.call('HSET', versions, f, int(nextSeq))
     changed = true
     touch(f)
@@ -252,10 +260,10 @@ while i <= #ARGV do
     i = i + 4
   elseif op == 'd' then
     local f = ARGV[i + 1]
-    if expiredAt(expiry, f, now) then drop(f) end
+    if expired(f) then drop(f) end
     if redis.call('HDEL', entries, f) == 1 then
       redis.call('ZREM', order, f)
-      redis.call('ZREM', expiry, f)
+      if indexed then redis.call('ZREM', expiry, f) end
       redis.call('HDEL', versions, f)
       redis.call('HSET', deleted, f, int(nextSeq))
       changed = true
@@ -271,6 +279,7 @@ while i <= #ARGV do
       base = nextSeq
       changed = true
       cleared = true
+      indexed = false
     end
     i = i + 1
   else
@@ -278,8 +287,10 @@ while i <= #ARGV do
   end
 end
 -- What this commit set with a time already past is not kept either.
-for _, f in ipairs(sets) do
-  if expiredAt(expiry, f, now) then drop(f) end
+if indexed then
+  for _, f in ipairs(sets) do
+    if expired(f) then drop(f) end
+  end
 end
 if changed then
   if redis.call('HLEN', deleted) > ${REMEMBERED_DELETES} then

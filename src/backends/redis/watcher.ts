@@ -2,6 +2,7 @@ import type { Entry } from '../../format/payload.js'
 import type { StoreKey } from '../../store/types.js'
 import { type EntryChange, isExpired } from '../backend.js'
 import { type ChangeFeed, entryChange } from '../change-feed.js'
+import { ExpiryQueue, type PurgeableEntries } from '../expiry.js'
 import type { Subscription, SubscriptionHandlers } from './connection.js'
 
 /** After a failure to read changes, the next attempt comes this much later. */
@@ -69,6 +70,10 @@ function parse(message: Buffer): Announcement | undefined {
   return { storeId: message.toString('latin1', 0, first), seq, cleared: message[second + 1] === 0x63, touched }
 }
 
+function* expiriesOf(state: State): Generator<[string, number]> {
+  for (const [hex, [, entry]] of state) if (entry.expiresAt !== undefined) yield [hex, entry.expiresAt]
+}
+
 function live(item: [StoreKey, Entry] | undefined, now: number): [StoreKey, Entry] | undefined {
   return item === undefined || isExpired(item[1], now) ? undefined : item
 }
@@ -134,6 +139,11 @@ export class CommitWatcher {
   readonly #feed: ChangeFeed
   readonly #subscription: Subscription
   #state: State = new Map()
+  /**
+   * The expiry times in #state: the server drops expired entries without announcing it, so
+   * the state drops them by the clock, or a long watch would keep every entry that ever expired.
+   */
+  #expiries = new ExpiryQueue()
   /** The commit number #state is known to include every commit up to. */
   #seq = 0
   /** Whether #state holds the store yet: until then, nothing can be reported. */
@@ -223,6 +233,7 @@ export class CommitWatcher {
     }
     // #state is the store as of the commit before this one: each key's entry before it.
     const now = Date.now()
+    this.#expiries.purge(this.#purgeable(), now)
     const changes: EntryChange[] = []
     const after = new Map<string, [StoreKey, Entry] | undefined>()
     for (const [field, sealed] of announced.touched) {
@@ -233,6 +244,7 @@ export class CommitWatcher {
       for (const [hex, item] of this.#state) {
         if (after.has(hex)) continue
         this.#state.delete(hex)
+        this.#expiries.track(hex, undefined)
         const before = live(item, now)
         if (before !== undefined) changes.push({ key: before[0], before: before[1] })
       }
@@ -242,6 +254,7 @@ export class CommitWatcher {
       const current = live(item, now)
       if (current === undefined) this.#state.delete(hex)
       else this.#state.set(hex, current)
+      this.#expiries.track(hex, current?.[1].expiresAt)
       const key = (current ?? before)?.[0]
       const change = key === undefined ? undefined : entryChange(key, before?.[1], current?.[1])
       if (change !== undefined) changes.push(change)
@@ -279,10 +292,20 @@ export class CommitWatcher {
       }
     }
     this.#state = entries
+    this.#expiries = new ExpiryQueue(expiriesOf(entries))
     this.#seq = seq
     this.#loaded = true
     this.#stale = false
     this.#feed.emit(changes)
+  }
+
+  /** #state as ExpiryQueue sees a map: entries by field. */
+  #purgeable(): PurgeableEntries {
+    const state = this.#state
+    return {
+      get: (hex) => state.get(hex as string)?.[1],
+      delete: (hex) => state.delete(hex as string),
+    }
   }
 
   close(): void {
@@ -292,5 +315,6 @@ export class CommitWatcher {
     this.#retry = undefined
     this.#subscription.close()
     this.#state = new Map()
+    this.#expiries = new ExpiryQueue()
   }
 }

@@ -231,6 +231,22 @@ if (shared === undefined) {
       expect(await client.ping()).toBe('PONG')
     })
 
+    it('an entry expiring is no change; set again after it expired, its key is added, not changed', async () => {
+      const store = await open(server)
+      const heard = recorder(store)
+      await store.set('brief', 'old', { ttlMs: 150 })
+      const t1 = Date.now()
+      expect((await heard.next()).added).toEqual([{ key: 'brief', value: 'old' }])
+      while (Date.now() <= t1 + 150) await sleep(20)
+      // A commit that drops it from the server: still nothing to report for it.
+      await store.set('other', 1)
+      expect(await heard.next()).toEqual({ added: [{ key: 'other', value: 1 }], changed: [], deleted: [] })
+      await store.set('brief', 'new')
+      expect(await heard.next()).toEqual({ added: [{ key: 'brief', value: 'new' }], changed: [], deleted: [] })
+      await sleep(20)
+      expect(heard.pending).toEqual([])
+    })
+
     it('a read-only watcher opened before the store exists hears the commits that create and fill it', async () => {
       const name = freshName()
       const encryptionKey = newKey()

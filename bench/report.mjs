@@ -62,6 +62,30 @@ if (r.compare.contention.length > 0) {
   )
 }
 
+if (r.floorTargets?.length > 0) {
+  console.log('\n### Targets against their floors\n')
+  console.log(
+    'Alternating rounds; the ratio is the median of the per-round ratios (anystore ÷ floor).\n',
+  )
+  const figure = (value, unit) => (unit === 'µs' ? formatUs(value) : value.toFixed(0))
+  console.log(
+    table(
+      ['target', 'anystore', 'floor', 'ratio', 'min–max', 'IQR', 'rounds', 'goal', 'met'],
+      r.floorTargets.map((t) => [
+        t.name,
+        figure(t.anystore, t.unit),
+        figure(t.floor, t.unit),
+        formatRatio(t.ratio),
+        `${t.min.toFixed(2)}–${t.max.toFixed(2)}`,
+        `${t.q1.toFixed(2)}–${t.q3.toFixed(2)}`,
+        t.rounds,
+        t.goal,
+        t.met ? 'yes' : '**no**',
+      ]),
+    ),
+  )
+}
+
 console.log('\n### Targets\n')
 console.log(
   table(

@@ -3,14 +3,21 @@
 // lmdb-js is installed here, beside the suite, on first use rather than as a devDependency:
 // its native helper (msgpackr-extract) lists prebuilt packages for platforms the registry
 // used here does not carry, which a lockfile cannot record, so `npm ci` of the project would
-// fail. `npm install` tolerates the missing optional packages.
+// fail. `npm install` tolerates the missing optional packages. @keyv/redis (with the keyv it
+// plugs into) is a contender of the Redis backend only, so it is installed here too.
 import { execFileSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 const benchDir = fileURLToPath(new URL('.', import.meta.url))
-if (!existsSync(new URL('./node_modules/lmdb/package.json', import.meta.url))) {
-  console.error('installing the benchmark contenders (lmdb) into bench/node_modules ...')
+const contenders = Object.keys(
+  JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8')).dependencies,
+)
+const missing = contenders.filter(
+  (name) => !existsSync(new URL(`./node_modules/${name}/package.json`, import.meta.url)),
+)
+if (missing.length > 0) {
+  console.error(`installing the benchmark contenders (${missing.join(', ')}) into bench/node_modules ...`)
   execFileSync(
     'npm',
     ['install', '--prefix', benchDir, '--no-audit', '--no-fund', '--no-package-lock'],

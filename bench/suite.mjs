@@ -8,7 +8,8 @@
 //   --redis-url <url>   the server of the redis backend (default: BENCH_REDIS_URL, or localhost)
 //   --build <path>   the dist/index.js of another anystore build to measure (default: ../dist)
 //   --only <sections>   a comma-separated subset of: matrix, group, processes, cold, side,
-//       contention (to rerun a scenario alone; the targets then lack what was not run). Results
+//       contention, targets, redis (to rerun a scenario alone; the targets then lack what was not
+//       run). Results
 //       go to latest-partial.json (latest-<backend>-partial.json), so latest.json stays whole.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs'
@@ -30,8 +31,9 @@ import { jsonStore, rawReader } from './lib/baselines.mjs'
 import { check, freshDir, keyFor, valueFor } from './lib/data.mjs'
 import { formatRatio, formatUs, measure, PROFILES, printTable } from './lib/harness.mjs'
 import { populate, runConfiguration } from './scenarios.mjs'
+import { measureTargets, printTargets } from './targets.mjs'
 
-const SECTIONS = ['matrix', 'group', 'processes', 'cold', 'side', 'contention']
+const SECTIONS = ['matrix', 'group', 'processes', 'cold', 'side', 'contention', 'targets', 'redis']
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
@@ -53,6 +55,10 @@ const info = backendInfo(backend)
 // read by lib/backends.mjs when it first opens a store.
 if (args['redis-url'] !== undefined) process.env.BENCH_REDIS_URL = args['redis-url']
 if (args.build !== undefined) process.env.BENCH_BUILD = resolve(args.build)
+// Found, or started for this run (and stopped at its end) when none answers; loaded only for
+// Redis, so that other backends do not load node-redis.
+const redisTools = backend === 'redis' ? await import('./lib/redis-server.mjs') : undefined
+const redisServer = await redisTools?.ensureRedisServer()
 const only = args.only?.split(',').map((s) => s.trim())
 const unknownSection = only?.find((s) => !SECTIONS.includes(s))
 if (unknownSection !== undefined) {
@@ -116,6 +122,7 @@ console.log(
 console.log(
   `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}, Node ${machine.node}, ${machine.fileSystem}`,
 )
+if (redisServer) console.log(redisTools.describeRedis(redisServer))
 
 // A backend that cannot open (a build without the redis option, a server that is down) stops
 // the run here, before minutes of other scenarios.
@@ -328,6 +335,12 @@ if (runs('contention')) {
   }
 }
 
+// On Redis: against bare node-redis and @keyv/redis on the same server, with its own targets.
+const redisSide =
+  backend === 'redis' && runs('redis')
+    ? await (await import('./redis-floor.mjs')).redisSideBySide(mode, redisServer)
+    : undefined
+
 function printSideRows() {
   printTable(
     'side by side (median per operation; ratio = anystore ÷ other)',
@@ -373,8 +386,24 @@ function printContention() {
   )
 }
 
-// 5. The targets of the performance issue, each as a ratio; undefined where a scenario it needs
+// 5. The targets against their floors, in alternating rounds (bench/targets.mjs), then the
+// older targets against lmdb-js and the other limits, each as a ratio; undefined where a scenario it needs
 // was skipped or not run.
+let floorTargets
+if (runs('targets')) {
+  const measured = await measureTargets(mode, {
+    backend,
+    increments: plan.increments,
+    warmUp: plan.warmUp,
+  })
+  if (measured.skipped !== undefined) {
+    skip('targets against their floors', measured.skipped)
+  } else {
+    floorTargets = measured.rows
+    printTargets(measured)
+  }
+  removeStores()
+}
 const readSync = info.sync ? 'never' : null
 const writeSync = info.sync ? plan.syncs[0] : null
 const plain = info.compress ? false : null
@@ -461,7 +490,7 @@ function meets(value, goal) {
       : value === bound
 }
 printTable(
-  'targets',
+  'other targets (one median each; lmdb-js as context)',
   ['target', 'measured', 'goal', 'met'],
   targets.map((t) => [
     t.name,
@@ -498,8 +527,10 @@ const results = {
   processes,
   coldOpen: cold,
   compare: side,
+  floorTargets,
   targets,
   anystoreFourProcesses: anystoreFour,
+  ...(redisSide === undefined ? {} : { redis: redisSide }),
 }
 // Only a whole run on the file backend replaces latest.json and chart.svg, the figures the
 // docs quote; other backends and partial reruns are kept beside them.
@@ -553,3 +584,4 @@ if (configurations.length > 0) {
   )
 }
 console.log(`\nwrote ${json}${chart ? ` and ${chart}` : ''} in ${seconds.toFixed(0)} s`)
+redisServer?.stop()

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { expect, it } from 'vitest'
+import { redisTestsEnabled } from './backends/redis/server.js'
 
 const RUNNER = fileURLToPath(new URL('../bench/run.mjs', import.meta.url))
 
@@ -13,7 +14,7 @@ interface Skip {
 }
 
 /** Runs the suite with budgets of a few milliseconds into a temp dir; returns the files it wrote. */
-function smoke(args: string[], resultName: string, chartName: string) {
+function smoke(args: string[], resultName: string, chartName?: string) {
   const out = mkdtempSync(join(tmpdir(), 'anystore-bench-smoke-'))
   try {
     execFileSync(process.execPath, [RUNNER, '--smoke', ...args, '--out', out], {
@@ -22,7 +23,7 @@ function smoke(args: string[], resultName: string, chartName: string) {
     })
     return {
       results: JSON.parse(readFileSync(join(out, resultName), 'utf8')),
-      chart: readFileSync(join(out, chartName), 'utf8'),
+      chart: chartName === undefined ? '' : readFileSync(join(out, chartName), 'utf8'),
     }
   } finally {
     rmSync(out, { recursive: true, force: true })
@@ -49,6 +50,14 @@ it('the benchmark suite runs end to end and writes its results and chart', () =>
     'floor',
   ])
   expect(results.compare.rows.every((r: { floor?: number }) => r.floor === undefined || r.floor > 0)).toBe(true)
+  const floorTargets = results.floorTargets as { ratio: number; min: number; max: number; ratios: number[] }[]
+  expect(floorTargets).toHaveLength(3)
+  for (const target of floorTargets) {
+    expect(target.ratio).toBeGreaterThan(0)
+    expect(target.min).toBeLessThanOrEqual(target.ratio)
+    expect(target.max).toBeGreaterThanOrEqual(target.ratio)
+    expect(target.ratios.length).toBeGreaterThan(0)
+  }
   expect(chart).toMatch(/^<svg[^>]*>[\s\S]*<\/svg>\n$/)
 })
 
@@ -67,6 +76,7 @@ it('on the memory backend, the suite skips what needs a file or other processes,
   expect(results.groupCommit.speedup).toBeGreaterThan(0)
   expect(results.processes).toEqual([])
   expect(results.compare.contention).toEqual([])
+  expect(results.floorTargets).toBeUndefined()
   expect(results.compare.rows.map((r: { scenario: string }) => r.scenario)).toEqual([
     'get, unchanged store of 1,000 entries',
   ])
@@ -77,3 +87,36 @@ it('on the memory backend, the suite skips what needs a file or other processes,
   expect(results.skipped.every((s: Skip) => s.reason.length > 0)).toBe(true)
   expect(chart).toMatch(/^<svg[^>]*>[\s\S]*<\/svg>\n$/)
 })
+
+// Without BENCH_REDIS_URL and with nothing on the default port, the suite starts a redis-server
+// of its own (lib/redis-server.mjs) and stops it at the end. `--only redis` keeps it to the
+// Redis comparison (bare node-redis, @keyv/redis, the increments), which no other backend runs.
+it.skipIf(!redisTestsEnabled)(
+  'on Redis, the suite compares anystore with bare node-redis and @keyv/redis on one server',
+  () => {
+    const { results } = smoke(['--backend', 'redis', '--only', 'redis'], 'latest-redis-partial.json')
+    expect(results.backend).toBe('redis')
+    const redis = results.redis
+    expect(redis.server.version).toMatch(/^\d+\.\d+/)
+    expect(['yes', 'no']).toContain(redis.server.appendonly)
+    for (const row of redis.rows) {
+      for (const kind of ['anystoreUs', 'bareUs', 'keyvUs']) expect(row[kind]).toBeGreaterThan(0)
+      expect(row.anystoreToBare.rounds).toHaveLength(redis.rounds)
+    }
+    expect(redis.rows.map((r: { scenario: string }) => r.scenario)).toEqual([
+      'get',
+      'set',
+      'set+get',
+      'get',
+      'set',
+      'set+get',
+    ])
+    expect(redis.commandsPerCall.get).toEqual({ hget: 2 })
+    const increments = Object.fromEntries(
+      redis.increments.map((c: { kind: string; lost: number }) => [c.kind, c.lost]),
+    )
+    expect(Object.keys(increments)).toEqual(['anystore', 'bare-cas', 'bare-watch', 'keyv'])
+    for (const kind of ['anystore', 'bare-cas', 'bare-watch']) expect(increments[kind]).toBe(0)
+    expect(redis.targets.every((t: { median: number }) => t.median > 0)).toBe(true)
+  },
+)

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest'
 import * as api from '../src/index.js'
 import { ERROR_CODES } from '../src/store/errors.js'
 import { tempDir } from './helpers.js'
+import { redisTestsEnabled, startRedis } from './backends/redis/server.js'
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
 const dist = new URL('../dist/index.js', import.meta.url).pathname
@@ -43,6 +44,24 @@ describe('README', () => {
       "deleted user:2 { name: 'Grace' }",
       'change events ok',
     ])
+  })
+
+  // The example reads REDIS_URL: here a redis-server of the tests' own, started for it.
+  it.skipIf(!redisTestsEnabled)('the Redis example runs as written against a real server', async () => {
+    const code = /```js\n([\s\S]*?)```/.exec(section('Redis'))?.[1]
+    expect(code).toContain('redis: { url, name')
+    const script = join(tempDir(), 'redis-example.mjs')
+    writeFileSync(script, code!.replace("from 'anystore-kv'", `from '${dist}'`))
+    const server = await startRedis()
+    try {
+      const output = execFileSync(process.execPath, [script], {
+        encoding: 'utf8',
+        env: { ...process.env, REDIS_URL: server.url },
+      })
+      expect(output.trim()).toBe('1 2')
+    } finally {
+      await server.stop()
+    }
   })
 
   it('options table matches DEFAULT_OPTIONS', () => {

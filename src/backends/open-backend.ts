@@ -1,6 +1,7 @@
 import type { Backend } from './backend.js'
 import { FileBackend, type FileBackendOptions } from './file/file-backend.js'
 import type { ResolvedOptions } from '../store/options.js'
+import type { RedisBackend } from './redis/redis-backend.js'
 
 /**
  * The one place resolved options become a file backend: the store, rekey and restore all open
@@ -34,7 +35,7 @@ export type { Backend }
  * a server out of reach throws here). node-redis and the Redis backend are loaded only now: a
  * store that does not use Redis never loads them.
  */
-export async function openRedisBackend(options: ResolvedOptions): Promise<Backend> {
+export async function openRedisBackend(options: ResolvedOptions): Promise<RedisBackend> {
   const redis = options.redis
   if (redis === undefined) throw new TypeError('openRedisBackend() without the `redis` option')
   const { RedisBackend } = await import('./redis/redis-backend.js')

@@ -22,15 +22,25 @@ import {
 } from '../store/errors.js'
 import { assertFileExists, readFileHeader } from '../format/file-info.js'
 import { isDeflated } from '../format/header.js'
-import { expandPath, type LockMode, passphraseOption } from '../store/options.js'
+import {
+  expandPath,
+  type LockMode,
+  passphraseOption,
+  resolveOptions,
+} from '../store/options.js'
 import { ProgressBar } from './progress.js'
 import { rekey } from '../maintenance/rekey.js'
 import { restore } from '../maintenance/restore.js'
 import { needsEntriesForm, storeFromJson, storeJsonChunks } from './store-json.js'
 import { parseJson, parseTagged, stringifyTagged } from '../format/tagged-json.js'
 import type { StoreKey } from '../store/types.js'
-import { CliKeyError, CliPassphraseError } from './messages.js'
+import { CliKeyError, CliPassphraseError, RedisStoreNotFoundError } from './messages.js'
 import { promptHidden } from './prompt.js'
+import { LocationError, parseLocation, type StoreLocation } from './location.js'
+import type { Backend } from '../backends/backend.js'
+import { openFileBackend, openRedisBackend } from '../backends/open-backend.js'
+import type { RedisBackend } from '../backends/redis/redis-backend.js'
+import { readSource, TargetNotEmptyError, writeTarget } from '../maintenance/copy.js'
 
 /** Wrong arguments: exit status 2. */
 export class UsageError extends Error {
@@ -94,8 +104,8 @@ function readSecretFile(ctx: CommandContext, path: string, option: string): stri
  */
 async function choosePassphrase(
   ctx: CommandContext,
-  fileOption: 'passphrase-file' | 'new-passphrase-file',
-  promptOption: 'passphrase' | 'new-passphrase',
+  fileOption: 'passphrase-file' | 'new-passphrase-file' | 'to-passphrase-file',
+  promptOption: 'passphrase' | 'new-passphrase' | 'to-passphrase',
   question: string,
 ): Promise<string | undefined> {
   const file = ctx.options[fileOption]
@@ -114,7 +124,8 @@ async function choosePassphrase(
       )
     }
     passphrase = await promptHidden(`${question}: `)
-    if (promptOption === 'new-passphrase') {
+    // A new secret is asked twice: a typing mistake there would lock the store away for good.
+    if (promptOption !== 'passphrase') {
       const again = await promptHidden(`${question} (again): `)
       if (again !== passphrase) throw new UsageError('The two passphrases typed differ: nothing was changed')
     }
@@ -142,13 +153,13 @@ type SecretOption = { encryptionKey: string } | { passphrase: string }
 async function chooseSecret(
   ctx: CommandContext,
   warn: boolean,
+  where: string = locate(ctx.args[0]!).display,
 ): Promise<{ secret: SecretOption; explicit: boolean }> {
-  const file = expandPath(ctx.args[0]!)
   const asked = ctx.options['passphrase-file'] !== undefined || ctx.options.passphrase === true
   if (asked && ctx.options['key-file'] !== undefined) {
     throw new UsageError('Pass either --key-file or a passphrase (--passphrase-file, --passphrase), not both')
   }
-  const passphrase = await choosePassphrase(ctx, 'passphrase-file', 'passphrase', `Passphrase for ${file}`)
+  const passphrase = await choosePassphrase(ctx, 'passphrase-file', 'passphrase', `Passphrase for ${where}`)
   if (passphrase !== undefined) return { secret: { passphrase }, explicit: true }
   const choice = chooseKey(ctx, warn)
   return { secret: { encryptionKey: validKey(choice) }, explicit: choice.explicit }
@@ -180,7 +191,7 @@ function chooseKey(ctx: CommandContext, warn: boolean): KeyChoice {
   markDefaultKeyWarningGiven()
   if (warn) {
     ctx.stderr.write(
-      'anystore: warning: no --key-file or ANYSTORE_KEY given: using the public default key, which only obfuscates the file\n',
+      'anystore: warning: no --key-file or ANYSTORE_KEY given: using the public default key, which only obfuscates the store\n',
     )
   }
   return { key: DEFAULT_ENCRYPTION_KEY, explicit: false, source: 'the default key' }
@@ -280,6 +291,93 @@ function fileCompresses(file: string): boolean {
   }
 }
 
+/** A FILE argument as a location; a malformed Redis URL is a usage error. */
+function locate(text: string): StoreLocation {
+  try {
+    return parseLocation(text)
+  } catch (error) {
+    if (error instanceof LocationError) throw new UsageError(error.message)
+    throw error
+  }
+}
+
+/** Flags that only mean something for a store file, with why a Redis store has no use for them. */
+const FILE_ONLY_FLAGS = {
+  lock: 'a Redis store takes no lock: the server checks each commit',
+  'lock-timeout': 'a Redis store takes no lock: --redis-timeout MS bounds each call',
+  'accepted-key-file': 'a Redis store is sealed under one key for life',
+  compress: 'entries in Redis are not compressed',
+} as const
+
+type FileOnlyFlag = keyof typeof FILE_ONLY_FLAGS
+
+/**
+ * Refuses flags that do not apply to where the stores live: `fileOnly` flags when `redis` is the
+ * store they would act on, --redis-timeout when no store is in Redis. Refused, not ignored: a
+ * flag that silently does nothing misleads.
+ */
+function refuseFlags(
+  ctx: CommandContext,
+  redis: StoreLocation | undefined,
+  anyRedis: boolean,
+  fileOnly: readonly FileOnlyFlag[] = Object.keys(FILE_ONLY_FLAGS) as FileOnlyFlag[],
+): void {
+  if (redis !== undefined && redis.kind === 'redis') {
+    for (const flag of fileOnly) {
+      if (ctx.options[flag] !== undefined) {
+        throw new UsageError(
+          `--${flag} applies to store files, not to ${redis.display}: ${FILE_ONLY_FLAGS[flag]}`,
+        )
+      }
+    }
+  }
+  if (!anyRedis && ctx.options['redis-timeout'] !== undefined) {
+    throw new UsageError('--redis-timeout applies to Redis stores (redis://HOST#NAME), not to store files')
+  }
+}
+
+function redisTimeout(ctx: CommandContext): number | undefined {
+  const text = ctx.options['redis-timeout']
+  if (text === undefined) return undefined
+  const ms = Number(text)
+  if (typeof text !== 'string' || text.trim() === '' || !Number.isFinite(ms) || ms <= 0) {
+    throw new UsageError(`--redis-timeout must be a positive number of milliseconds, got ${String(text)}`)
+  }
+  return ms
+}
+
+/** A command that reads a store file's bytes or rewrites the file: refused on Redis, saying what to do. */
+function refuseRedis(location: StoreLocation, why: string): void {
+  if (location.kind === 'redis') throw new UsageError(`${location.display} is a Redis store: ${why}`)
+}
+
+/**
+ * Opens the Redis store at `location`. `mustExist`: a name with no store under it is an error
+ * (exit status 4, as for a missing file), found without creating anything; otherwise a writable
+ * open creates the store.
+ */
+async function openRedis(
+  ctx: CommandContext,
+  location: Extract<StoreLocation, { kind: 'redis' }>,
+  secret: SecretOption,
+  open: OpenOptions,
+): Promise<RedisBackend> {
+  const resolved = resolveOptions({
+    redis: { url: location.url, name: location.name, timeoutMs: redisTimeout(ctx) },
+    ...secret,
+    readOnly: open.mustExist || !open.write,
+  })
+  const backend = await openRedisBackend(resolved)
+  if (open.mustExist && !backend.exists) {
+    backend.close()
+    throw new RedisStoreNotFoundError(location.display)
+  }
+  if (!open.write || !backend.readOnly) return backend
+  // Found by a read-only open, so that a mistyped name creates nothing; now opened to write.
+  backend.close()
+  return openRedisBackend({ ...resolved, readOnly: false })
+}
+
 interface OpenOptions {
   mustExist: boolean
   write?: boolean
@@ -288,11 +386,28 @@ interface OpenOptions {
 async function withStore<T>(
   ctx: CommandContext,
   open: OpenOptions,
-  fn: (store: AnyStore<unknown>, file: string) => Promise<T>,
+  fn: (store: AnyStore<unknown>, where: string) => Promise<T>,
 ): Promise<T> {
-  const file = expandPath(ctx.args[0]!)
+  const location = locate(ctx.args[0]!)
+  refuseFlags(ctx, location, location.kind === 'redis')
+  if (location.kind === 'redis') {
+    const { secret } = await chooseSecret(ctx, true, location.display)
+    const backend = await openRedis(ctx, location, secret, open)
+    try {
+      // The store wraps the backend opened here, which it leaves to this function to close.
+      const store = await AnyStore.open({ backend })
+      try {
+        return await fn(store, location.display)
+      } finally {
+        await store.close()
+      }
+    } finally {
+      backend.close()
+    }
+  }
+  const file = location.file
   if (open.mustExist) assertFileExists(file)
-  const { secret } = await chooseSecret(ctx, true)
+  const { secret } = await chooseSecret(ctx, true, file)
   const compress = open.write ? ctx.options.compress === true || fileCompresses(file) : false
   const store = await AnyStore.open({
     file,
@@ -323,6 +438,92 @@ function decodeAll(file: string, store: AnyStore<unknown>): Promise<[StoreKey, u
     }
     throw cause
   })
+}
+
+/**
+ * `edit URL#NAME KEY`: what editThing does for a file, on a Redis store. The value (null when
+ * absent) is edited as tagged JSON and written back if the text changed; the last writer wins,
+ * as with a file.
+ */
+async function editRedisValue(ctx: CommandContext, key: StoreKey): Promise<void> {
+  await withStore(ctx, { mustExist: false, write: true }, async (store) => {
+    const current = (await store.has(key)) ? await store.get(key) : null
+    const { value, changed } = await editText(
+      `${stringifyTagged(current, 2)}\n`,
+      (edited) => {
+        const parsed = parseTagged(edited, 'the edited file')
+        encodeValue(parsed)
+        return parsed
+      },
+      { editor: ctx.options.editor as string | undefined },
+    )
+    if (changed) await store.set(key, value)
+  })
+}
+
+/**
+ * Entries per commit of a copy into Redis. One commit is one script call, whose arguments
+ * node-redis spreads onto its stack: about 100,000 arguments (three per entry) overflow it.
+ * Smaller calls also keep the server, which runs nothing else during a script, responsive.
+ */
+const REDIS_COPY_BATCH = 10_000
+
+/** `copy`'s destination secret: --to-key-file or a --to-passphrase, else the source's. */
+async function chooseTargetSecret(
+  ctx: CommandContext,
+  source: SecretOption,
+  where: string,
+): Promise<SecretOption> {
+  const keyFile = ctx.options['to-key-file']
+  const asked = ctx.options['to-passphrase-file'] !== undefined || ctx.options['to-passphrase'] === true
+  if (typeof keyFile === 'string' && asked) {
+    throw new UsageError('Pass either --to-key-file or a --to-passphrase option, not both')
+  }
+  if (typeof keyFile === 'string') {
+    return { encryptionKey: validKey(readKeyFile(ctx, keyFile, '--to-key-file')) }
+  }
+  const passphrase = await choosePassphrase(
+    ctx,
+    'to-passphrase-file',
+    'to-passphrase',
+    `Passphrase for ${where}`,
+  )
+  return passphrase === undefined ? source : { passphrase }
+}
+
+function sameStore(a: StoreLocation, b: StoreLocation): boolean {
+  if (a.kind === 'file' || b.kind === 'file') return a.kind === b.kind && a.display === b.display
+  return a.url === b.url && a.name === b.name
+}
+
+/** The compression a file copied to keeps: --compress, else what it uses now, else the source's. */
+function copyCompresses(ctx: CommandContext, target: string, source: StoreLocation): boolean {
+  if (ctx.options.compress === true) return true
+  if (statSync(target, { throwIfNoEntry: false }) !== undefined) return fileCompresses(target)
+  return source.kind === 'file' && fileCompresses(source.file)
+}
+
+/** Opens one side of a copy as a backend: the source read-only (it must exist), the target to write. */
+async function openCopySide(
+  ctx: CommandContext,
+  location: StoreLocation,
+  secret: SecretOption,
+  side: 'source' | 'target',
+  compress: boolean,
+): Promise<Backend> {
+  if (location.kind === 'redis') {
+    return openRedis(ctx, location, secret, side === 'source' ? { mustExist: true } : { mustExist: false, write: true })
+  }
+  if (side === 'source') assertFileExists(location.file)
+  const resolved = resolveOptions({
+    file: location.file,
+    ...secret,
+    acceptedKeys: side === 'source' ? acceptedKeys(ctx) : [],
+    lock: lockMode(ctx),
+    lockTimeoutMs: lockTimeout(ctx),
+    readOnly: side === 'source',
+  })
+  return openFileBackend(location.file, resolved, { compress })
 }
 
 export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
@@ -422,9 +623,15 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   },
 
   async edit(ctx) {
-    const file = expandPath(ctx.args[0]!)
-    if (ctx.args[1] !== undefined) {
-      const { secret } = await chooseSecret(ctx, true)
+    const location = locate(ctx.args[0]!)
+    if (ctx.args[1] !== undefined && location.kind === 'redis') {
+      await editRedisValue(ctx, storeKey(ctx, ctx.args[1]))
+      return
+    }
+    if (ctx.args[1] !== undefined && location.kind === 'file') {
+      const file = location.file
+      refuseFlags(ctx, location, false)
+      const { secret } = await chooseSecret(ctx, true, file)
       await editThing<unknown>({
         file,
         key: storeKey(ctx, ctx.args[1]),
@@ -469,6 +676,11 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   },
 
   async rekey(ctx) {
+    refuseRedis(
+      locate(ctx.args[0]!),
+      'it is sealed under one key for life; `anystore copy SRC DST --to-key-file NEW.key` copies it under a new key (to a new name, or a file)',
+    )
+    refuseFlags(ctx, undefined, false)
     const file = expandPath(ctx.args[0]!)
     const newKeyFile = ctx.options['new-key-file']
     const newPassphraseGiven =
@@ -510,6 +722,11 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
   },
 
   async restore(ctx) {
+    const why =
+      'restore works on store files; `anystore copy BACKUP DST --force` puts the entries of one store in place of another\'s, in one commit'
+    refuseRedis(locate(ctx.args[0]!), why)
+    refuseRedis(locate(ctx.args[1]!), why)
+    refuseFlags(ctx, undefined, false)
     const file = expandPath(ctx.args[0]!)
     const backup = expandPath(ctx.args[1]!)
     const { secret } = await chooseSecret(ctx, true)
@@ -538,7 +755,58 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
     await write(ctx.stdout, `restored ${entries} entries from ${ctx.args[1]!}\n`)
   },
 
+  async copy(ctx) {
+    const from = locate(ctx.args[0]!)
+    const to = locate(ctx.args[1]!)
+    if (sameStore(from, to)) throw new UsageError(`SRC and DST are the same store: ${from.display}`)
+    const anyRedis = from.kind === 'redis' || to.kind === 'redis'
+    refuseFlags(ctx, from, anyRedis, ['accepted-key-file'])
+    if (from.kind === 'redis' && to.kind === 'redis') refuseFlags(ctx, from, true, ['lock', 'lock-timeout'])
+    refuseFlags(ctx, to, anyRedis, ['compress'])
+    const { secret } = await chooseSecret(ctx, true, from.display)
+    const targetSecret = await chooseTargetSecret(ctx, secret, to.display)
+    const replace = ctx.options.force === true
+    // The source is read, checked and closed first: a source that does not open (a wrong key,
+    // no such store) or does not decode leaves the destination as it was, not even created.
+    let progress: ProgressBar | undefined
+    const source = await openCopySide(ctx, from, secret, 'source', false)
+    let entries: Awaited<ReturnType<typeof readSource>>
+    try {
+      entries = await readSource(source, (done, total) => {
+        progress ??= new ProgressBar('copy', total, ctx.stderr)
+        progress.update(done)
+      })
+    } finally {
+      await source.close()
+    }
+    const compress = to.kind === 'file' && copyCompresses(ctx, to.file, from)
+    const target = await openCopySide(ctx, to, targetSecret, 'target', compress)
+    try {
+      await writeTarget(target, entries, {
+        replace,
+        batchSize: to.kind === 'redis' ? REDIS_COPY_BATCH : undefined,
+      })
+    } catch (error) {
+      if (error instanceof TargetNotEmptyError) {
+        throw new UsageError(
+          `${to.display} already holds ${error.size} ${error.size === 1 ? 'entry' : 'entries'}: nothing was copied. --force replaces them (every entry of DST is deleted in the same commit)`,
+        )
+      }
+      throw error
+    } finally {
+      await target.close()
+    }
+    const copied = entries.length
+    progress?.finish()
+    await write(ctx.stdout, `copied ${copied} entries from ${from.display} to ${to.display}\n`)
+  },
+
   async info(ctx) {
+    refuseRedis(
+      locate(ctx.args[0]!),
+      'info reads the header of a store file, and a Redis store has none; `anystore size` counts its entries and `anystore verify` checks them',
+    )
+    refuseFlags(ctx, undefined, false)
     const file = expandPath(ctx.args[0]!)
     const { header, size } = readFileHeader(file)
     const compressed = isDeflated(header)
@@ -613,8 +881,12 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
 
   async verify(ctx) {
     await withStore(ctx, { mustExist: true }, async (store, file) => {
-      const { header } = readFileHeader(file)
       const entries = await decodeAll(file, store)
+      if (store.backendKind === 'redis') {
+        await write(ctx.stdout, `ok: ${entries.length} entries\n`)
+        return
+      }
+      const { header } = readFileHeader(file)
       await write(
         ctx.stdout,
         `ok: ${entries.length} entries, format version ${header.version}, ${isDeflated(header) ? 'deflate' : 'not compressed'}\n`,

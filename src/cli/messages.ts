@@ -31,6 +31,19 @@ export class CliPassphraseError extends AnyStoreError {
   }
 }
 
+/**
+ * No store under the name a Redis URL gives: the same code, so the same exit status, as a store
+ * file that does not exist.
+ */
+export class RedisStoreNotFoundError extends AnyStoreError {
+  constructor(where: string) {
+    super(
+      'ERR_ANYSTORE_FILE_NOT_FOUND',
+      `${where}: no store has this name on the server: check the URL and the name after '#' (set, import and copy create a store)`,
+    )
+  }
+}
+
 function keyMessage(source: string, detail: string): string {
   return `The key in ${source} must be base64 of 16, 24 or 32 bytes, ${detail}: \`anystore newkey\` makes one`
 }

@@ -23,6 +23,7 @@ const KEY_OPTIONS: OptionSpec = {
   passphrase: { type: 'boolean' },
   'lock-timeout': { type: 'string' },
   lock: { type: 'string' },
+  'redis-timeout': { type: 'string' },
 }
 
 const KEY_HELP = [
@@ -32,6 +33,7 @@ const KEY_HELP = [
   '--passphrase         ask for the passphrase on the terminal, without echo',
   '--lock-timeout MS    how long to wait for the store lock (default 10000)',
   '--lock MODE          flock, proper-lockfile or auto (default auto); every process sharing FILE must use the same',
+  '--redis-timeout MS   Redis only: how long each call may wait for the server, connecting included (default 5000)',
 ]
 
 const NUMBER_HELP = '--number             KEY is a number key (1 and "1" are different keys)'
@@ -209,6 +211,35 @@ export const COMMANDS: Record<string, CommandSpec> = {
       'anystore restore app.store other.store --key-file app.key --backup-key-file other.key',
     ],
   },
+  copy: {
+    usage: 'anystore copy SRC DST',
+    summary:
+      "Copy every entry of SRC into DST (files or Redis URLs), with their expiry times, re-sealed under DST's key, in one commit (into Redis: one per 10,000 entries). DST must be empty or absent unless --force.",
+    args: [2, 2],
+    options: {
+      ...KEY_OPTIONS,
+      'to-key-file': { type: 'string' },
+      'to-passphrase-file': { type: 'string' },
+      'to-passphrase': { type: 'boolean' },
+      force: { type: 'boolean' },
+      compress: { type: 'boolean' },
+    },
+    optionHelp: [
+      "--to-key-file FILE   DST's key (base64); default: SRC's key or passphrase",
+      "--to-passphrase-file F  seal DST under a key derived from the passphrase in F",
+      '--to-passphrase      ask for the passphrase of DST on the terminal (twice), without echo',
+      "--force              replace DST's entries: the same commit deletes every entry DST holds",
+      '--compress           deflate DST, a file (default: what DST uses, else what SRC uses)',
+      "--key-file etc.      SRC's key, as for every command; --accepted-key-file only for a file SRC",
+      ...KEY_HELP,
+    ],
+    usesKey: true,
+    examples: [
+      'anystore copy app.store redis://db.internal:6379/0#app:settings --key-file app.key',
+      'anystore copy redis://db.internal:6379#app:settings backup.store --key-file app.key --to-key-file backup.key',
+      'anystore copy backup.store redis://db.internal:6379#app:settings --force',
+    ],
+  },
   info: {
     usage: 'anystore info FILE',
     summary:
@@ -228,11 +259,16 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
 }
 
+const REDIS_HELP =
+  "A store in Redis is given as redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]#NAME (rediss:// for TLS):\n" +
+  "NAME is everything after the first '#', as it is (it may contain ':')."
+
 export function commandHelp(name: string, spec: CommandSpec): string {
   const lines = [`Usage: ${spec.usage} [options]`, '', spec.summary, '', 'Options:']
   for (const line of [...spec.optionHelp, '-h, --help           show this help']) {
     lines.push(`  ${line}`)
   }
+  if (spec.usesKey) lines.push('', REDIS_HELP)
   if (spec.examples !== undefined) {
     lines.push('', 'Examples:', ...spec.examples.map((example) => `  ${example}`))
   }
@@ -253,6 +289,8 @@ export function generalHelp(exitCodes: Readonly<Record<string, number>>): string
     'The key comes from --key-file FILE, else $ANYSTORE_KEY, else the public default key',
     '(a warning is printed: the default key only obfuscates). A store under a passphrase takes',
     '--passphrase-file FILE or --passphrase (asked on the terminal) instead.',
+    'FILE, SRC and DST may also name a store in Redis: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]#NAME',
+    "(rediss:// for TLS; NAME is everything after the first '#'). info, rekey and restore take files only.",
     '`anystore COMMAND --help` shows the options of one command.',
     '',
     'Exit status:',

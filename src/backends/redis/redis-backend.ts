@@ -234,6 +234,14 @@ export class RedisBackend implements Backend {
     return { id, idHex: id.toString('hex'), keys: redisKeys(derived) }
   }
 
+  /**
+   * Whether a store was found under the name: false only on a read-only instance that has found
+   * none yet (the CLI tells a mistyped name from an empty store by it).
+   */
+  get exists(): boolean {
+    return this.#opened !== undefined
+  }
+
   /** The store, or undefined while a read-only instance finds none (it may be created later). */
   async #store(): Promise<Opened | undefined> {
     this.#assertOpen()

@@ -9,7 +9,12 @@ export interface EntryState extends Iterable<[StoreKey, Entry]> {
   has(key: StoreKey): boolean
 }
 
-function differ(key: StoreKey, before: Entry | undefined, after: Entry | undefined): EntryChange | undefined {
+/** What happened to `key` going from `before` to `after` (absent: none); undefined for nothing. */
+export function entryChange(
+  key: StoreKey,
+  before: Entry | undefined,
+  after: Entry | undefined,
+): EntryChange | undefined {
   if (before === undefined) return after === undefined ? undefined : { key, after }
   if (after === undefined) return { key, before }
   return sameEntry(before, after) ? undefined : { key, before, after }
@@ -38,7 +43,7 @@ export function changesOfCommit(before: EntryState, changes: readonly Change[]):
     for (const [key, entry] of before) if (!touched.has(key)) out.push({ key, before: entry })
   }
   for (const [key, after] of touched) {
-    const change = differ(key, before.get(key), after)
+    const change = entryChange(key, before.get(key), after)
     if (change !== undefined) out.push(change)
   }
   return out
@@ -58,7 +63,7 @@ export function diffStates(before: EntryState, after: EntryState): EntryChange[]
   }
   const out: EntryChange[] = []
   for (const [key, entry] of after) {
-    const change = differ(key, before.get(key), entry)
+    const change = entryChange(key, before.get(key), entry)
     if (change !== undefined) out.push(change)
   }
   for (const [key, entry] of before) if (!after.has(key)) out.push({ key, before: entry })

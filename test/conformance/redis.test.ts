@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { createClient } from 'redis'
 import { afterAll, describe, it } from 'vitest'
 import { AnyStore, newKey } from '../../src/index.js'
 import { type RedisServer, redisTestsEnabled, SKIP_MESSAGE, startRedis } from '../backends/redis/server.js'
@@ -34,6 +35,16 @@ if (server === undefined) {
           openWithWrongKey: () => AnyStore.open({ redis, encryptionKey: newKey() }),
           openReadOnly: () => AnyStore.open({ redis, encryptionKey, readOnly: true, maxRunAttempts }),
           processOptions: { redis, encryptionKey, maxRunAttempts },
+          // The entries the server holds, expired ones still there included.
+          storedCount: async () => {
+            const client = createClient({ url })
+            await client.connect()
+            try {
+              return await client.hLen(`anystore:{${redis.name}}:entries`)
+            } finally {
+              client.destroy()
+            }
+          },
         }
       },
     },
@@ -44,8 +55,8 @@ if (server === undefined) {
       sharedInstances: true,
       exclusive: false,
       readOnly: true,
-      expiry: false,
-      events: false,
+      storedCount: true,
+      events: true,
     },
   )
 }

@@ -35,6 +35,33 @@ const TRANSIENT_REPLY = /^(LOADING|BUSY|TRYAGAIN|MASTERDOWN|CLUSTERDOWN|READONLY
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
+/** What a subscription reports: see RedisConnection.subscribe. */
+export interface SubscriptionHandlers {
+  /** A message published on the channel, as bytes. */
+  message(message: Buffer): void
+  /**
+   * The connection was lost and is back, subscribed again: what was published meanwhile is
+   * lost, so whoever listens must look for it.
+   */
+  reconnected(): void
+  /** The connection failed (it is retried): BackendUnavailableError. */
+  error(error: unknown): void
+}
+
+export interface Subscription {
+  /** Settles once the server has confirmed the subscription; rejects if closed before. */
+  readonly subscribed: Promise<void>
+  close(): void
+}
+
+/** What a subscription needs of a node-redis client (or cluster) made by duplicate(). */
+interface SubscriberClient {
+  on(event: 'error' | 'ready', listener: (error?: unknown) => void): unknown
+  connect(): Promise<unknown>
+  sSubscribe(channel: string, listener: (message: Buffer) => void, bufferMode: true): Promise<void>
+  destroy(): void
+}
+
 /** A waiting period that ended: told apart from everything a command can reject with. */
 const TIMED_OUT = Symbol('timed out')
 
@@ -248,6 +275,58 @@ export class RedisConnection {
         return commands.eval(script.text, options)
       }
     })
+  }
+
+  /**
+   * Subscribes to the shard channel `channel` (SSUBSCRIBE, Redis 7.0 or later) on a connection of its own (pub/sub takes a connection over): a
+   * duplicate of the client, with its options, which close() closes, whoever made the client.
+   * node-redis reconnects it by itself and subscribes again before it reports it ready.
+   */
+  subscribe(channel: string, handlers: SubscriptionHandlers): Subscription {
+    const source = this.#client as { duplicate?: () => unknown }
+    if (typeof source.duplicate !== 'function') {
+      throw new InvalidOptionError(
+        'Watching a Redis store needs a second connection, and the `redis.client` given has no duplicate(): pass a node-redis client',
+        'redis',
+      )
+    }
+    const client = source.duplicate() as SubscriberClient
+    let closed = false
+    let connections = 0
+    // Without a listener an 'error' event (each failed reconnection) would end the process.
+    client.on('error', (error) => {
+      if (closed) return
+      handlers.error(
+        new BackendUnavailableError(this.#location, `the connection that hears commits failed: ${describe(error)}`, {
+          cause: error,
+        }),
+      )
+    })
+    client.on('ready', () => {
+      if (!closed && connections++ > 0) handlers.reconnected()
+    })
+    const connecting = client.connect()
+    const subscribed = connecting.then(() => {
+      if (closed) throw new Error('closed before it subscribed')
+      return client.sSubscribe(channel, (message) => {
+        if (!closed) handlers.message(message)
+      }, true)
+    })
+    subscribed.catch(() => {})
+    return {
+      subscribed,
+      close: () => {
+        if (closed) return
+        closed = true
+        client.destroy()
+        // node-redis: destroy() during connect() leaves the socket it is opening open, and
+        // connect() then resolves; destroyed again then, it closes.
+        connecting.then(
+          () => client.destroy(),
+          () => {},
+        )
+      },
+    }
   }
 
   /** Closes the client if the store created it; one given is left as it is. */

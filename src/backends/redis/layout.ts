@@ -18,6 +18,17 @@ export interface Layout {
   readonly commits: string
   /** List: the recorded commit ids, oldest first, so that the record stays bounded. */
   readonly commitLog: string
+  /**
+   * Sorted set: keyed hash of a key whose entry expires → its expiry time (ms since the epoch),
+   * so that the scripts can hide and drop expired entries without opening them. The time
+   * sealed in the entry is the one that counts; this is its copy in the clear.
+   */
+  readonly expiry: string
+  /**
+   * The pub/sub channel each commit that changed something is announced on (a channel, not a
+   * key: it holds nothing).
+   */
+  readonly channel: string
 }
 
 export function layoutOf(name: string): Layout {
@@ -30,6 +41,8 @@ export function layoutOf(name: string): Layout {
     deleted: `${prefix}deleted`,
     commits: `${prefix}commits`,
     commitLog: `${prefix}commit-log`,
+    expiry: `${prefix}expiry`,
+    channel: `${prefix}changes`,
   }
 }
 
@@ -43,5 +56,6 @@ export function allKeys(layout: Layout): string[] {
     layout.deleted,
     layout.commits,
     layout.commitLog,
+    layout.expiry,
   ]
 }

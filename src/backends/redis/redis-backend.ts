@@ -13,12 +13,16 @@ import type { StoreKey } from '../../store/types.js'
 import {
   type Backend,
   type BackendTransaction,
+  type BackendWatcher,
   type Change,
   type ChangeResult,
   type CommitOutcome,
+  type EntryChange,
+  isExpired,
   type KeyQuery,
   matches,
 } from '../backend.js'
+import { ChangeFeed } from '../change-feed.js'
 import { type CallKind, displayUrl, RedisConnection } from './connection.js'
 import { allKeys, type Layout, layoutOf } from './layout.js'
 import {
@@ -37,6 +41,7 @@ import {
 } from './sealing.js'
 import { COMMIT, INIT, PAGE, READ, type Script, SIZE } from './scripts.js'
 import type { RedisArgument, RedisCommands, ResolvedRedisOptions } from './types.js'
+import { type CommitSource, CommitWatcher, watchesStarting } from './watcher.js'
 
 /** Entries per page of a listing: one script call each, a bounded reply. */
 const PAGE_SIZE = 128
@@ -48,11 +53,18 @@ interface Opened {
   readonly keys: RedisKeys
 }
 
-/** What a transaction read: each field with its version, and the commit number of a listing. */
+/**
+ * What a transaction read: each field with its version and whether it was there (an entry
+ * seen that has expired by the commit is a change), and the commit number and time of the
+ * first listing or count.
+ */
 interface ReadSet {
-  readonly keys: Map<string, { field: Buffer; version: string; key: StoreKey }>
-  listedAt: string | undefined
+  readonly keys: Map<string, { field: Buffer; version: string; key: StoreKey; present: boolean }>
+  listed: { seq: string; now: number } | undefined
 }
+
+/** One entry of a listing, with its field. */
+type Listed = [field: Buffer, key: StoreKey, entry: Entry]
 
 function text(value: unknown): string {
   return Buffer.isBuffer(value) ? value.toString('utf8') : String(value)
@@ -75,21 +87,30 @@ export class RedisBackend implements Backend {
   readonly kind = 'redis'
   readonly location: string
   readonly concurrency = 'optimistic'
-  /**
-   * The expiry is sealed inside each entry, where the server cannot see it, and Redis 7.0 has no
-   * per-field expiry: hiding expired entries from size() and dropping them needs an index of
-   * expiry times beside the entries, which this version does not have yet.
-   */
-  readonly supportsExpiry = false
   // Nothing is held during a transaction: no call inside one can wait for itself.
   readonly exclusiveScope = undefined
   readonly readOnly: boolean
   readonly #connection: RedisConnection
   readonly #layout: Layout
   readonly #keyring: KeyRing
+  readonly #timeoutMs: number
   /** Undefined only for a read-only instance opened before the store was created. */
   #opened: Opened | undefined
   #closed = false
+  /**
+   * This instance's watchers. While one is open, #watcher follows the store's commits (its
+   * own included) through the channel the commit script announces them on.
+   */
+  readonly #feed: ChangeFeed = new ChangeFeed({
+    start: () => {
+      this.#watcher = new CommitWatcher(this.#commitSource(), this.#feed, this.#opened?.idHex, this.#timeoutMs)
+    },
+    stop: () => {
+      this.#watcher?.close()
+      this.#watcher = undefined
+    },
+  })
+  #watcher: CommitWatcher | undefined
 
   private constructor(
     connection: RedisConnection,
@@ -97,12 +118,14 @@ export class RedisBackend implements Backend {
     name: string,
     keyring: KeyRing,
     readOnly: boolean,
+    timeoutMs: number,
   ) {
     this.#connection = connection
     this.location = location
     this.#layout = layoutOf(name)
     this.#keyring = keyring
     this.readOnly = readOnly
+    this.#timeoutMs = timeoutMs
   }
 
   /**
@@ -118,7 +141,7 @@ export class RedisBackend implements Backend {
     const where = options.url === undefined ? '' : ` at ${displayUrl(options.url)}`
     const location = `the Redis store "${options.name}"${where}`
     const connection = await RedisConnection.open(options, location)
-    const backend = new RedisBackend(connection, location, options.name, keyring, readOnly)
+    const backend = new RedisBackend(connection, location, options.name, keyring, readOnly, options.timeoutMs)
     try {
       backend.#opened = await backend.#load(!readOnly)
     } catch (error) {
@@ -253,6 +276,17 @@ export class RedisBackend implements Backend {
   }
 
   /**
+   * The entry sealed in `sealed` (null or undefined: none), unless it has expired at `now` by
+   * the time sealed in it. That time is authenticated, while the expiry index is not: a server
+   * that moved an entry's time in the index later still cannot make it readable past its time.
+   */
+  #live(store: Opened, field: Buffer, sealed: unknown, now: number): [StoreKey, Entry] | undefined {
+    if (sealed === null || sealed === undefined) return undefined
+    const item = this.#open(store, field, sealed)
+    return isExpired(item[1], now) ? undefined : item
+  }
+
+  /**
    * One read command, sent together with a read of the store id (one round trip): a store put
    * in this one's place is StoreReplacedError, as the scripts report it, not an empty store.
    */
@@ -270,22 +304,29 @@ export class RedisBackend implements Backend {
     const store = await this.#store()
     if (store === undefined) return undefined
     const field = fieldOf(store.keys, store.id, key)
+    // The time the call began: a read that began before the entry expired may still see it.
+    const now = Date.now()
     const sealed = await this.#read(store, (c) => c.hGet(this.#layout.entries, field))
-    if (sealed === null || sealed === undefined) return undefined
-    return this.#open(store, field, sealed)[1]
+    return this.#live(store, field, sealed, now)?.[1]
   }
 
+  /** As get(): whether an entry has expired is known only once it is opened (see #live). */
   async has(key: StoreKey): Promise<boolean> {
-    const store = await this.#store()
-    if (store === undefined) return false
-    const field = fieldOf(store.keys, store.id, key)
-    return Number(await this.#read(store, (c) => c.hExists(this.#layout.entries, field))) === 1
+    return (await this.get(key)) !== undefined
   }
 
   async size(): Promise<number> {
     const store = await this.#store()
     if (store === undefined) return 0
-    return Number(await this.#read(store, (c) => c.zCard(this.#layout.order)))
+    return (await this.#count(store, Date.now()))[1]
+  }
+
+  /** The SIZE script: the commit number and the number of entries not expired at `now`. */
+  async #count(store: Opened, now: number): Promise<[seq: string, count: number]> {
+    const { meta, order, expiry } = this.#layout
+    const answer = await this.#script('read', SIZE, [meta, order, expiry], [store.idHex, String(now)])
+    if (text(answer[0]) !== 'ok') throw this.#notOk(store, answer)
+    return [text(answer[1]), Number(answer[2])]
   }
 
   keys(query?: KeyQuery): AsyncIterable<StoreKey> {
@@ -295,93 +336,106 @@ export class RedisBackend implements Backend {
   async *entries(query?: KeyQuery): AsyncGenerator<[StoreKey, Entry]> {
     const store = await this.#store()
     if (store === undefined) return
-    yield* this.#list(store, query, () => {})
+    yield* this.#matching(store, query, () => {})
+  }
+
+  /** The entries under `query`, as of the clock now; `onPage` as #list's, with that time. */
+  async *#matching(
+    store: Opened,
+    query: KeyQuery | undefined,
+    onPage: (seq: string, now: number) => void,
+  ): AsyncGenerator<[StoreKey, Entry]> {
+    const now = Date.now()
+    for await (const [, key, entry] of this.#list(store, now, (seq) => onPage(seq, now))) {
+      if (matches(key, query)) yield [key, entry]
+    }
   }
 
   /**
-   * Every entry in insertion order, a page per script call; `onPage` gets each page's commit
-   * number. Within a page the entries are one state; across pages, a key present throughout is
-   * listed exactly once (paging by score).
+   * Every entry not expired at `now`, in insertion order, a page per script call; `onPage`
+   * gets each page's commit number. Within a page the entries are one state; across pages, a
+   * key present throughout is listed exactly once (paging by score).
    */
-  async *#list(
-    store: Opened,
-    query: KeyQuery | undefined,
-    onPage: (seq: string) => void,
-  ): AsyncGenerator<[StoreKey, Entry]> {
-    const { meta, entries, order } = this.#layout
+  async *#list(store: Opened, now: number, onPage: (seq: string) => void): AsyncGenerator<Listed> {
+    const { meta, entries, order, expiry } = this.#layout
     let after = '-inf'
     for (;;) {
       this.#assertOpen()
-      const answer = await this.#script('read', PAGE, [meta, entries, order], [
+      const answer = await this.#script('read', PAGE, [meta, entries, order, expiry], [
         store.idHex,
         after,
         String(PAGE_SIZE),
+        String(now),
       ])
       if (text(answer[0]) !== 'ok') throw this.#notOk(store, answer)
       onPage(text(answer[1]))
-      const items: [StoreKey, Entry][] = []
-      let count = 0
-      for (let i = 2; i + 2 < answer.length; i += 3) {
-        count++
-        after = `(${text(answer[i])}`
-        const field = answer[i + 1]
-        const sealed = answer[i + 2]
+      const scanned = Number(answer[2])
+      const items: Listed[] = []
+      for (let i = 4; i + 1 < answer.length; i += 2) {
+        const field = answer[i]
+        const sealed = answer[i + 1]
         if (!Buffer.isBuffer(field)) throw new CorruptFileError(this.location, 'a field is not a string')
         // Listed in the order set but gone from the entries hash: only a foreign write does that.
         if (sealed === null || sealed === undefined) {
           throw new CorruptFileError(this.location, 'the order lists a key that has no entry')
         }
-        const item = this.#open(store, field, sealed)
-        if (matches(item[0], query)) items.push(item)
+        const item = this.#live(store, field, sealed, now)
+        if (item !== undefined) items.push([field, item[0], item[1]])
       }
       yield* items
-      if (count < PAGE_SIZE) return
+      if (scanned < PAGE_SIZE) return
+      after = `(${text(answer[3])}`
     }
   }
 
   async transaction<T>(fn: (tx: BackendTransaction) => Promise<T>): Promise<T> {
     const store = await this.#store()
-    const reads: ReadSet = { keys: new Map(), listedAt: undefined }
+    const reads: ReadSet = { keys: new Map(), listed: undefined }
     let ended = false
     let committed = false
     const use = () => {
       if (ended) throw new StoreClosedError('transaction')
       this.#assertOpen()
     }
-    const { meta, entries, order, versions, deleted } = this.#layout
-    const read = async (key: StoreKey, existence: boolean): Promise<unknown> => {
+    const { meta, entries, versions, deleted, expiry } = this.#layout
+    const read = async (key: StoreKey): Promise<Entry | undefined> => {
       use()
       if (store === undefined) return undefined
       const field = fieldOf(store.keys, store.id, key)
-      const answer = await this.#script('read', READ, [meta, entries, versions, deleted], [
+      const now = Date.now()
+      const answer = await this.#script('read', READ, [meta, entries, versions, deleted, expiry], [
         store.idHex,
         field,
-        existence ? '1' : '0',
+        String(now),
       ])
       if (text(answer[0]) !== 'ok') throw this.#notOk(store, answer)
+      const entry = this.#live(store, field, answer[2], now)?.[1]
       const hex = field.toString('hex')
-      if (!reads.keys.has(hex)) reads.keys.set(hex, { field, version: text(answer[1]), key })
-      if (existence) return Number(answer[2]) === 1
-      const sealed = answer[2]
-      return sealed === null || sealed === undefined ? undefined : this.#open(store, field, sealed)[1]
+      const seen = reads.keys.get(hex)
+      if (seen === undefined) {
+        reads.keys.set(hex, { field, version: text(answer[1]), key, present: entry !== undefined })
+      } else if (entry !== undefined) {
+        seen.present = true
+      }
+      return entry
     }
-    const listed = (seq: string) => {
-      reads.listedAt ??= seq
+    const listed = (seq: string, now: number) => {
+      reads.listed ??= { seq, now }
     }
     const list = (query: KeyQuery | undefined): AsyncIterable<[StoreKey, Entry]> => {
       use()
-      return store === undefined ? nothing() : this.#list(store, query, listed)
+      return store === undefined ? nothing() : this.#matching(store, query, listed)
     }
     const tx: BackendTransaction = {
-      get: (key) => read(key, false) as Promise<Entry | undefined>,
-      has: (key) => read(key, true).then((found) => found === true),
+      get: (key) => read(key),
+      has: (key) => read(key).then((entry) => entry !== undefined),
       size: async () => {
         use()
         if (store === undefined) return 0
-        const answer = await this.#script('read', SIZE, [meta, order], [store.idHex])
-        if (text(answer[0]) !== 'ok') throw this.#notOk(store, answer)
-        listed(text(answer[1]))
-        return Number(answer[2])
+        const now = Date.now()
+        const [seq, count] = await this.#count(store, now)
+        listed(seq, now)
+        return count
       },
       keys: (query) => keysOf(list(query)),
       entries: list,
@@ -409,22 +463,29 @@ export class RedisBackend implements Backend {
 
   /** One script call: the read set is checked and the changes applied, or nothing happens. */
   async #commit(store: Opened, reads: ReadSet, changes: readonly Change[]): Promise<CommitOutcome> {
-    if (changes.length === 0 && reads.keys.size === 0 && reads.listedAt === undefined) {
+    if (changes.length === 0 && reads.keys.size === 0 && reads.listed === undefined) {
       return { committed: true, results: [] }
     }
+    // A watcher of this process starting up: it must see this commit as news, not as its start.
+    const starting = watchesStarting(store.idHex)
+    if (starting !== undefined) await starting
     const args: RedisArgument[] = [
       store.idHex,
       changes.length === 0 ? '' : commitId(),
-      reads.listedAt ?? '',
+      reads.listed?.seq ?? '',
+      reads.listed === undefined ? '' : String(reads.listed.now),
+      String(Date.now()),
+      this.#layout.channel,
       String(reads.keys.size),
     ]
-    for (const { field, version } of reads.keys.values()) args.push(field, version)
+    for (const { field, version, present } of reads.keys.values()) args.push(field, version, present ? '1' : '0')
     for (const change of changes) {
       switch (change.kind) {
         case 'set': {
           const key = normalizeKey(change.key)
           const field = fieldOf(store.keys, store.id, key)
-          args.push('s', field, sealEntry(store.keys, store.id, field, key, change.entry))
+          const at = change.entry.expiresAt
+          args.push('s', field, sealEntry(store.keys, store.id, field, key, change.entry), at === undefined ? '' : String(at))
           break
         }
         case 'delete':
@@ -460,14 +521,59 @@ export class RedisBackend implements Backend {
     return { committed: true, results }
   }
 
+  /**
+   * Reports every commit to the store that changed something, this instance's and everyone
+   * else's alike: the commit script announces each on the store's channel, and a connection of
+   * this instance's own, subscribed to it, hears them (docs/DESIGN.md, "Change events").
+   */
+  watch(
+    listener: (changes: readonly EntryChange[]) => void,
+    onError?: (error: unknown) => void,
+  ): BackendWatcher {
+    this.#assertOpen()
+    return this.#feed.add(listener, onError)
+  }
+
+  /** What the watcher reads the store through. */
+  #commitSource(): CommitSource {
+    return {
+      storeId: async () => (await this.#store())?.idHex,
+      snapshot: async (now) => {
+        const store = await this.#store()
+        const entries = new Map<string, [StoreKey, Entry]>()
+        if (store === undefined) return { seq: 0, last: 0, entries }
+        let first: string | undefined
+        let last = '0'
+        for await (const [field, key, entry] of this.#list(store, now, (seq) => {
+          first ??= seq
+          last = seq
+        })) {
+          entries.set(field.toString('hex'), [key, entry])
+        }
+        return { seq: Number(first ?? 0), last: Number(last), entries }
+      },
+      open: (field, sealed) => {
+        const store = this.#opened
+        if (store === undefined) throw new Error('a commit announced before the store was opened')
+        return this.#open(store, field, sealed)
+      },
+      seq: async () => {
+        const store = await this.#store()
+        return store === undefined ? 0 : Number((await this.#count(store, Date.now()))[0])
+      },
+      subscribe: (handlers) => this.#connection.subscribe(this.#layout.channel, handlers),
+    }
+  }
+
   #assertOpen(): void {
     if (this.#closed) throw new StoreClosedError()
   }
 
-  /** Closes the client if the store created it. Never deletes the store. */
+  /** Ends the watchers, and closes the client if the store created it. Never deletes the store. */
   close(): void {
     if (this.#closed) return
     this.#closed = true
+    this.#feed.close()
     this.#connection.close()
   }
 }

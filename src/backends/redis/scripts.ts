@@ -30,6 +30,14 @@ export const RECORDED_COMMITS = 10_000
  */
 export const REMEMBERED_DELETES = 1000
 
+
+/**
+ * At most this many expired entries are dropped by one commit, besides those its own changes
+ * touch: the work of a commit stays bounded however many entries expired at once. The rest stay
+ * (hidden from every read) until the next commits, each of which drops as many again.
+ */
+export const EXPIRED_PER_COMMIT = 128
+
 /**
  * Opens a store. KEYS: allKeys(layout). ARGV[1]: '1' to create the store when nothing is
  * under the name; then the meta fields to create it with, as field, value pairs.
@@ -40,7 +48,7 @@ export const REMEMBERED_DELETES = 1000
 export const INIT = script(
   'init',
   `
-local expected = {'hash', 'hash', 'zset', 'hash', 'hash', 'hash', 'list'}
+local expected = {'hash', 'hash', 'zset', 'hash', 'hash', 'hash', 'list', 'zset'}
 local metaType = redis.call('TYPE', KEYS[1])['ok']
 if metaType ~= 'none' and metaType ~= 'hash' then return {'foreign', KEYS[1], metaType} end
 for i = 2, #KEYS do
@@ -73,74 +81,105 @@ end
 `
 
 /**
- * One key's value (or existence) with its version, read together. KEYS: meta, entries,
- * versions, deleted. ARGV: store id, field, '1' for existence only.
- * Returns {'ok', version, sealed entry or nil (or 1/0)} or {'replaced', store id found or ''}.
+ * Whether field `f` has expired at `now` by the expiry index (a number). The client's clock
+ * gives `now` (docs/DESIGN.md, "Expiry on the server"); the time sealed in the entry is
+ * checked again when the client opens it.
+ */
+const EXPIRED_AT = `
+local function expiredAt(expiry, f, now)
+  local at = redis.call('ZSCORE', expiry, f)
+  return at and tonumber(at) <= now
+end
+`
+
+/**
+ * One key's entry with its version, read together. KEYS: meta, entries, versions, deleted,
+ * expiry. ARGV: store id, field, now. Returns {'ok', version, sealed entry} or {'ok', version}
+ * (absent, or expired by the index at now), or {'replaced', store id found or ''}.
  */
 export const READ = script(
   'read',
-  `${VERSION_OF}
+  `${VERSION_OF}${EXPIRED_AT}
 local id = redis.call('HGET', KEYS[1], 'id')
 if id ~= ARGV[1] then return {'replaced', id or ''} end
 local version = versionOf(KEYS[1], KEYS[3], KEYS[4], ARGV[2])
-if ARGV[3] == '1' then return {'ok', version, redis.call('HEXISTS', KEYS[2], ARGV[2])} end
+if expiredAt(KEYS[5], ARGV[2], tonumber(ARGV[3])) then return {'ok', version} end
 return {'ok', version, redis.call('HGET', KEYS[2], ARGV[2])}
 `,
 )
 
 /**
- * The number of entries with the commit number it belongs to. KEYS: meta, order. ARGV: store id.
- * Returns {'ok', commit number, count} or {'replaced', id}.
+ * The number of entries not expired at now, with the commit number it belongs to: the order
+ * set's count less the index's count up to now, both O(log n) at most. KEYS: meta, order,
+ * expiry. ARGV: store id, now. Returns {'ok', commit number, count} or {'replaced', id}.
  */
 export const SIZE = script(
   'size',
   `
 local id = redis.call('HGET', KEYS[1], 'id')
 if id ~= ARGV[1] then return {'replaced', id or ''} end
-return {'ok', redis.call('HGET', KEYS[1], 'seq'), redis.call('ZCARD', KEYS[2])}
+local count = redis.call('ZCARD', KEYS[2]) - redis.call('ZCOUNT', KEYS[3], '-inf', ARGV[2])
+return {'ok', redis.call('HGET', KEYS[1], 'seq'), count}
 `,
 )
 
 /**
  * One page of entries in insertion order, with the commit number it belongs to. KEYS: meta,
- * entries, order. ARGV: store id, the lowest score ('-inf', or '(' and the last score seen),
- * the page size. Returns {'ok', commit number, score, field, sealed entry, ...} or
- * {'replaced', id}. Paging by score, not index: a key that stays in the store keeps its score,
- * so it is listed once even while other keys come and go between pages.
+ * entries, order, expiry. ARGV: store id, the lowest score ('-inf', or '(' and the last score
+ * seen), the page size, now. Returns {'ok', commit number, number of keys scanned, last score
+ * scanned, field, sealed entry, ...} or {'replaced', id}: the keys expired by the index at now
+ * are scanned but not returned. Paging by score, not index: a key that stays in the store
+ * keeps its score, so it is listed once even while other keys come and go between pages.
  */
 export const PAGE = script(
   'page',
   `
 local id = redis.call('HGET', KEYS[1], 'id')
 if id ~= ARGV[1] then return {'replaced', id or ''} end
-local out = {'ok', redis.call('HGET', KEYS[1], 'seq')}
 local page = redis.call('ZRANGE', KEYS[3], ARGV[2], '+inf', 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]), 'WITHSCORES')
-if #page == 0 then return out end
+local scanned = #page / 2
+local out = {'ok', redis.call('HGET', KEYS[1], 'seq'), scanned, scanned == 0 and '' or page[#page]}
+if scanned == 0 then return out end
 local fields = {}
 for i = 1, #page, 2 do fields[#fields + 1] = page[i] end
 local values = redis.call('HMGET', KEYS[2], unpack(fields))
+local times = {}
+if redis.call('EXISTS', KEYS[4]) == 1 then times = redis.call('ZMSCORE', KEYS[4], unpack(fields)) end
+local now = tonumber(ARGV[4])
 for i = 1, #fields do
-  out[#out + 1] = page[2 * i]
-  out[#out + 1] = fields[i]
-  out[#out + 1] = values[i]
+  local at = times[i]
+  if not (at and tonumber(at) <= now) then
+    out[#out + 1] = fields[i]
+    out[#out + 1] = values[i]
+  end
 end
 return out
 `,
 )
 
 /**
- * A commit: checks what the transaction read, then applies its changes in order, atomically.
+ * A commit: checks what the transaction read, then drops expired entries and applies its
+ * changes in order, atomically, and announces it.
  * KEYS: allKeys(layout). ARGV: store id, commit id ('' for a commit without changes, which
- * only checks), the commit number a listing was read at ('' for none), the number of keys
- * read, then field, version for each, then the changes: 's' field sealed-entry, 'd' field, 'c'.
+ * only checks), the commit number a listing was read at ('' for none), the time of that
+ * listing ('' for none), now (the client's clock, ms since the epoch), the channel to announce
+ * on, the number of keys read, then field, version, '1' if it was read present (else '0') for
+ * each, then the changes: 's' field sealed-entry expiry-time ('' for none), 'd' field, 'c'.
  * Returns {'ok', results}, {'done', results} (this commit id was applied before: its reply was
  * lost, and it is not applied again), {'conflict', field or ''} (nothing applied) or
  * {'replaced', id}. The results hold one '1' or '0' per delete, in order: whether it existed.
+ *
+ * A commit that changed something is announced on the channel (a shard channel: SPUBLISH,
+ * served by the node of the store's slot), if anyone listens there: `store id:commit
+ * number:flag:` ('c' when the commit cleared the store, else '-'), then for each key its sets
+ * and effective deletes touched, its field (16 bytes), the length of its entry now (4 bytes,
+ * big-endian; 0: none) and that sealed entry. Neither key names nor values: fields are keyed
+ * hashes and entries sealed, as the server holds them anyway.
  */
 export const COMMIT = script(
   'commit',
-  `${VERSION_OF}
-local meta, entries, order, versions, deleted, commits, log = unpack(KEYS)
+  `${VERSION_OF}${EXPIRED_AT}
+local meta, entries, order, versions, deleted, commits, log, expiry = unpack(KEYS)
 local function int(n) return string.format('%.0f', n) end
 local id = redis.call('HGET', meta, 'id')
 if id ~= ARGV[1] then return {'replaced', id or ''} end
@@ -150,39 +189,85 @@ if commitId ~= '' then
   if done then return {'done', done} end
 end
 local seq = tonumber(redis.call('HGET', meta, 'seq'))
-if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= seq then return {'conflict', ''} end
-local i = 5
-for _ = 1, tonumber(ARGV[4]) do
+local now = tonumber(ARGV[5])
+-- A store without expiring entries skips every look at the index.
+local indexed = redis.call('EXISTS', expiry) == 1
+local function expired(f) return indexed and expiredAt(expiry, f, now) end
+if ARGV[3] ~= '' then
+  if tonumber(ARGV[3]) ~= seq then return {'conflict', ''} end
+  -- An entry that was listed and has expired since: the listing no longer holds.
+  if indexed and redis.call('ZCOUNT', expiry, '(' .. ARGV[4], ARGV[5]) > 0 then return {'conflict', ''} end
+end
+local i = 8
+for _ = 1, tonumber(ARGV[7]) do
   local f = ARGV[i]
   if tonumber(versionOf(meta, versions, deleted, f)) ~= tonumber(ARGV[i + 1]) then
     return {'conflict', f}
   end
-  i = i + 2
+  if ARGV[i + 2] == '1' and expired(f) then return {'conflict', f} end
+  i = i + 3
 end
 local nextSeq = seq + 1
 local inserts = tonumber(redis.call('HGET', meta, 'inserts'))
 local base = nil
 local changed = false
+local cleared = false
 local results = {}
+-- The fields to announce, each once, in the order first touched.
+local touched, announced = {}, {}
+local function touch(f)
+  if not touched[f] then
+    touched[f] = true
+    announced[#announced + 1] = f
+  end
+end
+-- Removes f as a delete would: for an entry that expired. Not announced: expiring is no change.
+local function drop(f)
+  if indexed then redis.call('ZREM', expiry, f) end
+  if redis.call('HDEL', entries, f) == 1 then
+    redis.call('ZREM', order, f)
+    redis.call('HDEL', versions, f)
+    redis.call('HSET', deleted, f, int(nextSeq))
+    changed = true
+  end
+end
+if commitId ~= '' and indexed then
+  local stale = redis.call('ZRANGE', expiry, '-inf', ARGV[5], 'BYSCORE', 'LIMIT', 0, ${EXPIRED_PER_COMMIT})
+  for _, f in ipairs(stale) do drop(f) end
+end
+local sets = {}
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 's' then
-    local f = ARGV[i + 1]
+    local f, at = ARGV[i + 1], ARGV[i + 3]
+    -- An expired entry is absent: a set of its key is the set of a new key.
+    if expired(f) then drop(f) end
     if redis.call('HSET', entries, f, ARGV[i + 2]) == 1 then
       inserts = inserts + 1
       redis.call('ZADD', order, int(inserts), f)
       redis.call('HDEL', deleted, f)
     end
+    if at ~= '' then
+      redis.call('ZADD', expiry, at, f)
+      indexed = true
+    elseif indexed then
+      redis.call('ZREM', expiry, f)
+    end
     redis.call('HSET', versions, f, int(nextSeq))
     changed = true
-    i = i + 3
+    touch(f)
+    sets[#sets + 1] = f
+    i = i + 4
   elseif op == 'd' then
     local f = ARGV[i + 1]
+    if expired(f) then drop(f) end
     if redis.call('HDEL', entries, f) == 1 then
       redis.call('ZREM', order, f)
+      if indexed then redis.call('ZREM', expiry, f) end
       redis.call('HDEL', versions, f)
       redis.call('HSET', deleted, f, int(nextSeq))
       changed = true
+      touch(f)
       results[#results + 1] = '1'
     else
       results[#results + 1] = '0'
@@ -190,13 +275,21 @@ while i <= #ARGV do
     i = i + 2
   elseif op == 'c' then
     if redis.call('EXISTS', entries) == 1 then
-      redis.call('DEL', entries, order, versions, deleted)
+      redis.call('DEL', entries, order, versions, deleted, expiry)
       base = nextSeq
       changed = true
+      cleared = true
+      indexed = false
     end
     i = i + 1
   else
     return redis.error_reply('ERR anystore: unknown change ' .. tostring(op))
+  end
+end
+-- What this commit set with a time already past is not kept either.
+if indexed then
+  for _, f in ipairs(sets) do
+    if expired(f) then drop(f) end
   end
 end
 if changed then
@@ -206,6 +299,18 @@ if changed then
   end
   redis.call('HSET', meta, 'seq', int(nextSeq), 'inserts', int(inserts))
   if base then redis.call('HSET', meta, 'base', int(base)) end
+  -- pcall: a server without sharded pub/sub (before Redis 7.0) has no listeners to tell.
+  local listening = redis.pcall('PUBSUB', 'SHARDNUMSUB', ARGV[6])
+  if type(listening) == 'table' and tonumber(listening[2] or 0) > 0 then
+    local parts = {id, ':', int(nextSeq), ':', cleared and 'c' or '-', ':'}
+    for _, f in ipairs(announced) do
+      local sealed = redis.call('HGET', entries, f) or ''
+      parts[#parts + 1] = f
+      parts[#parts + 1] = struct.pack('>I4', #sealed)
+      parts[#parts + 1] = sealed
+    end
+    redis.call('SPUBLISH', ARGV[6], table.concat(parts))
+  end
 end
 local done = table.concat(results)
 if commitId ~= '' then

@@ -35,6 +35,11 @@ export interface RedisClientLike {
   /** node-redis: a view of the client whose commands use these options. */
   withCommandOptions(options: never): unknown
   readonly isOpen: boolean
+  /**
+   * node-redis: a new client with the same options. `watch()` subscribes on one (pub/sub takes
+   * a connection over), which the store closes when the last watcher closes.
+   */
+  duplicate?(): unknown
 }
 
 /** Where a store lives in Redis: see `AnyStoreOptions.redis`. */

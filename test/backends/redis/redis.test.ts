@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { createClient } from 'redis'
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest'
 import { COMMIT } from '../../../src/backends/redis/scripts.js'
 import { AnyStore, type AnyStoreOptions, newKey } from '../../../src/index.js'
 import { exited, nextMessage, rejection, runFixture, spawnFixture, tempDir } from '../../helpers.js'
+import { admin, freshName, keysOf, open, sleep } from './helpers.js'
 import { startProxy } from './proxy.js'
 import { freePort, type RedisServer, redisTestsEnabled, SKIP_MESSAGE, startRedis } from './server.js'
 
@@ -13,44 +13,6 @@ const shared: RedisServer | undefined = redisTestsEnabled ? await startRedis() :
 afterAll(async () => {
   await shared?.stop()
 })
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-const freshName = () => `test:${randomBytes(6).toString('hex')}`
-const keysOf = (name: string) => {
-  const prefix = `anystore:{${name}}:`
-  return {
-    meta: `${prefix}meta`,
-    entries: `${prefix}entries`,
-    order: `${prefix}order`,
-    all: ['meta', 'entries', 'order', 'versions', 'deleted', 'commits', 'commit-log'].map(
-      (k) => `${prefix}${k}`,
-    ),
-  }
-}
-
-/** A raw node-redis client on `server`, closed when the test ends. */
-async function admin(server: RedisServer) {
-  const client = createClient({ url: server.url })
-  await client.connect()
-  onTestFinished(() => client.destroy())
-  return client
-}
-
-/** Opens a store on `server`; closed when the test ends. */
-async function open(
-  server: RedisServer,
-  redis: Partial<NonNullable<AnyStoreOptions['redis']>> = {},
-  options: Omit<AnyStoreOptions, 'redis'> = {},
-) {
-  const secret = 'passphrase' in options || 'encryptionKey' in options ? {} : { encryptionKey: newKey() }
-  const store = await AnyStore.open({
-    redis: { url: server.url, name: freshName(), ...redis },
-    ...secret,
-    ...options,
-  })
-  onTestFinished(() => store.close())
-  return store
-}
 
 if (shared === undefined) {
   describe('redis backend', () => {
@@ -91,8 +53,12 @@ if (shared === undefined) {
   })
 
   describe('redis backend: nothing readable on the server', () => {
-    it('the append-only file holds no key name and no value', async () => {
+    it('the append-only file holds no key name and no value, expiring entries and watchers included', async () => {
       const store = await open(server)
+      // A watcher keeps the commits announced on the store's channel all along.
+      const heard: unknown[] = []
+      const watcher = store.watch((change) => heard.push(change))
+      onTestFinished(() => watcher.close())
       const secrets = {
         'customer:alice@example.com': 'card 4111-1111-1111-1111',
         'session:token-WJ8Y3Q': { user: 'bob-the-builder', roles: ['administrator'] },
@@ -102,7 +68,12 @@ if (shared === undefined) {
       await store.run(async (tx) => tx.set('in-a-transaction-key', 'in-a-transaction-value'))
       await store.delete('customer:alice@example.com')
       await store.set('customer:alice@example.com', 'card 4111-1111-1111-1111')
-      expect(await store.size()).toBe(4)
+      await store.set('expiring-key-KQV', 'expiring-value-KQV', { ttlMs: 60_000 })
+      await store.set('brief-key-JXW', 'brief-value-JXW', { ttlMs: 0 })
+      await store.setIfAbsent('claimed-key-PLM', 'claimed-value-PLM', { ttlMs: 60_000 })
+      expect(await store.expire('expiring-key-KQV', 120_000)).toBe(true)
+      expect(await store.size()).toBe(6)
+      while (heard.length < 9) await sleep(10)
       const aof = server.aof()
       // The store's writes are there (its key names are), just not in a readable form.
       expect(aof.includes('entries')).toBe(true)
@@ -114,6 +85,9 @@ if (shared === undefined) {
         'administrator',
         'number-key-value-ZQX',
         'in-a-transaction',
+        '-KQV',
+        '-JXW',
+        '-PLM',
       ]
       for (const text of plain) expect(aof.includes(text), text).toBe(false)
       // A number key as the payload encodes it (float64, big-endian), in case it were stored so.
@@ -188,6 +162,7 @@ if (shared === undefined) {
         ['a string as meta', (n) => client.set(keysOf(n).meta, 'not a hash')],
         ['our entries without meta', (n) => client.hSet(keysOf(n).entries, 'f', 'v')],
         ['a list where the order set goes', (n) => client.rPush(keysOf(n).order, 'x')],
+        ['a hash where the expiry index goes', (n) => client.hSet(keysOf(n).expiry, 'f', 'v')],
       ]
       for (const [what, plant] of cases) {
         const name = freshName()
@@ -350,7 +325,10 @@ if (shared === undefined) {
       const id = (await client.hGet(k.meta, 'id'))!
       const [field] = (await raw.hKeys(k.entries)) as unknown as Buffer[]
       const commit = () =>
-        raw.evalSha(COMMIT.sha, { keys: k.all, arguments: [id, 'one-commit-id', '', '0', 'd', field!] })
+        raw.evalSha(COMMIT.sha, {
+          keys: k.all,
+          arguments: [id, 'one-commit-id', '', '', String(Date.now()), k.channel, '0', 'd', field!],
+        })
       const first = (await commit()) as Buffer[]
       const seq = await client.hGet(k.meta, 'seq')
       const second = (await commit()) as Buffer[]

@@ -1,0 +1,50 @@
+import { randomBytes } from 'node:crypto'
+import { createClient } from 'redis'
+import { onTestFinished } from 'vitest'
+import { AnyStore, type AnyStoreOptions, newKey } from '../../../src/index.js'
+import type { RedisServer } from './server.js'
+
+/** What the Redis tests share: a fresh store name, its keys, a raw client, a store. */
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+export const freshName = () => `test:${randomBytes(6).toString('hex')}`
+
+/** The keys of the store `name` (src/backends/redis/layout.ts), spelt out as the server sees them. */
+export const keysOf = (name: string) => {
+  const prefix = `anystore:{${name}}:`
+  return {
+    meta: `${prefix}meta`,
+    entries: `${prefix}entries`,
+    order: `${prefix}order`,
+    expiry: `${prefix}expiry`,
+    channel: `${prefix}changes`,
+    all: ['meta', 'entries', 'order', 'versions', 'deleted', 'commits', 'commit-log', 'expiry'].map(
+      (k) => `${prefix}${k}`,
+    ),
+  }
+}
+
+/** A raw node-redis client on `server`, closed when the test ends. */
+export async function admin(server: RedisServer) {
+  const client = createClient({ url: server.url })
+  await client.connect()
+  onTestFinished(() => client.destroy())
+  return client
+}
+
+/** Opens a store on `server`; closed when the test ends. */
+export async function open(
+  server: RedisServer,
+  redis: Partial<NonNullable<AnyStoreOptions['redis']>> = {},
+  options: Omit<AnyStoreOptions, 'redis'> = {},
+) {
+  const secret = 'passphrase' in options || 'encryptionKey' in options ? {} : { encryptionKey: newKey() }
+  const store = await AnyStore.open({
+    redis: { url: server.url, name: freshName(), ...redis },
+    ...secret,
+    ...options,
+  })
+  onTestFinished(() => store.close())
+  return store
+}

@@ -184,8 +184,11 @@ describe('passphrase options', () => {
       ['restore', asUntyped(restore)({ file, from: file, ...both })],
       ['rekey new', asUntyped(rekey)({ file, newEncryptionKey: newKey(), newPassphrase: PASSPHRASE })],
     ]
-    for (const [name, call] of calls) {
-      const error = await rejection(call)
+    // Each call is observed at once: one that rejects while an earlier one is awaited is not
+    // an unhandled rejection.
+    const observed = calls.map(([name, call]) => [name, rejection(call)] as const)
+    for (const [name, pending] of observed) {
+      const error = await pending
       expect(error.code, name).toBe('ERR_ANYSTORE_INVALID_OPTION')
       expect(error.message, name).toMatch(/[pP]assphrase`, not both/)
     }
@@ -208,8 +211,11 @@ describe('passphrase options', () => {
         ['rekey new', asUntyped(rekey)({ file, newPassphrase: passphrase })],
         ['restore', asUntyped(restore)({ file, from: file, passphrase })],
       ]
-      for (const [name, call] of calls) {
-        const error = await rejection(call)
+      // Each call is observed at once: one that rejects while an earlier one is awaited is not
+      // an unhandled rejection.
+      const observed = calls.map(([name, call]) => [name, rejection(call)] as const)
+      for (const [name, pending] of observed) {
+        const error = await pending
         expect(error.code, `${name} ${String(passphrase)}`).toBe('ERR_ANYSTORE_INVALID_KEY')
         expect(error.message, name).toMatch(/[pP]assphrase/)
       }

@@ -108,8 +108,11 @@ describe('a keyring: encryptionKey writes, acceptedKeys are also read', () => {
         ['rekey', asUntyped(rekey)({ file, newEncryptionKey: newKey(), ...common })],
         ['restore', asUntyped(restore)({ file, from: file, ...common })],
       ]
-      for (const [name, call] of calls) {
-        const error = await rejection(call)
+      // Each call is observed at once: one that rejects while an earlier one is awaited is not
+      // an unhandled rejection.
+      const observed = calls.map(([name, call]) => [name, rejection(call)] as const)
+      for (const [name, pending] of observed) {
+        const error = await pending
         expect(error.code, `${name}, ${String(acceptedKeys)}`).toBe(code)
         expect(error.message, name).toContain('acceptedKeys')
       }

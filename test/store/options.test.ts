@@ -143,8 +143,11 @@ describe('an encryption key that is present but empty', () => {
         ['rekey', asUntyped(rekey)({ file, newEncryptionKey: newKey(), encryptionKey })],
         ['restore', asUntyped(restore)({ file, from: file, encryptionKey })],
       ]
-      for (const [name, call] of calls) {
-        expectEmptyKeyError(await rejection(call), 'encryptionKey', `${name}, ${what}`)
+      // Each call is observed at once: one that rejects while an earlier one is awaited is not
+      // an unhandled rejection.
+      const observed = calls.map(([name, call]) => [name, rejection(call)] as const)
+      for (const [name, pending] of observed) {
+        expectEmptyKeyError(await pending, 'encryptionKey', `${name}, ${what}`)
       }
       const error = await rejection(asUntyped(rekey)({ file, newEncryptionKey: encryptionKey }))
       expectEmptyKeyError(error, 'newEncryptionKey', `rekey, ${what}`)

@@ -53,7 +53,7 @@ it('the benchmark suite runs end to end and writes its results and chart', () =>
   ])
   expect(results.compare.rows.every((r: { floor?: number }) => r.floor === undefined || r.floor > 0)).toBe(true)
   const floorTargets = results.floorTargets as { ratio: number; min: number; max: number; ratios: number[] }[]
-  expect(floorTargets).toHaveLength(3)
+  expect(floorTargets).toHaveLength(4)
   for (const target of floorTargets) {
     expect(target.ratio).toBeGreaterThan(0)
     expect(target.min).toBeLessThanOrEqual(target.ratio)

@@ -10,6 +10,7 @@
 //   small modules every store needs at once. Its licence goes to dist/licenses/.
 // - Declarations come from tsc, file for file beside the bundle, so `exports` keeps its types.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
 
 const root = new URL('..', import.meta.url)
@@ -22,7 +23,8 @@ const external = [
 
 rmSync(new URL('dist', root), { recursive: true, force: true })
 const { metafile } = await build({
-  absWorkingDir: root.pathname,
+  // A path, not the URL's percent-encoded pathname: a checkout may sit under a name with spaces.
+  absWorkingDir: fileURLToPath(root),
   entryPoints: {
     index: 'src/index.ts',
     'cli/main': 'src/cli/bin.ts',
@@ -49,9 +51,13 @@ const { metafile } = await build({
 // The licence of each package bundled, which travels with its code.
 const bundled = new Set(
   Object.keys(metafile.inputs)
-    .map((path) => /^node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(path)?.[1])
+    // Relative to the checkout; through `../` when node_modules is a link to somewhere else.
+    .map((path) => /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(path)?.[1])
     .filter((name) => name !== undefined),
 )
+if (bundled.size === 0) {
+  throw new Error('no bundled package found in the build, so no licence to ship: check the pattern above')
+}
 for (const name of bundled) {
   const licence = new URL(`node_modules/${name}/LICENSE`, root)
   if (!existsSync(licence)) throw new Error(`${name} is bundled but has no LICENSE file to ship with it`)

@@ -8,7 +8,8 @@ import { expandPath } from '../store/options.js'
  * The name is everything after the first `#`, taken literally. A fragment never reaches the
  * server in any URL scheme, and nothing else in a Redis URL may contain a bare `#` (a password
  * with one writes it `%23`), so the split is unambiguous and a name keeps its `:`s and `/`s
- * with no escaping. See docs/DESIGN.md, "The CLI on Redis".
+ * with no escaping. A name may not hold `@`, so that a password with a bare `#` is refused
+ * rather than split, and never shown. See docs/DESIGN.md, "The CLI on Redis".
  */
 export type StoreLocation =
   | { readonly kind: 'file'; readonly file: string; readonly display: string }
@@ -43,6 +44,14 @@ export function parseLocation(text: string): StoreLocation {
   if (name === '') {
     throw new LocationError(
       `${shown} names no store: put its name after '#', as in ${shown}#app:sessions`,
+    )
+  }
+  // A password with a bare '#' splits there: the rest of the password and the host would be
+  // taken for the name, and echoed in messages. A name cannot hold '@', so refuse without
+  // showing any of it.
+  if (name.includes('@') && !url.slice(url.indexOf('//') + 2).includes('@')) {
+    throw new LocationError(
+      "A Redis store's name cannot contain '@'. If the URL's password has a '#', write it as %23",
     )
   }
   // Braces would end the hash tag that keeps a store's keys in one Redis Cluster slot.

@@ -881,3 +881,16 @@ describe('anystore CLI in a terminal', () => {
     expect((await runCli(['import', small, '{"a":1}', '--key-file', f.keyFile])).stderr).toBe('')
   })
 })
+
+describe('a Redis URL whose password holds a bare #', () => {
+  it('is refused as a usage error that shows no part of the password, before any connection', async () => {
+    const url = 'redis://admin:123#secret@127.0.0.1:1#app'
+    for (const args of [['size', url], ['copy', url, join(tempDir(), 'out.store')]]) {
+      const result = await runCli(args, { env: { ANYSTORE_KEY: newKey() } })
+      expect(result.code, args[0]).toBe(2)
+      expect(result.stderr, args[0]).toContain('%23')
+      expect(result.stderr + result.stdout, args[0]).not.toContain('secret')
+      expect(result.stderr + result.stdout, args[0]).not.toContain('123')
+    }
+  })
+})

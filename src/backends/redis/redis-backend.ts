@@ -39,7 +39,7 @@ import {
   sealEntry,
   STORE_ID_SIZE,
 } from './sealing.js'
-import { COMMIT, INIT, PAGE, READ, type Script, SIZE } from './scripts.js'
+import { COMMIT, INIT, pack, PAGE, READ, type Script, SIZE } from './scripts.js'
 import type { RedisArgument, RedisCommands, ResolvedRedisOptions } from './types.js'
 import { type CommitSource, CommitWatcher, watchesStarting } from './watcher.js'
 
@@ -476,26 +476,28 @@ export class RedisBackend implements Backend {
       reads.listed === undefined ? '' : String(reads.listed.now),
       String(Date.now()),
       this.#layout.channel,
-      String(reads.keys.size),
     ]
-    for (const { field, version, present } of reads.keys.values()) args.push(field, version, present ? '1' : '0')
+    const read: RedisArgument[] = []
+    for (const { field, version, present } of reads.keys.values()) read.push(field, version, present ? '1' : '0')
+    const written: RedisArgument[] = []
     for (const change of changes) {
       switch (change.kind) {
         case 'set': {
           const key = normalizeKey(change.key)
           const field = fieldOf(store.keys, store.id, key)
           const at = change.entry.expiresAt
-          args.push('s', field, sealEntry(store.keys, store.id, field, key, change.entry), at === undefined ? '' : String(at))
+          written.push('s', field, sealEntry(store.keys, store.id, field, key, change.entry), at === undefined ? '' : String(at))
           break
         }
         case 'delete':
-          args.push('d', fieldOf(store.keys, store.id, change.key))
+          written.push('d', fieldOf(store.keys, store.id, change.key))
           break
         case 'clear':
-          args.push('c')
+          written.push('c')
           break
       }
     }
+    args.push(pack(read), pack(written))
     const answer = await this.#script('write', COMMIT, allKeys(this.#layout), args)
     const what = text(answer[0])
     if (what === 'conflict') {

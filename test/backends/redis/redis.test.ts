@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { createClient } from 'redis'
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest'
-import { COMMIT } from '../../../src/backends/redis/scripts.js'
+import { COMMIT, pack } from '../../../src/backends/redis/scripts.js'
 import { AnyStore, type AnyStoreOptions, newKey } from '../../../src/index.js'
 import { exited, nextMessage, rejection, runFixture, spawnFixture, tempDir } from '../../helpers.js'
 import { admin, freshName, keysOf, open, sleep } from './helpers.js'
@@ -327,7 +327,7 @@ if (shared === undefined) {
       const commit = () =>
         raw.evalSha(COMMIT.sha, {
           keys: k.all,
-          arguments: [id, 'one-commit-id', '', '', String(Date.now()), k.channel, '0', 'd', field!],
+          arguments: [id, 'one-commit-id', '', '', String(Date.now()), k.channel, pack([]), pack(['d', field!])],
         })
       const first = (await commit()) as Buffer[]
       const seq = await client.hGet(k.meta, 'seq')

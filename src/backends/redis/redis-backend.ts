@@ -228,8 +228,12 @@ export class RedisBackend implements Backend {
     const kdf = meta.has('kdf') ? hex('kdf', 32) : undefined
     if (kdf !== undefined) parseKdfBlock(this.location, kdf)
     const fields = { storeId: id, keyLength, kdf }
-    const derived = this.#keyring.keysMatching(this.location, kdf, keyLength, (keys) =>
-      keyCheckEquals(keys, fields, check),
+    const derived = this.#keyring.keysMatching(
+      this.location,
+      kdf,
+      keyLength,
+      (keys) => keyCheckEquals(keys, fields, check),
+      'store',
     )
     return { id, idHex: id.toString('hex'), keys: redisKeys(derived) }
   }

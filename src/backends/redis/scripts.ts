@@ -162,14 +162,16 @@ return out
  * the scripts' reader() takes them apart.
  */
 export function pack(fields: readonly (Buffer | string)[]): Buffer {
-  const parts: Buffer[] = []
+  let size = 0
+  for (const field of fields) size += 4 + (typeof field === 'string' ? Buffer.byteLength(field) : field.length)
+  const out = Buffer.allocUnsafe(size)
+  let at = 0
   for (const field of fields) {
-    const bytes = typeof field === 'string' ? Buffer.from(field) : field
-    const length = Buffer.allocUnsafe(4)
-    length.writeUInt32BE(bytes.length)
-    parts.push(length, bytes)
+    const length = typeof field === 'string' ? out.write(field, at + 4) : field.copy(out, at + 4)
+    out.writeUInt32BE(length, at)
+    at += 4 + length
   }
-  return Buffer.concat(parts)
+  return out
 }
 
 /** The fields of a pack, one by one (Redis's struct library reads the lengths). */

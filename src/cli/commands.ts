@@ -461,13 +461,6 @@ async function editRedisValue(ctx: CommandContext, key: StoreKey): Promise<void>
   })
 }
 
-/**
- * Entries per commit of a copy into Redis. One commit is one script call, whose arguments
- * node-redis spreads onto its stack: about 100,000 arguments (three per entry) overflow it.
- * Smaller calls also keep the server, which runs nothing else during a script, responsive.
- */
-const REDIS_COPY_BATCH = 10_000
-
 /** `copy`'s destination secret: --to-key-file or a --to-passphrase, else the source's. */
 async function chooseTargetSecret(
   ctx: CommandContext,
@@ -784,10 +777,7 @@ export const RUN: Record<string, (ctx: CommandContext) => Promise<void>> = {
     const compress = to.kind === 'file' && copyCompresses(ctx, to.file, from)
     const target = await openCopySide(ctx, to, targetSecret, 'target', compress)
     try {
-      await writeTarget(target, entries, {
-        replace,
-        batchSize: to.kind === 'redis' ? REDIS_COPY_BATCH : undefined,
-      })
+      await writeTarget(target, entries, { replace })
     } catch (error) {
       if (error instanceof TargetNotEmptyError) {
         throw new UsageError(

@@ -72,13 +72,13 @@ export function cliMessage(error: AnyStoreError): string {
   if (error instanceof WrongKeyError) {
     // The library's message names its options; here the flags that give the same secrets.
     if (error.needs === 'passphrase') {
-      return `${error.file} was written with a passphrase, not with a key: pass --passphrase-file FILE or --passphrase (the file is left untouched)`
+      return `${error.file} was written with a passphrase, not with a key: pass --passphrase-file FILE or --passphrase ${error.untouched}`
     }
     if (error.needs === 'key') {
-      return `${error.file} was written with a key, not with a passphrase: pass --key-file FILE or $ANYSTORE_KEY (or the key with --accepted-key-file) (the file is left untouched)`
+      return `${error.file} was written with a key, not with a passphrase: pass --key-file FILE or $ANYSTORE_KEY (or the key with --accepted-key-file) ${error.untouched}`
     }
     if (error.keysTried > 1) {
-      return `${error.file} was written with none of the ${error.keysTried} keys given (--key-file or $ANYSTORE_KEY, --accepted-key-file): pass the key it was written with (the file is left untouched)`
+      return `${error.file} was written with none of the ${error.keysTried} keys given (--key-file or $ANYSTORE_KEY, --accepted-key-file): pass the key it was written with ${error.untouched}`
     }
     return error.message
   }

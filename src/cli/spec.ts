@@ -214,7 +214,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
   copy: {
     usage: 'anystore copy SRC DST',
     summary:
-      "Copy every entry of SRC into DST (files or Redis URLs), with their expiry times, re-sealed under DST's key, in one commit (into Redis: one per 10,000 entries). DST must be empty or absent unless --force.",
+      "Copy every entry of SRC into DST (files or Redis URLs), with their expiry times, re-sealed under DST's key, in one commit. DST must be empty or absent unless --force.",
     args: [2, 2],
     options: {
       ...KEY_OPTIONS,

@@ -32,12 +32,6 @@ export class TargetNotEmptyError extends Error {
 export interface CopyOptions {
   /** Delete every entry the target holds, in the same commit. Without it, a target with entries is refused. */
   replace: boolean
-  /**
-   * At most this many entries per commit of the target; the first commit checks that the target
-   * is empty (or clears it). A copy larger than this is not atomic.
-   * @default Infinity (one commit)
-   */
-  batchSize?: number | undefined
 }
 
 /**
@@ -75,9 +69,9 @@ export async function readSource(
 }
 
 /**
- * Commits `entries` (from readSource) to `target` in one commit: all of them or nothing (with
- * `batchSize`, in commits of that many entries). The target must be empty, unless `replace`,
- * which clears it in that same (first) commit; the target seals each entry under its own key.
+ * Commits `entries` (from readSource) to `target` in one commit: all of them or nothing. The
+ * target must be empty, unless `replace`, which clears it in that same commit; the target seals
+ * each entry under its own key.
  */
 export async function writeTarget(
   target: Backend,
@@ -89,15 +83,9 @@ export async function writeTarget(
       `Some entries expire, and the ${target.kind} backend of ${target.location} does not keep expiries yet: nothing was copied`,
     )
   }
-  const batchSize = options.batchSize ?? Number.POSITIVE_INFINITY
-  let from = 0
-  do {
-    const changes: Change[] = from === 0 && options.replace ? [{ kind: 'clear' }] : []
-    const end = Math.min(entries.length, from + batchSize)
-    for (const [key, entry] of entries.slice(from, end)) changes.push({ kind: 'set', key, entry })
-    await commitChanges(target, changes, from === 0 && !options.replace)
-    from = end
-  } while (from < entries.length)
+  const changes: Change[] = options.replace ? [{ kind: 'clear' }] : []
+  for (const [key, entry] of entries) changes.push({ kind: 'set', key, entry })
+  await commitChanges(target, changes, !options.replace)
 }
 
 /** One commit of `changes`, run again on a conflict; `mustBeEmpty`: only into an empty target. */

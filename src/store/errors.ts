@@ -70,26 +70,40 @@ export class WrongKeyError extends AnyStoreError {
   readonly keysTried: number
   /** `'passphrase'`: the file needs a passphrase, a key was given; `'key'`: the reverse. */
   readonly needs: 'passphrase' | 'key' | undefined
+  /** What was left as it was, in the words of the messages: a store file, or a store in Redis. */
+  readonly untouched: string
 
   constructor(
     file: string,
-    detail: { keysTried?: number; needs?: 'passphrase' | 'key'; passphrase?: boolean } = {},
+    detail: {
+      keysTried?: number
+      needs?: 'passphrase' | 'key'
+      passphrase?: boolean
+      /** `'store'`: a store that is not a file (Redis). */
+      kind?: 'file' | 'store'
+    } = {},
   ) {
     const keysTried = detail.keysTried ?? 1
+    const untouched = `(the ${detail.kind ?? 'file'} is left untouched)`
     super(
       'ERR_ANYSTORE_WRONG_KEY',
       detail.passphrase
-        ? `${file} was written with a different passphrase: pass the passphrase it was written with (the file is left untouched)`
-        : wrongKeyMessage(file, keysTried, detail.needs),
+        ? `${file} was written with a different passphrase: pass the passphrase it was written with ${untouched}`
+        : wrongKeyMessage(file, keysTried, detail.needs, untouched),
     )
     this.file = file
     this.keysTried = keysTried
     this.needs = detail.needs
+    this.untouched = untouched
   }
 }
 
-function wrongKeyMessage(file: string, keysTried: number, needs: 'passphrase' | 'key' | undefined) {
-  const untouched = '(the file is left untouched)'
+function wrongKeyMessage(
+  file: string,
+  keysTried: number,
+  needs: 'passphrase' | 'key' | undefined,
+  untouched: string,
+) {
   if (needs === 'passphrase') {
     return `${file} was written with a passphrase, not with an encryption key: pass \`passphrase\` instead of \`encryptionKey\` ${untouched}`
   }

@@ -120,24 +120,26 @@ export class KeyRing implements KeySource {
   /**
    * The keys of the first secret whose keys pass `check`, trying passphrases (with `kdf`, the
    * block the store was written with) or keys, as the store was written; WrongKeyError naming
-   * `location` if none does. The file header is one such check, a Redis store's meta another.
+   * `location` if none does. The file header is one such check, a Redis store's meta another
+   * (`kind` 'store': the error then speaks of a store, not a file).
    */
   keysMatching(
     location: string,
     kdf: Buffer | undefined,
     keyLength: number,
     check: (keys: DerivedKeys) => boolean,
+    kind: 'file' | 'store' = 'file',
   ): DerivedKeys {
-    const kind = kdf === undefined ? 'key' : 'passphrase'
+    const needs = kdf === undefined ? 'key' : 'passphrase'
     let tried = 0
     for (const secret of this.#secrets) {
-      if (secret.kind !== kind) continue
+      if (secret.kind !== needs) continue
       tried++
       const keys = secret instanceof Passphrase ? secret.keysFor(kdf!, keyLength) : secret.keys
       if (check(keys)) return keys
     }
-    if (tried === 0) throw new WrongKeyError(location, { keysTried: 0, needs: kind })
-    throw new WrongKeyError(location, { keysTried: tried, passphrase: kind === 'passphrase' })
+    if (tried === 0) throw new WrongKeyError(location, { keysTried: 0, needs, kind })
+    throw new WrongKeyError(location, { keysTried: tried, passphrase: needs === 'passphrase', kind })
   }
 
   /** The keys new commits are sealed with: always the current secret's. */

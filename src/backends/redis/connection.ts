@@ -30,6 +30,27 @@ function isA(error: unknown, name: string): boolean {
   return false
 }
 
+/**
+ * node-redis's errors for a connection that failed, closed or went silent: a command in flight
+ * may have run. Any other error (one the client raises while it builds a command, before
+ * anything is written, or a bug) says nothing about the server.
+ */
+const CONNECTION_ERRORS = [
+  'SocketClosedUnexpectedlyError',
+  'ConnectionTimeoutError',
+  'SocketTimeoutError',
+  'DisconnectsClientError',
+  'ReconnectStrategyError',
+  'TimeoutError',
+]
+
+/** Whether `error` is the loss of the connection: one of the above, or a socket's system error. */
+function isConnectionError(error: unknown): boolean {
+  if (CONNECTION_ERRORS.some((name) => isA(error, name))) return true
+  const { code, syscall } = (error ?? {}) as { code?: unknown; syscall?: unknown }
+  return typeof syscall === 'string' || (typeof code === 'string' && /^(E[A-Z]+|ERR_(SOCKET|STREAM|TLS)_\w+)$/.test(code))
+}
+
 /** Replies after which the command was not run and may be sent again soon. */
 const TRANSIENT_REPLY = /^(LOADING|BUSY|TRYAGAIN|MASTERDOWN|CLUSTERDOWN|READONLY)\b/
 
@@ -218,8 +239,9 @@ export class RedisConnection {
         } as never) as RedisCommands
         attempt = op(commands)
       } catch (error) {
+        // Nothing was sent: not an outage, and no use trying again.
         clearTimeout(timer)
-        throw fail(`the client refused the command: ${describe(error)}`, error)
+        throw error
       }
       attempt.catch(() => {})
       try {
@@ -242,6 +264,9 @@ export class RedisConnection {
           await sleep(Math.min(50, Math.max(1, deadline - Date.now())))
           continue
         }
+        // Raised before the command was written (as a RangeError for more arguments than the
+        // client can spread): the server never saw it.
+        if (!isA(error, 'ClientOfflineError') && !isConnectionError(error)) throw error
         lastError = error
         if (isA(error, 'ClientOfflineError')) {
           // A client without an offline queue refuses at once while it reconnects.

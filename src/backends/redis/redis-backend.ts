@@ -39,7 +39,7 @@ import {
   sealEntry,
   STORE_ID_SIZE,
 } from './sealing.js'
-import { COMMIT, INIT, PAGE, READ, type Script, SIZE } from './scripts.js'
+import { COMMIT, INIT, pack, PAGE, READ, type Script, SIZE } from './scripts.js'
 import type { RedisArgument, RedisCommands, ResolvedRedisOptions } from './types.js'
 import { type CommitSource, CommitWatcher, watchesStarting } from './watcher.js'
 
@@ -51,6 +51,26 @@ interface Opened {
   readonly id: Buffer
   readonly idHex: string
   readonly keys: RedisKeys
+  /** The fields of keys used lately (see fieldFor). */
+  readonly fields: Map<StoreKey, Buffer>
+}
+
+/**
+ * How many key names' fields a store keeps: a field is the same keyed hash every time, and the
+ * keys an application uses again and again then cost no HMAC. The oldest goes first.
+ */
+const FIELDS_KEPT = 4096
+
+/** The field of `key` in `store`: fieldOf, kept for the next call. */
+function fieldFor(store: Opened, key: StoreKey): Buffer {
+  // A Map compares keys as fieldOf normalizes them: -0 as 0, NaN as NaN.
+  let field = store.fields.get(key)
+  if (field === undefined) {
+    field = fieldOf(store.keys, store.id, key)
+    if (store.fields.size >= FIELDS_KEPT) store.fields.delete(store.fields.keys().next().value!)
+    store.fields.set(key, field)
+  }
+  return field
 }
 
 /**
@@ -175,6 +195,7 @@ export class RedisBackend implements Backend {
       id,
       idHex: id.toString('hex'),
       keys: redisKeys(sealing.keys),
+      fields: new Map(),
     }
   }
 
@@ -228,10 +249,14 @@ export class RedisBackend implements Backend {
     const kdf = meta.has('kdf') ? hex('kdf', 32) : undefined
     if (kdf !== undefined) parseKdfBlock(this.location, kdf)
     const fields = { storeId: id, keyLength, kdf }
-    const derived = this.#keyring.keysMatching(this.location, kdf, keyLength, (keys) =>
-      keyCheckEquals(keys, fields, check),
+    const derived = this.#keyring.keysMatching(
+      this.location,
+      kdf,
+      keyLength,
+      (keys) => keyCheckEquals(keys, fields, check),
+      'store',
     )
-    return { id, idHex: id.toString('hex'), keys: redisKeys(derived) }
+    return { id, idHex: id.toString('hex'), keys: redisKeys(derived), fields: new Map() }
   }
 
   /**
@@ -303,7 +328,7 @@ export class RedisBackend implements Backend {
   async get(key: StoreKey): Promise<Entry | undefined> {
     const store = await this.#store()
     if (store === undefined) return undefined
-    const field = fieldOf(store.keys, store.id, key)
+    const field = fieldFor(store, key)
     // The time the call began: a read that began before the entry expired may still see it.
     const now = Date.now()
     const sealed = await this.#read(store, (c) => c.hGet(this.#layout.entries, field))
@@ -401,7 +426,7 @@ export class RedisBackend implements Backend {
     const read = async (key: StoreKey): Promise<Entry | undefined> => {
       use()
       if (store === undefined) return undefined
-      const field = fieldOf(store.keys, store.id, key)
+      const field = fieldFor(store, key)
       const now = Date.now()
       const answer = await this.#script('read', READ, [meta, entries, versions, deleted, expiry], [
         store.idHex,
@@ -476,26 +501,28 @@ export class RedisBackend implements Backend {
       reads.listed === undefined ? '' : String(reads.listed.now),
       String(Date.now()),
       this.#layout.channel,
-      String(reads.keys.size),
     ]
-    for (const { field, version, present } of reads.keys.values()) args.push(field, version, present ? '1' : '0')
+    const read: RedisArgument[] = []
+    for (const { field, version, present } of reads.keys.values()) read.push(field, version, present ? '1' : '0')
+    const written: RedisArgument[] = []
     for (const change of changes) {
       switch (change.kind) {
         case 'set': {
           const key = normalizeKey(change.key)
-          const field = fieldOf(store.keys, store.id, key)
+          const field = fieldFor(store, key)
           const at = change.entry.expiresAt
-          args.push('s', field, sealEntry(store.keys, store.id, field, key, change.entry), at === undefined ? '' : String(at))
+          written.push('s', field, sealEntry(store.keys, store.id, field, key, change.entry), at === undefined ? '' : String(at))
           break
         }
         case 'delete':
-          args.push('d', fieldOf(store.keys, store.id, change.key))
+          written.push('d', fieldFor(store, change.key))
           break
         case 'clear':
-          args.push('c')
+          written.push('c')
           break
       }
     }
+    args.push(pack(read), pack(written))
     const answer = await this.#script('write', COMMIT, allKeys(this.#layout), args)
     const what = text(answer[0])
     if (what === 'conflict') {

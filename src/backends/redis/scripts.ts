@@ -158,13 +158,50 @@ return out
 )
 
 /**
+ * Packs `fields` into one string: each as its length (4 bytes, big-endian) and its bytes, as
+ * the scripts' reader() takes them apart.
+ */
+export function pack(fields: readonly (Buffer | string)[]): Buffer {
+  let size = 0
+  for (const field of fields) size += 4 + (typeof field === 'string' ? Buffer.byteLength(field) : field.length)
+  const out = Buffer.allocUnsafe(size)
+  let at = 0
+  for (const field of fields) {
+    const length = typeof field === 'string' ? out.write(field, at + 4) : field.copy(out, at + 4)
+    out.writeUInt32BE(length, at)
+    at += 4 + length
+  }
+  return out
+}
+
+/** The fields of a pack, one by one (Redis's struct library reads the lengths). */
+const READER = `
+local function reader(packed)
+  local at, size = 1, #packed
+  local r = {}
+  function r.more() return at <= size end
+  function r.next()
+    if at + 3 > size then error('anystore: a pack ends inside a length') end
+    local length = struct.unpack('>I4', packed, at)
+    local first = at + 4
+    at = first + length
+    if at - 1 > size then error('anystore: a pack ends inside a field') end
+    return string.sub(packed, first, at - 1)
+  end
+  return r
+end
+`
+
+/**
  * A commit: checks what the transaction read, then drops expired entries and applies its
  * changes in order, atomically, and announces it.
  * KEYS: allKeys(layout). ARGV: store id, commit id ('' for a commit without changes, which
  * only checks), the commit number a listing was read at ('' for none), the time of that
  * listing ('' for none), now (the client's clock, ms since the epoch), the channel to announce
- * on, the number of keys read, then field, version, '1' if it was read present (else '0') for
- * each, then the changes: 's' field sealed-entry expiry-time ('' for none), 'd' field, 'c'.
+ * on, then two packs (see pack()): the keys read, as field, version, '1' if it was read present
+ * (else '0') for each; and the changes: 's' field sealed-entry expiry-time ('' for none),
+ * 'd' field, 'c'. Packed, a commit of any size is a fixed number of arguments: one argument
+ * per field would overflow the client's stack past about 100,000 (25,000 sets).
  * Returns {'ok', results}, {'done', results} (this commit id was applied before: its reply was
  * lost, and it is not applied again), {'conflict', field or ''} (nothing applied) or
  * {'replaced', id}. The results hold one '1' or '0' per delete, in order: whether it existed.
@@ -178,7 +215,7 @@ return out
  */
 export const COMMIT = script(
   'commit',
-  `${VERSION_OF}${EXPIRED_AT}
+  `${VERSION_OF}${EXPIRED_AT}${READER}
 local meta, entries, order, versions, deleted, commits, log, expiry = unpack(KEYS)
 local function int(n) return string.format('%.0f', n) end
 local id = redis.call('HGET', meta, 'id')
@@ -198,14 +235,13 @@ if ARGV[3] ~= '' then
   -- An entry that was listed and has expired since: the listing no longer holds.
   if indexed and redis.call('ZCOUNT', expiry, '(' .. ARGV[4], ARGV[5]) > 0 then return {'conflict', ''} end
 end
-local i = 8
-for _ = 1, tonumber(ARGV[7]) do
-  local f = ARGV[i]
-  if tonumber(versionOf(meta, versions, deleted, f)) ~= tonumber(ARGV[i + 1]) then
+local reads = reader(ARGV[7])
+while reads.more() do
+  local f, version, present = reads.next(), reads.next(), reads.next()
+  if tonumber(versionOf(meta, versions, deleted, f)) ~= tonumber(version) then
     return {'conflict', f}
   end
-  if ARGV[i + 2] == '1' and expired(f) then return {'conflict', f} end
-  i = i + 3
+  if present == '1' and expired(f) then return {'conflict', f} end
 end
 local nextSeq = seq + 1
 local inserts = tonumber(redis.call('HGET', meta, 'inserts'))
@@ -236,13 +272,14 @@ if commitId ~= '' and indexed then
   for _, f in ipairs(stale) do drop(f) end
 end
 local sets = {}
-while i <= #ARGV do
-  local op = ARGV[i]
+local changes = reader(ARGV[8])
+while changes.more() do
+  local op = changes.next()
   if op == 's' then
-    local f, at = ARGV[i + 1], ARGV[i + 3]
+    local f, sealed, at = changes.next(), changes.next(), changes.next()
     -- An expired entry is absent: a set of its key is the set of a new key.
     if expired(f) then drop(f) end
-    if redis.call('HSET', entries, f, ARGV[i + 2]) == 1 then
+    if redis.call('HSET', entries, f, sealed) == 1 then
       inserts = inserts + 1
       redis.call('ZADD', order, int(inserts), f)
       redis.call('HDEL', deleted, f)
@@ -257,9 +294,8 @@ while i <= #ARGV do
     changed = true
     touch(f)
     sets[#sets + 1] = f
-    i = i + 4
   elseif op == 'd' then
-    local f = ARGV[i + 1]
+    local f = changes.next()
     if expired(f) then drop(f) end
     if redis.call('HDEL', entries, f) == 1 then
       redis.call('ZREM', order, f)
@@ -272,7 +308,6 @@ while i <= #ARGV do
     else
       results[#results + 1] = '0'
     end
-    i = i + 2
   elseif op == 'c' then
     if redis.call('EXISTS', entries) == 1 then
       redis.call('DEL', entries, order, versions, deleted, expiry)
@@ -281,7 +316,6 @@ while i <= #ARGV do
       cleared = true
       indexed = false
     end
-    i = i + 1
   else
     return redis.error_reply('ERR anystore: unknown change ' .. tostring(op))
   end

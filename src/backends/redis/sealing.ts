@@ -48,7 +48,16 @@ export interface RedisKeys {
   readonly names: Buffer
   /** The key each entry's own key is derived from, with the entry's salt. */
   readonly entries: Buffer
+  /** Entry keys derived lately, by salt (see entryKey). */
+  readonly entryKeys: Map<string, Buffer>
 }
+
+/**
+ * How many derived entry keys are kept. An entry's key depends only on its salt, which stays
+ * while the entry does: reading the same entries again (the usual pattern) then skips an HMAC
+ * per read. Each key is 16–32 bytes; the oldest goes first.
+ */
+const ENTRY_KEYS_KEPT = 4096
 
 const cache = new WeakMap<DerivedKeys, RedisKeys>()
 
@@ -59,6 +68,7 @@ export function redisKeys(derived: DerivedKeys): RedisKeys {
       derived,
       names: backendSubkey(derived, NAMES_INFO),
       entries: backendSubkey(derived, ENTRIES_INFO),
+      entryKeys: new Map(),
     }
     cache.set(derived, keys)
   }
@@ -99,12 +109,20 @@ export function fieldOf(keys: RedisKeys, storeId: Buffer, key: StoreKey): Buffer
  * collision), so the nonce budget of one AES-GCM key never comes near.
  */
 function entryKey(keys: RedisKeys, salt: Buffer): Buffer {
-  return createHmac('sha256', keys.entries)
-    .update(ENTRY_KEY_INFO)
-    .update(salt)
-    .update(Buffer.of(1))
-    .digest()
-    .subarray(0, keys.derived.keyLength)
+  // The same derivation every time for a salt: a kept key is the key it would derive again.
+  const id = salt.toString('latin1')
+  let key = keys.entryKeys.get(id)
+  if (key === undefined) {
+    key = createHmac('sha256', keys.entries)
+      .update(ENTRY_KEY_INFO)
+      .update(salt)
+      .update(Buffer.of(1))
+      .digest()
+      .subarray(0, keys.derived.keyLength)
+    if (keys.entryKeys.size >= ENTRY_KEYS_KEPT) keys.entryKeys.delete(keys.entryKeys.keys().next().value!)
+    keys.entryKeys.set(id, key)
+  }
+  return key
 }
 
 /** What the tag binds besides the plaintext: the sealing version, the store and the field. */

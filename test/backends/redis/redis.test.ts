@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { createClient } from 'redis'
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest'
-import { COMMIT } from '../../../src/backends/redis/scripts.js'
+import { COMMIT, pack } from '../../../src/backends/redis/scripts.js'
 import { AnyStore, type AnyStoreOptions, newKey } from '../../../src/index.js'
 import { exited, nextMessage, rejection, runFixture, spawnFixture, tempDir } from '../../helpers.js'
 import { admin, freshName, keysOf, open, sleep } from './helpers.js'
@@ -138,10 +138,13 @@ if (shared === undefined) {
       await store.set('a', 1)
       const wrong = await rejection(AnyStore.open({ redis: { url: server.url, name }, encryptionKey: newKey() }))
       expect(wrong.code).toBe('ERR_ANYSTORE_WRONG_KEY')
+      // A store in Redis is no file.
+      expect(wrong.message).toContain('(the store is left untouched)')
       const needsKey = await rejection(
         AnyStore.open({ redis: { url: server.url, name }, passphrase: 'a long passphrase' }),
       )
       expect(needsKey).toMatchObject({ code: 'ERR_ANYSTORE_WRONG_KEY', needs: 'key' })
+      expect(needsKey.message).toContain('(the store is left untouched)')
       expect(await store.get('a')).toBe(1)
 
       const phrased = freshName()
@@ -153,6 +156,7 @@ if (shared === undefined) {
         AnyStore.open({ redis: { url: server.url, name: phrased }, passphrase: 'wrong horse battery' }),
       )
       expect(badPhrase.code).toBe('ERR_ANYSTORE_WRONG_KEY')
+      expect(badPhrase.message).toContain('(the store is left untouched)')
     }, 30_000)
 
     it('foreign data under the name is ForeignDataError and stays untouched', async () => {
@@ -327,7 +331,7 @@ if (shared === undefined) {
       const commit = () =>
         raw.evalSha(COMMIT.sha, {
           keys: k.all,
-          arguments: [id, 'one-commit-id', '', '', String(Date.now()), k.channel, '0', 'd', field!],
+          arguments: [id, 'one-commit-id', '', '', String(Date.now()), k.channel, pack([]), pack(['d', field!])],
         })
       const first = (await commit()) as Buffer[]
       const seq = await client.hGet(k.meta, 'seq')

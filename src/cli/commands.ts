@@ -4,9 +4,11 @@ import {
   fstatSync,
   openSync,
   readFileSync,
+  realpathSync,
   statSync,
   writeFileSync,
 } from 'node:fs'
+import { resolve } from 'node:path'
 import type { Writable } from 'node:stream'
 import { AnyStore } from '../anystore.js'
 import { encodeValue } from '../format/codec.js'
@@ -485,8 +487,32 @@ async function chooseTargetSecret(
 }
 
 function sameStore(a: StoreLocation, b: StoreLocation): boolean {
-  if (a.kind === 'file' || b.kind === 'file') return a.kind === b.kind && a.display === b.display
-  return a.url === b.url && a.name === b.name
+  if (a.kind === 'file' && b.kind === 'file') return realFile(a.file) === realFile(b.file)
+  if (a.kind === 'redis' && b.kind === 'redis') {
+    return a.name === b.name && redisServerOf(a.url) === redisServerOf(b.url)
+  }
+  return false
+}
+
+/** A file's path with links resolved, or as given when it does not exist yet. */
+function realFile(file: string): string {
+  try {
+    return realpathSync(file)
+  } catch {
+    return resolve(file)
+  }
+}
+
+/**
+ * A Redis URL as the database it names: host, port and database number with their defaults,
+ * without credentials or a trailing slash. Two spellings of one address written differently
+ * (a name against an IP address) still compare unequal; a copy onto itself is then one commit
+ * that leaves the store as it was, not a loss.
+ */
+function redisServerOf(url: string): string {
+  const parsed = new URL(url)
+  const database = Number(parsed.pathname.replace(/^\//, '') || '0')
+  return `${parsed.protocol}//${parsed.hostname.toLowerCase()}:${parsed.port || '6379'}/${database}`
 }
 
 /** The compression a file copied to keeps: --compress, else what it uses now, else the source's. */

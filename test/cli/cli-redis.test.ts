@@ -470,6 +470,13 @@ if (server === undefined) {
       const result = await runCli(['copy', at(name), at(name), '--key-file', s.keyFile])
       expect(result.code).toBe(EXIT_CODES.USAGE)
       expect(result.stderr).toContain('the same store')
+      // The same database spelled with its number, a trailing slash, or credentials.
+      const base = url.replace(/\/$/, '')
+      for (const spelling of [`${base}/0#${name}`, `${base}/#${name}`, `${base.replace('//', '//user:pw@')}#${name}`]) {
+        const again = await runCli(['copy', at(name), spelling, '--key-file', s.keyFile, '--force'])
+        expect(again.code, spelling).toBe(EXIT_CODES.USAGE)
+        expect(again.stderr, spelling).toContain('the same store')
+      }
     })
 
     it('keeps expiry times: file → file exactly; into Redis as far as the Redis backend keeps them', async () => {

@@ -5,6 +5,7 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  symlinkSync,
   truncateSync,
   writeFileSync,
 } from 'node:fs'
@@ -892,5 +893,20 @@ describe('a Redis URL whose password holds a bare #', () => {
       expect(result.stderr + result.stdout, args[0]).not.toContain('secret')
       expect(result.stderr + result.stdout, args[0]).not.toContain('123')
     }
+  })
+})
+
+describe('copy onto the same file through a link', () => {
+  it('is refused as the same store', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'a.store')
+    const key = newKey()
+    const store = await AnyStore.open({ file, encryptionKey: key })
+    await store.set('k', 1)
+    await store.close()
+    symlinkSync(file, join(dir, 'link.store'))
+    const result = await runCli(['copy', file, join(dir, 'link.store'), '--force'], { env: { ANYSTORE_KEY: key } })
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('the same store')
   })
 })

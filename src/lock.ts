@@ -292,41 +292,33 @@ export class FlockLock implements CrossProcessLock {
 
   async acquire(timeoutMs: number): Promise<void> {
     const deadline = performance.now() + timeoutMs
-    for (let attempt = 0; ; attempt++) {
-      if (this.#tryLock()) {
-        try {
-          this.#refuseMixedModes()
-        } catch (error) {
-          // The caller gets no lock to release: never keep one it does not know it holds.
-          this.#unlock()
-          throw error
-        }
-        return
-      }
-      if (performance.now() >= deadline) {
-        throw new LockTimeoutError(this.record.path, timeoutMs, this.record.read()?.pid)
-      }
-      await backoff(attempt)
-    }
+    for (let attempt = 0; !this.#attempt(deadline, timeoutMs); attempt++) await backoff(attempt)
   }
 
   acquireSync(timeoutMs: number): void {
     const deadline = performance.now() + timeoutMs
-    for (let attempt = 0; ; attempt++) {
-      if (this.#tryLock()) {
-        try {
-          this.#refuseMixedModes()
-        } catch (error) {
-          this.#unlock()
-          throw error
-        }
-        return
+    for (let attempt = 0; !this.#attempt(deadline, timeoutMs); attempt++) backoffSync(attempt)
+  }
+
+  /**
+   * One try of acquire() and acquireSync(): true once the lock is held, false to wait and try
+   * again, LockTimeoutError once the deadline has passed.
+   */
+  #attempt(deadline: number, timeoutMs: number): boolean {
+    if (this.#tryLock()) {
+      try {
+        this.#refuseMixedModes()
+      } catch (error) {
+        // The caller gets no lock to release: never keep one it does not know it holds.
+        this.#unlock()
+        throw error
       }
-      if (performance.now() >= deadline) {
-        throw new LockTimeoutError(this.record.path, timeoutMs, this.record.read()?.pid)
-      }
-      backoffSync(attempt)
+      return true
     }
+    if (performance.now() >= deadline) {
+      throw new LockTimeoutError(this.record.path, timeoutMs, this.record.read()?.pid)
+    }
+    return false
   }
 
   #tryLock(): boolean {

@@ -7,6 +7,7 @@ import {
   type KeyQuery,
 } from './backends/backend.js'
 import { MemoryBackend } from './backends/memory.js'
+import { type Attempt, collect, transactUntilCommitted } from './backends/retry.js'
 import type { FileSystem } from './backends/file/fsio.js'
 import { decodeValue } from './format/codec.js'
 import { checkKey, type Entry } from './format/payload.js'
@@ -16,7 +17,6 @@ import {
   ReadOnlyError,
   ReentrantCallError,
   StoreClosedError,
-  TransactionConflictError,
 } from './store/errors.js'
 import type { KeyRing } from './store/keyring.js'
 import { openFileBackend, openRedisBackend } from './backends/open-backend.js'
@@ -68,7 +68,6 @@ interface CommitQueue {
 }
 
 /** What one attempt of a transaction gave: its value, or the conflict that refused its commit. */
-type Attempt<T> = { committed: true; value: T } | { committed: false; conflict: string }
 
 /**
  * Decoded primitives (strings, numbers, booleans, null, bigints) by entry. A primitive cannot be
@@ -93,18 +92,6 @@ function valueOf<T>(entry: Entry | undefined, source: string): T | undefined {
   return entry === undefined ? undefined : (readValue(entry, source) as T)
 }
 
-async function collect<T>(items: Iterable<T> | AsyncIterable<T>): Promise<T[]> {
-  if (Array.isArray(items)) return items
-  if (Symbol.iterator in items) return Array.from(items)
-  const out: T[] = []
-  for await (const item of items) out.push(item)
-  return out
-}
-
-/** Before attempt n + 1 of a transaction refused by a conflict: jittered, growing, capped. */
-function backoffMs(attempt: number): number {
-  return Math.random() * Math.min(100, 2 ** attempt)
-}
 
 /** Set by AnyStore's static block: opens a store from options already resolved. */
 let openResolved: <V>(options: ResolvedOptions) => Promise<AnyStore<V>>
@@ -488,19 +475,11 @@ export class AnyStore<V = unknown> {
    * Runs `attempt` in a backend transaction until its commit applies: once on an exclusive
    * backend, up to maxRunAttempts times on an optimistic one, with a growing pause between.
    */
-  async #transact<T>(
+  #transact<T>(
     backend: Backend,
     attempt: (tx: BackendTransaction) => Promise<Attempt<T>>,
   ): Promise<T> {
-    const limit = this.#options.maxRunAttempts
-    for (let attempts = 1; ; attempts++) {
-      const outcome = await backend.transaction(attempt)
-      if (outcome.committed) return outcome.value
-      if (attempts >= limit) {
-        throw new TransactionConflictError(backend.location, attempts, outcome.conflict)
-      }
-      await new Promise((resolve) => setTimeout(resolve, backoffMs(attempts)))
-    }
+    return transactUntilCommitted(backend, attempt, this.#options.maxRunAttempts)
   }
 
   /**

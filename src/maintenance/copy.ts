@@ -1,6 +1,8 @@
-import type { Backend, Change, CommitOutcome } from '../backends/backend.js'
+import type { Backend, Change } from '../backends/backend.js'
+import { collect, transactUntilCommitted } from '../backends/retry.js'
 import type { Entry } from '../format/payload.js'
-import { InvalidOptionError, TransactionConflictError } from '../store/errors.js'
+import { DEFAULT_OPTIONS } from '../store/options.js'
+import { InvalidOptionError } from '../store/errors.js'
 import type { StoreKey } from '../store/types.js'
 import { checkEveryValueDecodes } from './whole-store.js'
 
@@ -13,11 +15,8 @@ import { checkEveryValueDecodes } from './whole-store.js'
  * the target is even opened.
  */
 
-/** How many times a read or a commit on an optimistic backend is tried when others write. */
-const MAX_ATTEMPTS = 50
-
-const pause = (attempt: number) =>
-  new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100, 2 ** attempt)))
+/** How many times a read or a commit on an optimistic backend is tried when others write: as run(). */
+const MAX_ATTEMPTS = DEFAULT_OPTIONS.maxRunAttempts
 
 /** The target holds entries and `replace` was not asked for: nothing was written. */
 export class TargetNotEmptyError extends Error {
@@ -41,18 +40,15 @@ export interface CopyOptions {
  */
 export async function readAllEntries(source: Backend): Promise<[StoreKey, Entry][]> {
   if (source.concurrency === 'exclusive') return collect(source.entries())
-  for (let attempt = 1; ; attempt++) {
-    const outcome = await source.transaction(async (tx) => {
+  return transactUntilCommitted(
+    source,
+    async (tx) => {
       const entries = await collect(tx.entries())
       const check = await tx.commit([])
-      return check.committed ? { entries } : check
-    })
-    if ('entries' in outcome) return outcome.entries
-    if (attempt >= MAX_ATTEMPTS) {
-      throw new TransactionConflictError(source.location, attempt, outcome.conflict)
-    }
-    await pause(attempt)
-  }
+      return check.committed ? { committed: true, value: entries } : check
+    },
+    MAX_ATTEMPTS,
+  )
 }
 
 /**
@@ -90,25 +86,17 @@ export async function writeTarget(
 
 /** One commit of `changes`, run again on a conflict; `mustBeEmpty`: only into an empty target. */
 async function commitChanges(target: Backend, changes: readonly Change[], mustBeEmpty: boolean): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    const outcome: CommitOutcome = await target.transaction(async (tx) => {
+  await transactUntilCommitted(
+    target,
+    async (tx) => {
       if (mustBeEmpty) {
         // Read in the transaction: the commit applies only while the target is still empty.
         const size = await tx.size()
         if (size > 0) throw new TargetNotEmptyError(target.location, size)
       }
-      return tx.commit(changes)
-    })
-    if (outcome.committed) return
-    if (attempt >= MAX_ATTEMPTS) {
-      throw new TransactionConflictError(target.location, attempt, outcome.conflict)
-    }
-    await pause(attempt)
-  }
-}
-
-async function collect<T>(items: Iterable<T> | AsyncIterable<T>): Promise<T[]> {
-  const list: T[] = []
-  for await (const item of items) list.push(item)
-  return list
+      const outcome = await tx.commit(changes)
+      return outcome.committed ? { committed: true, value: undefined } : outcome
+    },
+    MAX_ATTEMPTS,
+  )
 }

@@ -40,7 +40,8 @@ if (server === undefined) {
             const client = createClient({ url })
             await client.connect()
             try {
-              return await client.hLen(`anystore:{${redis.name}}:entries`)
+              // Less the field that holds the store id.
+              return (await client.hLen(`anystore:{${redis.name}}:entries`)) - 1
             } finally {
               client.destroy()
             }

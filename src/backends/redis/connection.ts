@@ -3,6 +3,7 @@ import {
   ForeignDataError,
   InvalidOptionError,
 } from '../../store/errors.js'
+import { Deadlines, TIMED_OUT } from './deadlines.js'
 import type { Script } from './scripts.js'
 import type {
   RedisArgument,
@@ -83,8 +84,6 @@ interface SubscriberClient {
   destroy(): void
 }
 
-/** A waiting period that ended: told apart from everything a command can reject with. */
-const TIMED_OUT = Symbol('timed out')
 
 /**
  * The credentials never appear in messages: the URL as messages show it, without them.
@@ -113,6 +112,9 @@ export class RedisConnection {
   readonly #timeoutMs: number
   /** The last connection error of a client of our own, while it is not connected: for messages. */
   readonly #connectionError: () => unknown
+  /** The client's commands with bulk strings as Buffers: made once, not per call. */
+  readonly #commands: RedisCommands
+  readonly #deadlines = new Deadlines()
 
   private constructor(
     client: RedisClientLike,
@@ -126,6 +128,7 @@ export class RedisConnection {
     this.#location = location
     this.#timeoutMs = timeoutMs
     this.#connectionError = connectionError
+    this.#commands = client.withCommandOptions({ typeMapping: BUFFERS } as never) as RedisCommands
   }
 
   /** Connects a client of our own to `options.url`, or takes the one given, which must be open. */
@@ -218,37 +221,29 @@ export class RedisConnection {
       return fail(`no answer within ${this.#timeoutMs} ms${why === undefined ? '' : `: ${describe(why)}`}`, why)
     }
     for (;;) {
-      const remaining = deadline - Date.now()
-      if (remaining <= 0) throw noAnswer()
-      const controller = new AbortController()
-      let timer: NodeJS.Timeout | undefined
-      const deadlineReached = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          // Takes the commands out of the client's queue if they were not written yet: `op`
-          // then rejects with AbortError (they were never sent) before the deadline does,
-          // once its rejection has passed through op's own awaits.
-          controller.abort()
-          setImmediate(() => reject(TIMED_OUT))
-        }, remaining)
-      })
+      if (deadline - Date.now() <= 0) throw noAnswer()
+      // A throw here (a command the client cannot build) means nothing was sent: it propagates.
       let attempt: Promise<T>
-      try {
-        const commands = this.#client.withCommandOptions({
-          typeMapping: BUFFERS,
-          abortSignal: controller.signal,
-        } as never) as RedisCommands
-        attempt = op(commands)
-      } catch (error) {
-        // Nothing was sent: not an outage, and no use trying again.
-        clearTimeout(timer)
-        throw error
+      let expire: (() => void) | undefined
+      if (this.#client.isReady === true) {
+        // Connected: the commands are written at once, so there is nothing to take back from
+        // the client's queue when the deadline passes. A read then answered late is dropped.
+        attempt = op(this.#commands)
+      } else {
+        // Not connected: the commands wait in the client's queue until it reconnects. At the
+        // deadline they are taken out, so that `op` rejects with AbortError (they were never
+        // sent) before the deadline does, once its rejection has passed through op's awaits.
+        const controller = new AbortController()
+        expire = () => controller.abort()
+        attempt = op(
+          this.#client.withCommandOptions({ typeMapping: BUFFERS, abortSignal: controller.signal } as never) as RedisCommands,
+        )
       }
-      attempt.catch(() => {})
       try {
-        return await Promise.race([attempt, deadlineReached])
+        return await this.#deadlines.within(attempt, deadline, expire)
       } catch (error) {
         if (error === TIMED_OUT) {
-          // Written, and no answer: the server may have run it.
+          // Written, or queued to be written, and no answer: the server may have run it.
           maybeSent = true
           throw noAnswer()
         }
@@ -278,8 +273,6 @@ export class RedisConnection {
         // client that fails every command at once from spinning.
         maybeSent = true
         await sleep(Math.min(5, Math.max(1, deadline - Date.now())))
-      } finally {
-        clearTimeout(timer)
       }
     }
   }
@@ -356,6 +349,7 @@ export class RedisConnection {
 
   /** Closes the client if the store created it; one given is left as it is. */
   close(): void {
+    this.#deadlines.close()
     if (!this.#owned || !this.#client.isOpen) return
     ;(this.#client as unknown as { destroy(): void }).destroy()
   }

@@ -6,7 +6,10 @@
 export interface Layout {
   /** Hash: magic, format, store id, key check, key length, KDF block, commit counters. */
   readonly meta: string
-  /** Hash: keyed hash of a key name → the sealed entry. */
+  /**
+   * Hash: keyed hash of a key name → the sealed entry; and ENTRIES_ID_FIELD → the store id, so
+   * that a get reads the entry and the id that tells the store is still this one in one HMGET.
+   */
   readonly entries: string
   /** Sorted set: keyed hash → insertion sequence number, for Map order and ZCARD. */
   readonly order: string
@@ -30,6 +33,13 @@ export interface Layout {
    */
   readonly channel: string
 }
+
+/**
+ * The field of the entries hash that holds the store id (hex). Entry fields are 16 bytes long,
+ * so this one, 2 bytes, is never an entry's. A store created before it existed gets it when an
+ * instance that may write opens it; until then a get reads the id from the meta instead.
+ */
+export const ENTRIES_ID_FIELD = 'id'
 
 export function layoutOf(name: string): Layout {
   const prefix = `anystore:{${name}}:`

@@ -24,7 +24,7 @@ import {
 } from '../backend.js'
 import { ChangeFeed } from '../change-feed.js'
 import { type CallKind, displayUrl, RedisConnection } from './connection.js'
-import { allKeys, type Layout, layoutOf } from './layout.js'
+import { allKeys, ENTRIES_ID_FIELD, type Layout, layoutOf } from './layout.js'
 import {
   fieldOf,
   keyCheck,
@@ -173,7 +173,7 @@ export class RedisBackend implements Backend {
 
   /** The store under the name: opened from its meta, created if `create` and there is none. */
   async #load(create: boolean): Promise<Opened | undefined> {
-    const found = await this.#init(false)
+    const found = await this.#init(create)
     if (found !== undefined || !create) return found
     const sealing = this.#keyring.sealing()
     const id = newStoreId()
@@ -199,10 +199,13 @@ export class RedisBackend implements Backend {
     }
   }
 
-  /** Runs the init script: the opened store, or undefined when it is absent or was just created. */
-  async #init(create: boolean, fields: string[] = []): Promise<Opened | undefined> {
+  /**
+   * Runs the init script, `writable` if this instance may write (see INIT): the opened store, or
+   * undefined when it is absent or was just created.
+   */
+  async #init(writable: boolean, fields: string[] = []): Promise<Opened | undefined> {
     const answer = reply(
-      await this.#connection.runScript('write', INIT, allKeys(this.#layout), [create ? '1' : '0', ...fields]),
+      await this.#connection.runScript('write', INIT, allKeys(this.#layout), [writable ? '1' : '0', ...fields]),
       this.location,
     ).map(text)
     switch (answer[0]) {
@@ -331,8 +334,14 @@ export class RedisBackend implements Backend {
     const field = fieldFor(store, key)
     // The time the call began: a read that began before the entry expired may still see it.
     const now = Date.now()
-    const sealed = await this.#read(store, (c) => c.hGet(this.#layout.entries, field))
-    return this.#live(store, field, sealed, now)?.[1]
+    const { entries } = this.#layout
+    const found = await this.#connection.call('read', (c) => c.hmGet(entries, [ENTRIES_ID_FIELD, field]))
+    const [id, sealed] = Array.isArray(found) ? found : []
+    if (id !== null && id !== undefined && text(id) === store.idHex) return this.#live(store, field, sealed, now)?.[1]
+    // The entries hash does not say it is this store's (a store cleared by an older version,
+    // or not this store any more): the meta says, as the scripts read it.
+    const again = await this.#read(store, (c) => c.hGet(entries, field))
+    return this.#live(store, field, again, now)?.[1]
   }
 
   /** As get(): whether an entry has expired is known only once it is opened (see #live). */

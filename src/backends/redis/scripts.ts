@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto'
+import { ENTRIES_ID_FIELD } from './layout.js'
+import { LAYOUT_VERSION, MAGIC } from './sealing.js'
 
 /**
  * The server side of the Redis backend: Lua scripts, each atomic on the server, sent with
@@ -39,11 +41,13 @@ export const REMEMBERED_DELETES = 1000
 export const EXPIRED_PER_COMMIT = 128
 
 /**
- * Opens a store. KEYS: allKeys(layout). ARGV[1]: '1' to create the store when nothing is
- * under the name; then the meta fields to create it with, as field, value pairs.
- * Returns {'meta', field, value, ...} (the meta found), {'created'}, {'absent'} (nothing there
- * and ARGV[1] is not '1'), {'foreign', key, type} (a key of the wrong type) or {'orphan', key}
- * (keys of a store without its meta). Never changes a store it did not create.
+ * Opens a store. KEYS: allKeys(layout). ARGV[1]: '1' when the instance may write; then the
+ * meta fields to create the store with, as field, value pairs, if nothing is under the name.
+ * Returns {'meta', field, value, ...} (the meta found), {'created'}, {'absent'} (nothing there,
+ * and no fields to create it with), {'foreign', key, type} (a key of the wrong type) or
+ * {'orphan', key} (keys of a store without its meta). Never changes a store it did not create,
+ * except to give the entries hash of a store of ours the store id a get reads with each entry
+ * (see ENTRIES_ID_FIELD), when it lacks it and ARGV[1] is '1'.
  */
 export const INIT = script(
   'init',
@@ -60,11 +64,18 @@ for i = 2, #KEYS do
 end
 if metaType == 'hash' then
   local meta = redis.call('HGETALL', KEYS[1])
+  if ARGV[1] == '1' then
+    local magic, format, id = unpack(redis.call('HMGET', KEYS[1], 'magic', 'format', 'id'))
+    if magic == '${MAGIC}' and format == '${LAYOUT_VERSION}' and id then
+      redis.call('HSETNX', KEYS[2], '${ENTRIES_ID_FIELD}', id)
+    end
+  end
   table.insert(meta, 1, 'meta')
   return meta
 end
-if ARGV[1] ~= '1' then return {'absent'} end
+if ARGV[1] ~= '1' or #ARGV < 2 then return {'absent'} end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[2], '${ENTRIES_ID_FIELD}', redis.call('HGET', KEYS[1], 'id'))
 return {'created'}
 `,
 )
@@ -309,8 +320,9 @@ while changes.more() do
       results[#results + 1] = '0'
     end
   elseif op == 'c' then
-    if redis.call('EXISTS', entries) == 1 then
+    if redis.call('ZCARD', order) > 0 then
       redis.call('DEL', entries, order, versions, deleted, expiry)
+      redis.call('HSET', entries, '${ENTRIES_ID_FIELD}', id)
       base = nextSeq
       changed = true
       cleared = true

@@ -19,6 +19,7 @@ export interface RedisEvalOptions {
  */
 export interface RedisCommands {
   hGet(key: RedisArgument, field: RedisArgument): Promise<unknown>
+  hmGet(key: RedisArgument, fields: RedisArgument[]): Promise<unknown>
   hExists(key: RedisArgument, field: RedisArgument): Promise<unknown>
   zCard(key: RedisArgument): Promise<unknown>
   evalSha(sha1: string, options: RedisEvalOptions): Promise<unknown>
@@ -35,6 +36,8 @@ export interface RedisClientLike {
   /** node-redis: a view of the client whose commands use these options. */
   withCommandOptions(options: never): unknown
   readonly isOpen: boolean
+  /** node-redis: connected and ready to write commands (else they wait in its queue). */
+  readonly isReady?: boolean
   /**
    * node-redis: a new client with the same options. `watch()` subscribes on one (pub/sub takes
    * a connection over), which the store closes when the last watcher closes.

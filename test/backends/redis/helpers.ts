@@ -25,6 +25,16 @@ export const keysOf = (name: string) => {
   }
 }
 
+/**
+ * The fields of the entries hash `entries` that hold entries (16 bytes each), as Buffers: the
+ * hash also holds the store id under the field `id`.
+ */
+export async function entryFields(client: { hKeys(key: string): Promise<unknown> }, entries: string): Promise<Buffer[]> {
+  const raw = (client as unknown as { withTypeMapping(m: object): typeof client }).withTypeMapping({ [36]: Buffer })
+  const fields = (await raw.hKeys(entries)) as Buffer[]
+  return fields.filter((field) => field.length === 16)
+}
+
 /** A raw node-redis client on `server`, closed when the test ends. */
 export async function admin(server: RedisServer) {
   const client = createClient({ url: server.url })

@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it, onTestFinished } from 'vitest'
 import { COMMIT, pack } from '../../../src/backends/redis/scripts.js'
 import { AnyStore, type AnyStoreOptions, newKey } from '../../../src/index.js'
 import { exited, nextMessage, rejection, runFixture, spawnFixture, tempDir } from '../../helpers.js'
-import { admin, freshName, keysOf, open, sleep } from './helpers.js'
+import { admin, entryFields, freshName, keysOf, open, sleep } from './helpers.js'
 import { startProxy } from './proxy.js'
 import { freePort, type RedisServer, redisTestsEnabled, SKIP_MESSAGE, startRedis } from './server.js'
 
@@ -105,7 +105,7 @@ if (shared === undefined) {
       await store.set('b', 'value of b')
       const { entries } = keysOf(name)
       const raw = client.withTypeMapping({ [36]: Buffer } as const)
-      const fields = (await raw.hKeys(entries)) as unknown as Buffer[]
+      const fields = await entryFields(client, entries)
       expect(fields).toHaveLength(2)
       const [first, second] = fields as [Buffer, Buffer]
       const sealedFirst = (await raw.hGet(entries, first)) as unknown as Buffer
@@ -122,7 +122,7 @@ if (shared === undefined) {
       const otherName = freshName()
       const other = await open(server, { name: otherName }, { encryptionKey })
       await other.set('a', 'other a')
-      const [otherField] = (await raw.hKeys(keysOf(otherName).entries)) as unknown as Buffer[]
+      const [otherField] = await entryFields(client, keysOf(otherName).entries)
       // The same key name has another field in another store: nothing links the two.
       expect(fields.some((field) => field.equals(otherField!))).toBe(false)
       await client.hSet(keysOf(otherName).entries, otherField!, sealedFirst)
@@ -327,7 +327,7 @@ if (shared === undefined) {
       const k = keysOf(name)
       const raw = client.withTypeMapping({ [36]: Buffer } as const)
       const id = (await client.hGet(k.meta, 'id'))!
-      const [field] = (await raw.hKeys(k.entries)) as unknown as Buffer[]
+      const [field] = await entryFields(client, k.entries)
       const commit = () =>
         raw.evalSha(COMMIT.sha, {
           keys: k.all,

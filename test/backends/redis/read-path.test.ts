@@ -1,0 +1,145 @@
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest'
+import { AnyStore, newKey } from '../../../src/index.js'
+import { rejection } from '../../helpers.js'
+import { admin, freshName, keysOf, open } from './helpers.js'
+import { type RedisServer, redisTestsEnabled, SKIP_MESSAGE, startRedis } from './server.js'
+
+// A get outside run() is one HMGET of the entry and of the store id kept beside the entries
+// (src/backends/redis/layout.ts, ENTRIES_ID_FIELD). What a get costs on the server, and what it
+// does on a store whose entries hash lacks that id: one written before it existed, or cleared
+// by an older version.
+
+const shared: RedisServer | undefined = redisTestsEnabled ? await startRedis() : undefined
+afterAll(async () => {
+  await shared?.stop()
+})
+
+/** The commands the server ran while `fn` ran, by name (INFO commandstats), less INFO itself. */
+async function commandsDuring(client: Awaited<ReturnType<typeof admin>>, fn: () => Promise<unknown>) {
+  const stats = async () => {
+    const text = await client.info('commandstats')
+    const calls = new Map<string, number>()
+    for (const [, name, n] of text.matchAll(/cmdstat_([a-z|]+):calls=(\d+)/g)) calls.set(name!, Number(n))
+    return calls
+  }
+  const before = await stats()
+  await fn()
+  const after = await stats()
+  const ran: Record<string, number> = {}
+  for (const [name, n] of after) {
+    const delta = n - (before.get(name) ?? 0) - (name === 'info' ? 1 : 0)
+    if (delta > 0) ran[name] = delta
+  }
+  return ran
+}
+
+if (shared === undefined) {
+  describe('redis backend: the read path', () => {
+    it.skip(SKIP_MESSAGE, () => {})
+  })
+} else {
+  const server = shared
+
+  describe('redis backend: the read path', () => {
+    it('a get or has is one HMGET, found or not, and one after a clear too', async () => {
+      // A server of its own: other tests' commands would count.
+      const own = await startRedis()
+      onTestFinished(() => own.stop())
+      const client = await admin(own)
+      const store = await open(own, { name: freshName() })
+      await store.set('a', 'value')
+      expect(await commandsDuring(client, async () => {
+        expect(await store.get('a')).toBe('value')
+        expect(await store.get('missing')).toBeUndefined()
+        expect(await store.has('a')).toBe(true)
+      })).toEqual({ hmget: 3 })
+      await store.clear()
+      await store.set('b', 1)
+      expect(await commandsDuring(client, async () => {
+        expect(await store.get('a')).toBeUndefined()
+        expect(await store.get('b')).toBe(1)
+      })).toEqual({ hmget: 2 })
+    })
+
+    it('a store whose entries lack the store id reads the id from the meta, until a writable open puts it back', async () => {
+      const client = await admin(server)
+      const name = freshName()
+      const encryptionKey = newKey()
+      const k = keysOf(name)
+      const first = await open(server, { name }, { encryptionKey })
+      await first.set('a', 'value')
+      await first.close()
+      // As a store written before the id was kept there.
+      expect(await client.hDel(k.entries, 'id')).toBe(1)
+
+      const reader = await open(server, { name }, { encryptionKey, readOnly: true })
+      expect(await reader.get('a')).toBe('value')
+      expect(await reader.get('missing')).toBeUndefined()
+      // A read-only instance writes nothing, not even that.
+      expect(await client.hExists(k.entries, 'id')).toBe(0)
+
+      const writer = await open(server, { name }, { encryptionKey })
+      const id = await client.hGet(k.meta, 'id')
+      expect(await client.hGet(k.entries, 'id')).toBe(id)
+      expect(await writer.get('a')).toBe('value')
+      expect(await reader.get('a')).toBe('value')
+    })
+
+    it('a store put in the place of the one opened is StoreReplacedError, whether or not its entries hold an id', async () => {
+      const client = await admin(server)
+      const name = freshName()
+      const k = keysOf(name)
+      const store = await open(server, { name })
+      await store.set('a', 1)
+      // Deleted and created again under the same name, by another instance.
+      await client.del(k.all)
+      const other = await open(server, { name })
+      await other.set('a', 2)
+      expect((await rejection(store.get('a'))).code).toBe('ERR_ANYSTORE_STORE_REPLACED')
+      expect((await rejection(store.has('b'))).code).toBe('ERR_ANYSTORE_STORE_REPLACED')
+      // The same without the id beside the entries.
+      await client.hDel(k.entries, 'id')
+      expect((await rejection(store.get('a'))).code).toBe('ERR_ANYSTORE_STORE_REPLACED')
+      // Deleted and not created again.
+      await client.del(k.all)
+      expect((await rejection(store.get('a'))).code).toBe('ERR_ANYSTORE_STORE_REPLACED')
+      expect(await other.get('a').catch((error: { code?: string }) => error.code)).toBe('ERR_ANYSTORE_STORE_REPLACED')
+    })
+
+    it('the store id beside the entries is no entry: not listed, not counted, not cleared away', async () => {
+      const store = await open(server, { name: freshName() })
+      expect(await store.size()).toBe(0)
+      expect(await store.keys()).toEqual([])
+      await store.set('a', 1)
+      await store.clear()
+      expect(await store.size()).toBe(0)
+      expect(await store.entries()).toEqual([])
+      await store.set('b', 2)
+      expect(await store.entries()).toEqual([['b', 2]])
+    })
+
+    it('a read answered after its timeout does not keep the process from going on', async () => {
+      const own = await startRedis()
+      onTestFinished(() => own.stop())
+      const timeoutMs = 200
+      const store = await AnyStore.open({ redis: { url: own.url, name: freshName(), timeoutMs }, encryptionKey: newKey() })
+      onTestFinished(() => store.close())
+      await store.set('a', 1)
+      own.signal('SIGSTOP')
+      let failed: { code?: string; outcomeUnknown?: boolean }
+      const started = Date.now()
+      try {
+        failed = await rejection(store.get('a'))
+      } finally {
+        own.signal('SIGCONT')
+      }
+      expect(failed).toMatchObject({ code: 'ERR_ANYSTORE_UNAVAILABLE', outcomeUnknown: false })
+      expect(Date.now() - started).toBeGreaterThanOrEqual(timeoutMs - 5)
+      expect(Date.now() - started).toBeLessThan(timeoutMs + 500)
+      // The late answer to the read is dropped; the next calls get their own.
+      expect(await store.get('a')).toBe(1)
+      await store.set('a', 2)
+      expect(await store.get('a')).toBe(2)
+    })
+  })
+}

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest'
 import { AnyStore, newKey } from '../../../src/index.js'
 import { rejection } from '../../helpers.js'
-import { admin, freshName, keysOf, open } from './helpers.js'
+import { admin, freshName, keysOf, open, sleep } from './helpers.js'
 import { type RedisServer, redisTestsEnabled, SKIP_MESSAGE, startRedis } from './server.js'
 
 // A get outside run() is one HMGET of the entry and of the store id kept beside the entries
@@ -141,5 +141,25 @@ if (shared === undefined) {
       await store.set('a', 2)
       expect(await store.get('a')).toBe(2)
     })
+  })
+
+  describe('redis backend: the timeout of node-redis itself', () => {
+    it('a write queued through an outage longer than the 5 s of node-redis fails at timeoutMs saying it was never sent', async () => {
+      const own = await startRedis()
+      onTestFinished(() => own.stop())
+      const timeoutMs = 6500
+      const store = await AnyStore.open({ redis: { url: own.url, name: freshName(), timeoutMs }, encryptionKey: newKey() })
+      onTestFinished(() => store.close())
+      await store.set('warm', 1)
+      // Gone: the client reconnects in vain, and holds the commit in its queue meanwhile.
+      own.signal('SIGKILL')
+      await sleep(200)
+      const started = Date.now()
+      const failed = await rejection(store.set('a', 1))
+      // node-redis, given its own 5 s, would reject the queued commit at 5 s as a timeout,
+      // which says nothing of whether it was sent: the store would then not know either.
+      expect(failed).toMatchObject({ code: 'ERR_ANYSTORE_UNAVAILABLE', outcomeUnknown: false })
+      expect(Date.now() - started).toBeGreaterThanOrEqual(timeoutMs - 50)
+    }, 30_000)
   })
 }

@@ -26,6 +26,12 @@ function script(name: string, text: string): Script {
 export const RECORDED_COMMITS = 10_000
 
 /**
+ * Past RECORDED_COMMITS, the record holds up to this many more before the oldest are dropped,
+ * all at once (LPOP with a count, Redis 6.2 or later, then one HDEL).
+ */
+export const FORGOTTEN_AT_ONCE = 100
+
+/**
  * Absent keys whose deletion is remembered (so that a transaction that read one as absent
  * sees that it was set and deleted since). Past this many, they are forgotten at once and every
  * absent key takes the current commit number: transactions that read an absent key then retry.
@@ -229,14 +235,14 @@ export const COMMIT = script(
   `${VERSION_OF}${EXPIRED_AT}${READER}
 local meta, entries, order, versions, deleted, commits, log, expiry = unpack(KEYS)
 local function int(n) return string.format('%.0f', n) end
-local id = redis.call('HGET', meta, 'id')
+local id, seqText, insertsText = unpack(redis.call('HMGET', meta, 'id', 'seq', 'inserts'))
 if id ~= ARGV[1] then return {'replaced', id or ''} end
 local commitId = ARGV[2]
 if commitId ~= '' then
   local done = redis.call('HGET', commits, commitId)
   if done then return {'done', done} end
 end
-local seq = tonumber(redis.call('HGET', meta, 'seq'))
+local seq = tonumber(seqText)
 local now = tonumber(ARGV[5])
 -- A store without expiring entries skips every look at the index.
 local indexed = redis.call('EXISTS', expiry) == 1
@@ -255,7 +261,9 @@ while reads.more() do
   if present == '1' and expired(f) then return {'conflict', f} end
 end
 local nextSeq = seq + 1
-local inserts = tonumber(redis.call('HGET', meta, 'inserts'))
+local inserts = tonumber(insertsText)
+-- Whether this commit recorded a deletion: only then can the record have grown past its bound.
+local recordedDeletes = false
 local base = nil
 local changed = false
 local cleared = false
@@ -275,6 +283,7 @@ local function drop(f)
     redis.call('ZREM', order, f)
     redis.call('HDEL', versions, f)
     redis.call('HSET', deleted, f, int(nextSeq))
+    recordedDeletes = true
     changed = true
   end
 end
@@ -313,6 +322,7 @@ while changes.more() do
       if indexed then redis.call('ZREM', expiry, f) end
       redis.call('HDEL', versions, f)
       redis.call('HSET', deleted, f, int(nextSeq))
+      recordedDeletes = true
       changed = true
       touch(f)
       results[#results + 1] = '1'
@@ -339,7 +349,7 @@ if indexed then
   end
 end
 if changed then
-  if redis.call('HLEN', deleted) > ${REMEMBERED_DELETES} then
+  if recordedDeletes and redis.call('HLEN', deleted) > ${REMEMBERED_DELETES} then
     redis.call('DEL', deleted)
     base = nextSeq
   end
@@ -361,9 +371,10 @@ end
 local done = table.concat(results)
 if commitId ~= '' then
   redis.call('HSET', commits, commitId, done)
-  redis.call('RPUSH', log, commitId)
-  if redis.call('LLEN', log) > ${RECORDED_COMMITS} then
-    redis.call('HDEL', commits, redis.call('LPOP', log))
+  -- The oldest are forgotten ${FORGOTTEN_AT_ONCE} at a time: two commands every so many commits, not every commit.
+  local recorded = redis.call('RPUSH', log, commitId)
+  if recorded > ${RECORDED_COMMITS + FORGOTTEN_AT_ONCE} then
+    redis.call('HDEL', commits, unpack(redis.call('LPOP', log, recorded - ${RECORDED_COMMITS})))
   end
 end
 return {'ok', done}

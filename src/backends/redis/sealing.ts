@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto'
+import { type Cipher, createCipheriv, createHmac, timingSafeEqual } from 'node:crypto'
 import {
   backendSubkey,
   type DerivedKeys,
@@ -29,7 +29,8 @@ export const STORE_ID_SIZE = 16
 
 /** A sealed entry: version, salt, nonce, then the AES-GCM ciphertext and its tag. */
 const SEALING_VERSION = 1
-const SALT_SIZE = 16
+/** 15 bytes: with the counter byte, one AES block of the key derivation (see EntryKeys). */
+const SALT_SIZE = 15
 const SALT_AT = 1
 const NONCE_AT = SALT_AT + SALT_SIZE
 const CIPHERTEXT_AT = NONCE_AT + NONCE_SIZE
@@ -37,7 +38,6 @@ export const SEALING_OVERHEAD = CIPHERTEXT_AT + TAG_SIZE
 
 const NAMES_INFO = 'anystore/redis/v1/key-names'
 const ENTRIES_INFO = 'anystore/redis/v1/entries'
-const ENTRY_KEY_INFO = Buffer.from('anystore/redis/v1/entry-key', 'ascii')
 const AAD_LABEL = Buffer.from('anystore/redis/v1/entry\0', 'ascii')
 const CHECK_LABEL = Buffer.from('anystore/redis/v1/key-check\0', 'ascii')
 
@@ -46,18 +46,56 @@ export interface RedisKeys {
   readonly derived: DerivedKeys
   /** HMAC key of the fields. */
   readonly names: Buffer
-  /** The key each entry's own key is derived from, with the entry's salt. */
-  readonly entries: Buffer
-  /** Entry keys derived lately, by salt (see entryKey). */
-  readonly entryKeys: Map<string, Buffer>
+  /** What derives each entry's own key from its salt. */
+  readonly entries: EntryKeys
 }
 
 /**
- * How many derived entry keys are kept. An entry's key depends only on its salt, which stays
- * while the entry does: reading the same entries again (the usual pattern) then skips an HMAC
- * per read. Each key is 16–32 bytes; the oldest goes first.
+ * Each entry's own AES key, from its random salt: the key derivation function in counter mode
+ * of NIST SP 800-108r1, with AES-256-CMAC as the pseudorandom function, one fixed-length block
+ * of input per 16 bytes of output (the counter byte, then the salt), as XAES-256-GCM derives
+ * its keys. CMAC of a single complete block is AES of that block XOR the subkey k1, so one
+ * AES-ECB cipher, kept for the store, computes both blocks in one call: a write derives its
+ * key for a fraction of what an HMAC object per write cost (a fifth of a set's CPU time).
  */
-const ENTRY_KEYS_KEPT = 4096
+export class EntryKeys {
+  readonly #ecb: Cipher
+  readonly #k1: Buffer
+
+  constructor(key: Buffer) {
+    this.#ecb = createCipheriv('aes-256-ecb', key, null)
+    this.#ecb.setAutoPadding(false)
+    this.#k1 = doubled(this.#ecb.update(Buffer.alloc(16)))
+  }
+
+  /** CMAC under the key of each 16-byte block of `blocks`, in place of them. */
+  cmacBlocks(blocks: Buffer): Buffer {
+    for (let i = 0; i < blocks.length; i++) blocks[i]! ^= this.#k1[i % 16]!
+    return this.#ecb.update(blocks)
+  }
+
+  /** The key of the entry with this salt (SALT_SIZE bytes), `length` bytes (16, 24 or 32). */
+  derive(salt: Buffer, length: number): Buffer {
+    const input = Buffer.allocUnsafe(32)
+    input[0] = 1
+    salt.copy(input, 1, 0, SALT_SIZE)
+    input[16] = 2
+    salt.copy(input, 17, 0, SALT_SIZE)
+    return this.cmacBlocks(input).subarray(0, length)
+  }
+}
+
+/** CMAC's doubling in GF(2^128) (NIST SP 800-38B): the subkey k1 from AES of zeros. */
+function doubled(block: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(16)
+  let carry = 0
+  for (let i = 15; i >= 0; i--) {
+    out[i] = ((block[i]! << 1) | carry) & 0xff
+    carry = block[i]! >> 7
+  }
+  if (block[0]! & 0x80) out[15]! ^= 0x87
+  return out
+}
 
 const cache = new WeakMap<DerivedKeys, RedisKeys>()
 
@@ -67,8 +105,7 @@ export function redisKeys(derived: DerivedKeys): RedisKeys {
     keys = {
       derived,
       names: backendSubkey(derived, NAMES_INFO),
-      entries: backendSubkey(derived, ENTRIES_INFO),
-      entryKeys: new Map(),
+      entries: new EntryKeys(backendSubkey(derived, ENTRIES_INFO)),
     }
     cache.set(derived, keys)
   }
@@ -103,26 +140,8 @@ export function fieldOf(keys: RedisKeys, storeId: Buffer, key: StoreKey): Buffer
   return hmac.digest().subarray(0, FIELD_SIZE)
 }
 
-/**
- * An entry's own AES key: HKDF-Expand (RFC 5869) of the entries key with a fixed info and the
- * entry's random salt, one HMAC block. No two writes share a key (barring a 128-bit salt
- * collision), so the nonce budget of one AES-GCM key never comes near.
- */
 function entryKey(keys: RedisKeys, salt: Buffer): Buffer {
-  // The same derivation every time for a salt: a kept key is the key it would derive again.
-  const id = salt.toString('latin1')
-  let key = keys.entryKeys.get(id)
-  if (key === undefined) {
-    key = createHmac('sha256', keys.entries)
-      .update(ENTRY_KEY_INFO)
-      .update(salt)
-      .update(Buffer.of(1))
-      .digest()
-      .subarray(0, keys.derived.keyLength)
-    if (keys.entryKeys.size >= ENTRY_KEYS_KEPT) keys.entryKeys.delete(keys.entryKeys.keys().next().value!)
-    keys.entryKeys.set(id, key)
-  }
-  return key
+  return keys.entries.derive(salt, keys.derived.keyLength)
 }
 
 /** What the tag binds besides the plaintext: the sealing version, the store and the field. */

@@ -1,0 +1,88 @@
+import { afterAll, describe, expect, it } from 'vitest'
+import { COMMIT, FORGOTTEN_AT_ONCE, pack, RECORDED_COMMITS, REMEMBERED_DELETES } from '../../../src/backends/redis/scripts.js'
+import { admin, entryFields, freshName, keysOf, open } from './helpers.js'
+import { type RedisServer, redisTestsEnabled, SKIP_MESSAGE, startRedis } from './server.js'
+
+// The two records the commit script keeps beside the entries stay bounded: the commit ids (for
+// a commit sent again after a lost reply) and the deleted keys (for the versions of absent keys).
+
+const shared: RedisServer | undefined = redisTestsEnabled ? await startRedis() : undefined
+afterAll(async () => {
+  await shared?.stop()
+})
+
+if (shared === undefined) {
+  describe('redis backend: bounded records', () => {
+    it.skip(SKIP_MESSAGE, () => {})
+  })
+} else {
+  const server = shared
+
+  describe('redis backend: bounded records', () => {
+    it('keeps between RECORDED_COMMITS and that plus FORGOTTEN_AT_ONCE commit ids, the latest of them still recognized', async () => {
+      const client = await admin(server)
+      const name = freshName()
+      const store = await open(server, { name })
+      await store.set('a', 0)
+      const k = keysOf(name)
+      const raw = client.withTypeMapping({ [36]: Buffer } as const)
+      const id = (await client.hGet(k.meta, 'id'))!
+      const [field] = await entryFields(client, k.entries)
+      const sealed = (await raw.hGet(k.entries, field!)) as unknown as Buffer
+      const commit = (commitId: string) =>
+        raw.evalSha(COMMIT.sha, {
+          keys: k.all,
+          arguments: [id, commitId, '', '', String(Date.now()), k.channel, pack([]), pack(['s', field!, sealed, ''])],
+        })
+      const total = RECORDED_COMMITS + 2 * FORGOTTEN_AT_ONCE + 17
+      // Sent in batches without waiting for each reply: one script call per commit all the same.
+      for (let at = 1; at <= total; at += 1000) {
+        const batch: Promise<unknown>[] = []
+        for (let i = at; i < Math.min(total + 1, at + 1000); i++) batch.push(commit(`c${i}`))
+        const answers = (await Promise.all(batch)) as Buffer[][]
+        expect(answers.every((answer) => String(answer[0]) === 'ok')).toBe(true)
+      }
+      const logged = await client.lLen(`anystore:{${name}}:commit-log`)
+      const recorded = await client.hLen(`anystore:{${name}}:commits`)
+      // The store's own set('a') was a commit too.
+      expect(logged).toBe(recorded)
+      expect(logged).toBeGreaterThanOrEqual(RECORDED_COMMITS)
+      expect(logged).toBeLessThanOrEqual(RECORDED_COMMITS + FORGOTTEN_AT_ONCE)
+      // The latest RECORDED_COMMITS are recognized when sent again; the first ones are forgotten.
+      const again = (await commit(`c${total - RECORDED_COMMITS + 1}`)) as Buffer[]
+      expect(String(again[0])).toBe('done')
+      expect(String(((await commit('c1')) as Buffer[])[0])).toBe('ok')
+      expect(await store.get('a')).toBe(0)
+    }, 60_000)
+
+    it('forgets the deleted keys past REMEMBERED_DELETES, and a transaction that read one absent then retries once', async () => {
+      const client = await admin(server)
+      const name = freshName()
+      const store = await open(server, { name })
+      const k = keysOf(name)
+      const deleted = `anystore:{${name}}:deleted`
+      await store.run(async (tx) => {
+        for (let i = 0; i <= REMEMBERED_DELETES; i++) await tx.set(`k${i}`, i)
+      })
+      for (let i = 0; i < REMEMBERED_DELETES; i++) await store.delete(`k${i}`)
+      expect(await client.hLen(deleted)).toBe(REMEMBERED_DELETES)
+      // Sets of keys never deleted leave the record as it is.
+      for (let i = 0; i < 5; i++) await store.set('other', i)
+      expect(await client.hLen(deleted)).toBe(REMEMBERED_DELETES)
+      const base = await client.hGet(k.meta, 'base')
+      let calls = 0
+      await store.run(async (tx) => {
+        calls++
+        await tx.get('k0')
+        // One more delete, by someone else, while this one runs: past the bound, the record
+        // goes, and every absent key takes the current commit as its version.
+        if (calls === 1) await store.delete(`k${REMEMBERED_DELETES}`)
+        await tx.set('seen', calls)
+      })
+      expect(await client.hLen(deleted)).toBe(0)
+      expect(await client.hGet(k.meta, 'base')).not.toBe(base)
+      expect(calls).toBe(2)
+      expect(await store.get('seen')).toBe(2)
+    })
+  })
+}

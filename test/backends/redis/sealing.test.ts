@@ -1,0 +1,50 @@
+import { createCipheriv } from 'node:crypto'
+import { describe, expect, it } from 'vitest'
+import { EntryKeys } from '../../../src/backends/redis/sealing.js'
+
+// The derivation of each entry's own key (no Redis needed).
+
+describe('redis sealing: entry keys', () => {
+  it('computes AES-256-CMAC of one block as NIST SP 800-38B gives it', () => {
+    // SP 800-38B, appendix D.3 (AES-256), example 2: a 16-byte message.
+    const key = Buffer.from('603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4', 'hex')
+    const message = Buffer.from('6bc1bee22e409f96e93d7e117393172a', 'hex')
+    expect(new EntryKeys(key).cmacBlocks(Buffer.from(message)).toString('hex')).toBe('28a7023f452e8f82bd4bf28d8c37c35c')
+    // Several blocks at once are each one's CMAC, and the cipher kept between calls gives the same again.
+    const keys = new EntryKeys(key)
+    const twice = keys.cmacBlocks(Buffer.concat([message, message]))
+    expect(twice.toString('hex')).toBe('28a7023f452e8f82bd4bf28d8c37c35c'.repeat(2))
+    expect(keys.cmacBlocks(Buffer.from(message)).toString('hex')).toBe('28a7023f452e8f82bd4bf28d8c37c35c')
+  })
+
+  it('derives a key as SP 800-108 counter mode over CMAC: block i is the counter i then the salt', () => {
+    const key = Buffer.alloc(32, 7)
+    const salt = Buffer.from('000102030405060708090a0b0c0d0e', 'hex')
+    // Computed here without EntryKeys: CMAC of a full block by its definition, AES-CBC-MAC with
+    // the last block XORed with k1.
+    const aes = (block: Buffer) => {
+      const cipher = createCipheriv('aes-256-ecb', key, null)
+      cipher.setAutoPadding(false)
+      return cipher.update(block)
+    }
+    const l = aes(Buffer.alloc(16))
+    const k1 = Buffer.alloc(16)
+    const shifted = (BigInt(`0x${l.toString('hex')}`) << 1n) & ((1n << 128n) - 1n)
+    const withRb = l[0]! & 0x80 ? shifted ^ 0x87n : shifted
+    Buffer.from(withRb.toString(16).padStart(32, '0'), 'hex').copy(k1)
+    const cmac = (block: Buffer) => aes(Buffer.from(block.map((byte, i) => byte ^ k1[i]!)))
+    const expected = Buffer.concat([
+      cmac(Buffer.concat([Buffer.of(1), salt])),
+      cmac(Buffer.concat([Buffer.of(2), salt])),
+    ])
+    const keys = new EntryKeys(key)
+    expect(keys.derive(salt, 32).toString('hex')).toBe(expected.toString('hex'))
+    expect(keys.derive(salt, 16).toString('hex')).toBe(expected.subarray(0, 16).toString('hex'))
+    expect(keys.derive(salt, 24).toString('hex')).toBe(expected.subarray(0, 24).toString('hex'))
+    // Another salt, another key; the same salt, the same key, however often asked.
+    const other = Buffer.from(salt)
+    other[14]! ^= 1
+    expect(keys.derive(other, 32).equals(keys.derive(salt, 32))).toBe(false)
+    expect(keys.derive(salt, 32).toString('hex')).toBe(expected.toString('hex'))
+  })
+})

@@ -215,8 +215,9 @@ export class RedisConnection {
    * Runs `op` (which may send several commands) within the timeout, sending it again after a
    * lost connection or a reply that says to try again. `kind` 'write': `op` must be safe to
    * repeat (a commit with its id), and a failure after it may have been sent says so.
+   * `op` is told whether an earlier attempt of the call may have reached the server.
    */
-  async call<T>(kind: CallKind, op: (commands: RedisCommands) => Promise<T>): Promise<T> {
+  async call<T>(kind: CallKind, op: (commands: RedisCommands, sentBefore: boolean) => Promise<T>): Promise<T> {
     const deadline = Date.now() + this.#timeoutMs
     let maybeSent = false
     let lastError: unknown
@@ -237,7 +238,7 @@ export class RedisConnection {
       if (this.#client.isReady === true) {
         // Connected: the commands are written at once, so there is nothing to take back from
         // the client's queue when the deadline passes. A read then answered late is dropped.
-        attempt = op(this.#commands)
+        attempt = op(this.#commands, maybeSent)
       } else {
         // Not connected: the commands wait in the client's queue until it reconnects. At the
         // deadline they are taken out, so that `op` rejects with AbortError (they were never
@@ -246,6 +247,7 @@ export class RedisConnection {
         expire = () => controller.abort()
         attempt = op(
           this.#client.withCommandOptions({ ...COMMAND_OPTIONS, abortSignal: controller.signal } as never) as RedisCommands,
+          maybeSent,
         )
       }
       try {
@@ -286,15 +288,18 @@ export class RedisConnection {
     }
   }
 
-  /** `script` with these keys and arguments: EVALSHA, or EVAL when the server does not have it. */
+  /**
+   * `script` with these keys and arguments: EVALSHA, or EVAL when the server does not have it.
+   * `args` as a function gets whether an earlier attempt may have reached the server.
+   */
   runScript(
     kind: CallKind,
     script: Script,
     keys: RedisArgument[],
-    args: RedisArgument[],
+    args: RedisArgument[] | ((sentBefore: boolean) => RedisArgument[]),
   ): Promise<unknown> {
-    const options = { keys, arguments: args }
-    return this.call(kind, async (commands) => {
+    return this.call(kind, async (commands, sentBefore) => {
+      const options = { keys, arguments: typeof args === 'function' ? args(sentBefore) : args }
       try {
         return await commands.evalSha(script.sha, options)
       } catch (error) {

@@ -17,10 +17,14 @@ export interface Layout {
   readonly versions: string
   /** Hash: keyed hash of a deleted key → the commit number that deleted it. */
   readonly deleted: string
-  /** Hash: commit id → the results of its deletes, for commits retried after a lost reply. */
+  /**
+   * Hashes: commit id → the results of its deletes, for commits sent again after a lost reply.
+   * Two generations, by the commit number: commits numbered in an even span of
+   * RECORDED_COMMITS go to the first, in an odd one to the second, each emptied as its span
+   * begins, so the record holds the last RECORDED_COMMITS to twice as many.
+   */
   readonly commits: string
-  /** List: the recorded commit ids, oldest first, so that the record stays bounded. */
-  readonly commitLog: string
+  readonly commitsOther: string
   /**
    * Sorted set: keyed hash of a key whose entry expires → its expiry time (ms since the epoch),
    * so that the scripts can hide and drop expired entries without opening them. The time
@@ -50,7 +54,7 @@ export function layoutOf(name: string): Layout {
     versions: `${prefix}versions`,
     deleted: `${prefix}deleted`,
     commits: `${prefix}commits`,
-    commitLog: `${prefix}commit-log`,
+    commitsOther: `${prefix}commits-2`,
     expiry: `${prefix}expiry`,
     channel: `${prefix}changes`,
   }
@@ -65,7 +69,7 @@ export function allKeys(layout: Layout): string[] {
     layout.versions,
     layout.deleted,
     layout.commits,
-    layout.commitLog,
+    layout.commitsOther,
     layout.expiry,
   ]
 }

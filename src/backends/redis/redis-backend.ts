@@ -277,7 +277,12 @@ export class RedisBackend implements Backend {
     return this.#opened
   }
 
-  #script(kind: CallKind, script: Script, keys: string[], args: RedisArgument[]): Promise<unknown[]> {
+  #script(
+    kind: CallKind,
+    script: Script,
+    keys: string[],
+    args: RedisArgument[] | ((sentBefore: boolean) => RedisArgument[]),
+  ): Promise<unknown[]> {
     return this.#connection
       .runScript(kind, script, keys, args)
       .then((answer) => reply(answer, this.location))
@@ -532,7 +537,10 @@ export class RedisBackend implements Backend {
       }
     }
     args.push(pack(read), pack(written))
-    const answer = await this.#script('write', COMMIT, allKeys(this.#layout), args)
+    const answer = await this.#script('write', COMMIT, allKeys(this.#layout), (sentBefore) => [
+      ...args,
+      sentBefore ? '1' : '0',
+    ])
     const what = text(answer[0])
     if (what === 'conflict') {
       const field = Buffer.isBuffer(answer[1]) ? answer[1].toString('hex') : ''

@@ -19,7 +19,7 @@ export const keysOf = (name: string) => {
     order: `${prefix}order`,
     expiry: `${prefix}expiry`,
     channel: `${prefix}changes`,
-    all: ['meta', 'entries', 'order', 'versions', 'deleted', 'commits', 'commit-log', 'expiry'].map(
+    all: ['meta', 'entries', 'order', 'versions', 'deleted', 'commits', 'commits-2', 'expiry'].map(
       (k) => `${prefix}${k}`,
     ),
   }

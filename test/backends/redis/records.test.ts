@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest'
-import { COMMIT, FORGOTTEN_AT_ONCE, pack, RECORDED_COMMITS, REMEMBERED_DELETES } from '../../../src/backends/redis/scripts.js'
+import { COMMIT, pack, RECORDED_COMMITS, REMEMBERED_DELETES } from '../../../src/backends/redis/scripts.js'
 import { admin, entryFields, freshName, keysOf, open } from './helpers.js'
 import { type RedisServer, redisTestsEnabled, SKIP_MESSAGE, startRedis } from './server.js'
 
@@ -19,7 +19,7 @@ if (shared === undefined) {
   const server = shared
 
   describe('redis backend: bounded records', () => {
-    it('keeps between RECORDED_COMMITS and that plus FORGOTTEN_AT_ONCE commit ids, the latest of them still recognized', async () => {
+    it('keeps the ids of the last RECORDED_COMMITS to twice as many commits, and looks them up only for a commit sent again', async () => {
       const client = await admin(server)
       const name = freshName()
       const store = await open(server, { name })
@@ -29,31 +29,50 @@ if (shared === undefined) {
       const id = (await client.hGet(k.meta, 'id'))!
       const [field] = await entryFields(client, k.entries)
       const sealed = (await raw.hGet(k.entries, field!)) as unknown as Buffer
-      const commit = (commitId: string) =>
-        raw.evalSha(COMMIT.sha, {
-          keys: k.all,
-          arguments: [id, commitId, '', '', String(Date.now()), k.channel, pack([]), pack(['s', field!, sealed, ''])],
-        })
-      const total = RECORDED_COMMITS + 2 * FORGOTTEN_AT_ONCE + 17
+      const commit = async (commitId: string, sentBefore: boolean) =>
+        String(
+          ((await raw.evalSha(COMMIT.sha, {
+            keys: k.all,
+            arguments: [
+              id, commitId, '', '', String(Date.now()), k.channel, pack([]), pack(['s', field!, sealed, '']),
+              sentBefore ? '1' : '0',
+            ],
+          })) as Buffer[])[0],
+        )
+      const recorded = async () =>
+        (await client.hLen(`anystore:{${name}}:commits`)) + (await client.hLen(`anystore:{${name}}:commits-2`))
+      const total = 2 * RECORDED_COMMITS + 17
       // Sent in batches without waiting for each reply: one script call per commit all the same.
       for (let at = 1; at <= total; at += 1000) {
-        const batch: Promise<unknown>[] = []
-        for (let i = at; i < Math.min(total + 1, at + 1000); i++) batch.push(commit(`c${i}`))
-        const answers = (await Promise.all(batch)) as Buffer[][]
-        expect(answers.every((answer) => String(answer[0]) === 'ok')).toBe(true)
+        const batch: Promise<string>[] = []
+        for (let i = at; i < Math.min(total + 1, at + 1000); i++) batch.push(commit(`c${i}`, false))
+        expect(new Set(await Promise.all(batch))).toEqual(new Set(['ok']))
       }
-      const logged = await client.lLen(`anystore:{${name}}:commit-log`)
-      const recorded = await client.hLen(`anystore:{${name}}:commits`)
-      // The store's own set('a') was a commit too.
-      expect(logged).toBe(recorded)
-      expect(logged).toBeGreaterThanOrEqual(RECORDED_COMMITS)
-      expect(logged).toBeLessThanOrEqual(RECORDED_COMMITS + FORGOTTEN_AT_ONCE)
+      const kept = await recorded()
+      expect(kept).toBeGreaterThanOrEqual(RECORDED_COMMITS)
+      expect(kept).toBeLessThanOrEqual(2 * RECORDED_COMMITS)
       // The latest RECORDED_COMMITS are recognized when sent again; the first ones are forgotten.
-      const again = (await commit(`c${total - RECORDED_COMMITS + 1}`)) as Buffer[]
-      expect(String(again[0])).toBe('done')
-      expect(String(((await commit('c1')) as Buffer[])[0])).toBe('ok')
+      expect(await commit(`c${total}`, true)).toBe('done')
+      expect(await commit(`c${total - RECORDED_COMMITS + 1}`, true)).toBe('done')
+      expect(await commit('c1', true)).toBe('ok')
+      // Not said to have been sent before, a recorded id is not looked up: ids are never reused.
+      expect(await commit(`c${total}`, false)).toBe('ok')
       expect(await store.get('a')).toBe(0)
     }, 60_000)
+
+    it('records no commit that changed nothing', async () => {
+      const client = await admin(server)
+      const name = freshName()
+      const store = await open(server, { name })
+      await store.set('a', 1)
+      const recorded = async () =>
+        (await client.hLen(`anystore:{${name}}:commits`)) + (await client.hLen(`anystore:{${name}}:commits-2`))
+      const before = await recorded()
+      expect(await store.delete('missing')).toBe(false)
+      expect(await recorded()).toBe(before)
+      expect(await store.delete('a')).toBe(true)
+      expect(await recorded()).toBe(before + 1)
+    })
 
     it('forgets the deleted keys past REMEMBERED_DELETES, and a transaction that read one absent then retries once', async () => {
       const client = await admin(server)

@@ -331,7 +331,7 @@ if (shared === undefined) {
       const commit = () =>
         raw.evalSha(COMMIT.sha, {
           keys: k.all,
-          arguments: [id, 'one-commit-id', '', '', String(Date.now()), k.channel, pack([]), pack(['d', field!])],
+          arguments: [id, 'one-commit-id', '', '', String(Date.now()), k.channel, pack([]), pack(['d', field!]), '1'],
         })
       const first = (await commit()) as Buffer[]
       const seq = await client.hGet(k.meta, 'seq')

@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { openStore } from './lib/backends.mjs'
 import { check, freshDir, keyFor, valueFor } from './lib/data.mjs'
 import { measure } from './lib/harness.mjs'
+import { startLineChild } from './lib/line-child.mjs'
 import { populate } from './scenarios.mjs'
 
 const INCREMENTER = fileURLToPath(new URL('./fixtures/increment.mjs', import.meta.url))
@@ -60,18 +59,7 @@ export async function groupCommit(profile, writes = 1000, backend = 'file') {
 }
 
 function startContender(kind, path, count, warmUp, backend) {
-  const child = spawn(
-    process.execPath,
-    [INCREMENTER, kind, path, String(count), String(warmUp), backend],
-    { stdio: ['pipe', 'pipe', 'inherit'] },
-  )
-  const lines = createInterface({ input: child.stdout })
-  const next = () =>
-    new Promise((resolve, reject) => {
-      lines.once('line', resolve)
-      child.once('exit', (code) => reject(new Error(`${kind} contender exited with ${code}`)))
-    })
-  return { child, ready: next(), next }
+  return startLineChild(INCREMENTER, [kind, path, String(count), String(warmUp), backend], `${kind} contender`)
 }
 
 export async function readCounter(kind, path, backend = 'file') {

@@ -1,6 +1,4 @@
-import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { createKeyv } from '@keyv/redis'
 import { createClient } from 'redis'
@@ -8,6 +6,7 @@ import { openStore, redisUrl } from './lib/backends.mjs'
 import { clientOptions, REDIS_BENCH_KEY } from './lib/redis-server.mjs'
 import { check, drawIndexes, freshDir, keyFor, valueFor } from './lib/data.mjs'
 import { formatRatio, formatUs, printTable } from './lib/harness.mjs'
+import { startLineChild } from './lib/line-child.mjs'
 import { populate } from './scenarios.mjs'
 
 /**
@@ -32,9 +31,15 @@ export const PLANS = {
   smoke: { sizes: [10, 100], rounds: 2, time: 5, batch: 2, processes: 2, increments: 5, warmUp: 2, together: true },
 }
 
-const KINDS = ['anystore', 'bare', 'keyv']
+/**
+ * bare: node-redis with the options anystore gives its own client, and node-redis's own timer
+ * on each command (its default, 5 s): the floor of the targets. bareNoTimer: the same client
+ * with that timer off (`commandOptions: { timeout: 0 }`), as anystore sends its commands (it
+ * keeps one deadline per connection instead): a stricter floor, shown beside it.
+ */
+const KINDS = ['anystore', 'bare', 'bareNoTimer', 'keyv']
 
-/** The three stores of one size, each filled with the same `size` entries. */
+/** The four stores of one size, each filled with the same `size` entries. */
 async function openContenders(size) {
   const location = join(freshDir(`redis-side-${size}`), 'store.anystore')
   const anystore = await openStore('redis', { location, encryptionKey: REDIS_BENCH_KEY })
@@ -42,10 +47,16 @@ async function openContenders(size) {
   const prefix = `anystore-bench-bare:${location}:`
   const bare = createClient(clientOptions(redisUrl()))
   await bare.connect()
-  for (let at = 0; at < size; at += 1000) {
-    const pairs = []
-    for (let i = at; i < Math.min(size, at + 1000); i++) pairs.push(prefix + keyFor(i), valueFor(i))
-    await bare.mSet(pairs)
+  const bareNoTimer = createClient({ ...clientOptions(redisUrl()), commandOptions: { timeout: 0 } })
+  await bareNoTimer.connect()
+  // Each bare client has keys of its own, filled alike.
+  const noTimerPrefix = `anystore-bench-bare-no-timer:${location}:`
+  for (const [client, own] of [[bare, prefix], [bareNoTimer, noTimerPrefix]]) {
+    for (let at = 0; at < size; at += 1000) {
+      const pairs = []
+      for (let i = at; i < Math.min(size, at + 1000); i++) pairs.push(own + keyFor(i), valueFor(i))
+      await client.mSet(pairs)
+    }
   }
   const keyv = createKeyv(redisUrl(), { namespace: `anystore-bench-keyv:${location}`, throwOnErrors: true })
   for (let at = 0; at < size; at += 1000) {
@@ -58,16 +69,19 @@ async function openContenders(size) {
     get: {
       anystore: (key) => anystore.get(key),
       bare: (key) => bare.get(prefix + key),
+      bareNoTimer: (key) => bareNoTimer.get(noTimerPrefix + key),
       keyv: (key) => keyv.get(key),
     },
     set: {
       anystore: (key, value) => anystore.set(key, value),
       bare: (key, value) => bare.set(prefix + key, value),
+      bareNoTimer: (key, value) => bareNoTimer.set(noTimerPrefix + key, value),
       keyv: (key, value) => keyv.set(key, value),
     },
     async close() {
       await anystore.close()
       bare.destroy()
+      bareNoTimer.destroy()
       await keyv.disconnect()
     },
     anystore,
@@ -197,16 +211,7 @@ async function commandsPerCall(stores, count) {
 }
 
 function startIncrementer(kind, name, count, warmUp) {
-  const child = spawn(process.execPath, [INCREMENTER, kind, name, String(count), String(warmUp)], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  })
-  const lines = createInterface({ input: child.stdout })
-  const next = () =>
-    new Promise((resolve, reject) => {
-      lines.once('line', resolve)
-      child.once('exit', (code) => reject(new Error(`${kind} incrementer exited with ${code}`)))
-    })
-  return { child, ready: next(), next }
+  return startLineChild(INCREMENTER, [kind, name, String(count), String(warmUp)], `${kind} incrementer`)
 }
 
 /** The counter's value after a run of `kind` under `name`, read by the parent. */
@@ -313,12 +318,15 @@ export async function redisSideBySide(mode, server) {
         scenario,
         anystoreUs: us('anystore'),
         bareUs: us('bare'),
+        bareNoTimerUs: us('bareNoTimer'),
         keyvUs: us('keyv'),
         cpuUs: Object.fromEntries(
           KINDS.map((k) => [k, { client: cpuUs(k, 'clientCpuUs'), server: cpuUs(k, 'serverCpuUs') }]),
         ),
         anystoreToBare: ratiosOf(f.anystore, f.bare, wall),
         anystoreToBareCpu: ratiosOf(f.anystore, f.bare, cpu),
+        anystoreToBareNoTimer: ratiosOf(f.anystore, f.bareNoTimer, wall),
+        anystoreToBareNoTimerCpu: ratiosOf(f.anystore, f.bareNoTimer, cpu),
         keyvToBare: ratiosOf(f.keyv, f.bare, wall),
         anystoreToKeyv: ratiosOf(f.anystore, f.keyv, wall),
         anystoreToKeyvCpu: ratiosOf(f.anystore, f.keyv, cpu),
@@ -337,8 +345,10 @@ export async function redisSideBySide(mode, server) {
       'scenario',
       'anystore',
       'bare node-redis',
+      'bare, no timer',
       '@keyv/redis',
       'anystore ÷ bare',
+      'anystore ÷ bare, no timer',
       '@keyv/redis ÷ bare',
       'CPU anystore',
       'CPU bare',
@@ -350,8 +360,10 @@ export async function redisSideBySide(mode, server) {
       r.scenario,
       formatUs(r.anystoreUs),
       formatUs(r.bareUs),
+      formatUs(r.bareNoTimerUs),
       formatUs(r.keyvUs),
       formatSpread(r.anystoreToBare),
+      formatSpread(r.anystoreToBareNoTimer),
       formatSpread(r.keyvToBare),
       cpuText(r.cpuUs.anystore),
       cpuText(r.cpuUs.bare),
@@ -419,6 +431,10 @@ export async function redisSideBySide(mode, server) {
     [`set ÷ bare SET, ${sized(large)} entries`, row(large, 'set').anystoreToBare, row(large, 'set').anystoreToBareCpu, '≤ 1.5'],
     [`get at ${sized(large)} ÷ get at ${sized(small)}`, flat('get', 'anystore', wall), flat('get', 'anystore', cpu), '≤ 1.25'],
     [`set at ${sized(large)} ÷ set at ${sized(small)}`, flat('set', 'anystore', wall), flat('set', 'anystore', cpu), '≤ 1.25'],
+    [`get ÷ bare GET without node-redis's command timer, ${sized(small)} entries`, row(small, 'get').anystoreToBareNoTimer, row(small, 'get').anystoreToBareNoTimerCpu, 'context'],
+    [`get ÷ bare GET without node-redis's command timer, ${sized(large)} entries`, row(large, 'get').anystoreToBareNoTimer, row(large, 'get').anystoreToBareNoTimerCpu, 'context'],
+    [`set ÷ bare SET without node-redis's command timer, ${sized(small)} entries`, row(small, 'set').anystoreToBareNoTimer, row(small, 'set').anystoreToBareNoTimerCpu, 'context'],
+    [`set ÷ bare SET without node-redis's command timer, ${sized(large)} entries`, row(large, 'set').anystoreToBareNoTimer, row(large, 'set').anystoreToBareNoTimerCpu, 'context'],
     [`  bare GET at ${sized(large)} ÷ at ${sized(small)}`, flat('get', 'bare', wall), flat('get', 'bare', cpu), 'context'],
     [`  bare SET at ${sized(large)} ÷ at ${sized(small)}`, flat('set', 'bare', wall), flat('set', 'bare', cpu), 'context'],
     [`set+get ÷ bare SET+GET, ${sized(small)} entries`, row(small, 'set+get').anystoreToBare, row(small, 'set+get').anystoreToBareCpu, 'context'],
@@ -463,6 +479,7 @@ export async function redisSideBySide(mode, server) {
     },
     clients: {
       bare: 'node-redis createClient() with the options anystore gives its own client; GET/SET of plain string keys',
+      bareNoTimer: 'the same, with commandOptions { timeout: 0 }: no timer of node-redis on each command, as anystore sends its own commands',
       keyv: 'createKeyv(url, { namespace }) of @keyv/redis (its own @redis/client)',
     },
     rounds: plan.rounds,

@@ -363,7 +363,7 @@ export class RedisConnection {
 
   /** Closes the client if the store created it; one given is left as it is. */
   close(): void {
-    this.#deadlines.close()
+    // The deadlines stay: a call still waiting on a client of the application's ends at its own.
     if (!this.#owned || !this.#client.isOpen) return
     ;(this.#client as unknown as { destroy(): void }).destroy()
   }

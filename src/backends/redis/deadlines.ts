@@ -49,15 +49,6 @@ export class Deadlines {
     })
   }
 
-  /** Stops the timer; calls still waiting are left to settle by themselves. */
-  close(): void {
-    clearTimeout(this.#timer)
-    this.#timer = undefined
-    this.#firesAt = Number.POSITIVE_INFINITY
-    this.#queue = []
-    this.#head = 0
-  }
-
   #add(waiter: Waiter): void {
     if (this.#head === this.#queue.length) {
       // Empty: the timer (if any) was let go of so as not to keep the process alive.

@@ -20,8 +20,6 @@ export interface RedisEvalOptions {
 export interface RedisCommands {
   hGet(key: RedisArgument, field: RedisArgument): Promise<unknown>
   hmGet(key: RedisArgument, fields: RedisArgument[]): Promise<unknown>
-  hExists(key: RedisArgument, field: RedisArgument): Promise<unknown>
-  zCard(key: RedisArgument): Promise<unknown>
   evalSha(sha1: string, options: RedisEvalOptions): Promise<unknown>
   eval(script: string, options: RedisEvalOptions): Promise<unknown>
 }

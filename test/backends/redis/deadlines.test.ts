@@ -48,7 +48,6 @@ describe('redis connection: deadlines', () => {
     expect(c!.ms).toBeGreaterThanOrEqual(95)
     // Settling after the deadline changes nothing.
     silent.resolve('late')
-    deadlines.close()
   })
 
   it('keeps each deadline when they come out of order, as a call sent again keeps its first one', async () => {
@@ -66,7 +65,6 @@ describe('redis connection: deadlines', () => {
     expect(m!.ms).toBeGreaterThanOrEqual(145)
     expect(m!.ms).toBeLessThan(300)
     expect(l!.ms).toBeGreaterThanOrEqual(295)
-    deadlines.close()
   })
 
   it('at the deadline calls onExpire, and a rejection that causes arrives instead of TIMED_OUT', async () => {
@@ -87,7 +85,6 @@ describe('redis connection: deadlines', () => {
     expect(calls).toEqual(['aborted', 'ignored'])
     expect((a as { error: Error }).error.message).toBe('AbortError')
     expect(u).toMatchObject({ error: TIMED_OUT })
-    deadlines.close()
   })
 
   it('many calls settled in turn leave nothing behind, and a later call still gets its deadline', async () => {
@@ -102,7 +99,6 @@ describe('redis connection: deadlines', () => {
     const last = await outcome(deadlines.within(pending().promise, start + 40), start)
     expect(last).toMatchObject({ error: TIMED_OUT })
     expect(last.ms).toBeGreaterThanOrEqual(35)
-    deadlines.close()
   })
 
   it('does not keep the process alive once no call waits, and does while one does', async () => {
@@ -118,6 +114,5 @@ describe('redis connection: deadlines', () => {
     waiting.resolve(1)
     expect(await call).toBe(1)
     expect(timers()).toBe(before)
-    deadlines.close()
   })
 })

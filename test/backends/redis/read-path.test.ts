@@ -118,6 +118,29 @@ if (shared === undefined) {
       expect(await store.entries()).toEqual([['b', 2]])
     })
 
+    it('a call waiting when the store closes still ends at its deadline on a client of the application', async () => {
+      const own = await startRedis()
+      onTestFinished(() => own.stop())
+      const client = await admin(own)
+      const timeoutMs = 300
+      const store = await AnyStore.open({ redis: { client, name: freshName(), timeoutMs }, encryptionKey: newKey() })
+      await store.set('a', 1)
+      own.signal('SIGSTOP')
+      try {
+        const started = Date.now()
+        const waiting = rejection(store.get('a'))
+        await store.close()
+        const failed = await waiting
+        expect(failed.code).toBe('ERR_ANYSTORE_UNAVAILABLE')
+        expect(Date.now() - started).toBeLessThan(timeoutMs + 1000)
+      } finally {
+        own.signal('SIGCONT')
+      }
+      // The client is the application's: still open and working.
+      expect(client.isOpen).toBe(true)
+      expect(await client.ping()).toBe('PONG')
+    })
+
     it('a read answered after its timeout does not keep the process from going on', async () => {
       const own = await startRedis()
       onTestFinished(() => own.stop())

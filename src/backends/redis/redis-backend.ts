@@ -343,8 +343,8 @@ export class RedisBackend implements Backend {
     const found = await this.#connection.call('read', (c) => c.hmGet(entries, [ENTRIES_ID_FIELD, field]))
     const [id, sealed] = Array.isArray(found) ? found : []
     if (id !== null && id !== undefined && text(id) === store.idHex) return this.#live(store, field, sealed, now)?.[1]
-    // The entries hash does not say it is this store's (a store cleared by an older version,
-    // or not this store any more): the meta says, as the scripts read it.
+    // The entries hash does not say it is this store's (it lacks the id, or holds another
+    // store's): the meta decides, as the scripts read it.
     const again = await this.#read(store, (c) => c.hGet(entries, field))
     return this.#live(store, field, again, now)?.[1]
   }

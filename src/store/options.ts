@@ -468,7 +468,7 @@ function attempts(value: unknown): number {
 }
 
 /** setTimeout's limit: a longer delay would fire after 1 ms instead. */
-const MAX_EVERY_MS = 2 ** 31 - 1
+const MAX_TIMER_MS = 2 ** 31 - 1
 
 /** The `sync` option as what each commit does, and how long write-behind may hold a change. */
 function syncPolicy(value: unknown): { sync: SyncMode; everyMs: number | undefined } {
@@ -487,9 +487,9 @@ function syncPolicy(value: unknown): { sync: SyncMode; everyMs: number | undefin
     )
   }
   const everyMs: unknown = (value as { everyMs?: unknown }).everyMs
-  if (typeof everyMs !== 'number' || !Number.isFinite(everyMs) || everyMs <= 0 || everyMs > MAX_EVERY_MS) {
+  if (typeof everyMs !== 'number' || !Number.isFinite(everyMs) || everyMs <= 0 || everyMs > MAX_TIMER_MS) {
     throw new InvalidOptionError(
-      `Expected \`sync.everyMs\` to be a positive finite number of milliseconds (at most ${MAX_EVERY_MS}), got ${received(everyMs)}`,
+      `Expected \`sync.everyMs\` to be a positive finite number of milliseconds (at most ${MAX_TIMER_MS}), got ${received(everyMs)}`,
       'sync',
     )
   }
@@ -607,9 +607,9 @@ function redisOption(options: AnyStoreOptions): ResolvedRedisOptions {
     )
   }
   const timeoutMs = r.timeoutMs ?? DEFAULT_REDIS_TIMEOUT_MS
-  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMER_MS) {
     throw new InvalidOptionError(
-      `Expected \`redis.timeoutMs\` to be a positive number, got ${received(timeoutMs)}`,
+      `Expected \`redis.timeoutMs\` to be a positive number of milliseconds (at most ${MAX_TIMER_MS}), got ${received(timeoutMs)}`,
       'redis',
     )
   }

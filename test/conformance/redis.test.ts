@@ -41,7 +41,8 @@ if (server === undefined) {
             await client.connect()
             try {
               // Less the field that holds the store id.
-              return (await client.hLen(`anystore:{${redis.name}}:entries`)) - 1
+              const entries = `anystore:{${redis.name}}:entries`
+              return (await client.hLen(entries)) - (await client.hExists(entries, 'id'))
             } finally {
               client.destroy()
             }

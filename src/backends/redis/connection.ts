@@ -3,7 +3,7 @@ import {
   ForeignDataError,
   InvalidOptionError,
 } from '../../store/errors.js'
-import { Deadlines, TIMED_OUT } from './deadlines.js'
+import { Deadlines, monotonicNow, TIMED_OUT } from './deadlines.js'
 import type { Script } from './scripts.js'
 import type {
   RedisArgument,
@@ -218,7 +218,7 @@ export class RedisConnection {
    * `op` is told whether an earlier attempt of the call may have reached the server.
    */
   async call<T>(kind: CallKind, op: (commands: RedisCommands, sentBefore: boolean) => Promise<T>): Promise<T> {
-    const deadline = Date.now() + this.#timeoutMs
+    const deadline = monotonicNow() + this.#timeoutMs
     let maybeSent = false
     let lastError: unknown
     const fail = (detail: string, cause: unknown) =>
@@ -231,7 +231,7 @@ export class RedisConnection {
       return fail(`no answer within ${this.#timeoutMs} ms${why === undefined ? '' : `: ${describe(why)}`}`, why)
     }
     for (;;) {
-      if (deadline - Date.now() <= 0) throw noAnswer()
+      if (deadline - monotonicNow() <= 0) throw noAnswer()
       // A throw here (a command the client cannot build) means nothing was sent: it propagates.
       let attempt: Promise<T>
       let expire: (() => void) | undefined
@@ -267,7 +267,7 @@ export class RedisConnection {
           }
           if (!TRANSIENT_REPLY.test(message)) throw fail(`the server refused the command: ${message}`, error)
           lastError = error
-          await sleep(Math.min(50, Math.max(1, deadline - Date.now())))
+          await sleep(Math.min(50, Math.max(1, deadline - monotonicNow())))
           continue
         }
         // Raised before the command was written (as a RangeError for more arguments than the
@@ -276,14 +276,14 @@ export class RedisConnection {
         lastError = error
         if (isA(error, 'ClientOfflineError')) {
           // A client without an offline queue refuses at once while it reconnects.
-          await sleep(Math.min(25, Math.max(1, deadline - Date.now())))
+          await sleep(Math.min(25, Math.max(1, deadline - monotonicNow())))
           continue
         }
         // The connection was lost with the command written, or about to be: it may have run.
         // The client queues the next attempt until it has reconnected; the pause only keeps a
         // client that fails every command at once from spinning.
         maybeSent = true
-        await sleep(Math.min(5, Math.max(1, deadline - Date.now())))
+        await sleep(Math.min(5, Math.max(1, deadline - monotonicNow())))
       }
     }
   }

@@ -1,3 +1,9 @@
+/**
+ * The clock of deadlines, in ms: monotonic, so that a step of the wall clock (NTP, a suspend, an
+ * operator) neither cuts a call short nor makes it wait the length of the step.
+ */
+export const monotonicNow = (): number => performance.now()
+
 /** What a call that ran out of time rejects with: told apart from everything a command can reject with. */
 export const TIMED_OUT = Symbol('timed out')
 
@@ -20,12 +26,12 @@ export class Deadlines {
   #queue: Waiter[] = []
   #head = 0
   #timer: NodeJS.Timeout | undefined
-  /** When #timer fires (ms since the epoch); Infinity when none is set. */
+  /** When #timer fires (on the clock of monotonicNow); Infinity when none is set. */
   #firesAt = Number.POSITIVE_INFINITY
 
   /**
-   * `attempt`'s outcome, or a rejection with TIMED_OUT once `deadline` (ms since the epoch)
-   * has passed. With `onExpire`, the deadline calls it first and rejects on the next turn of
+   * `attempt`'s outcome, or a rejection with TIMED_OUT once `deadline` (on the clock of
+   * monotonicNow) has passed. With `onExpire`, the deadline calls it first and rejects on the next turn of
    * the event loop, so that a rejection it causes (an abort) arrives first.
    */
   within<T>(attempt: Promise<T>, deadline: number, onExpire?: () => void): Promise<T> {
@@ -47,6 +53,11 @@ export class Deadlines {
         },
       )
     })
+  }
+
+  /** How many calls the queue holds: those waiting, and settled ones not yet dropped. */
+  get queued(): number {
+    return this.#queue.length - this.#head
   }
 
   #add(waiter: Waiter): void {
@@ -77,14 +88,14 @@ export class Deadlines {
   #arm(at: number): void {
     clearTimeout(this.#timer)
     this.#firesAt = at
-    this.#timer = setTimeout(() => this.#fire(), Math.max(0, at - Date.now()))
+    this.#timer = setTimeout(() => this.#fire(), Math.max(0, at - monotonicNow()))
   }
 
   /** Rejects every call whose deadline has passed, and sets the timer for the earliest left. */
   #fire(): void {
     this.#timer = undefined
     this.#firesAt = Number.POSITIVE_INFINITY
-    const now = Date.now()
+    const now = monotonicNow()
     const left: Waiter[] = []
     let next = Number.POSITIVE_INFINITY
     for (let i = this.#head; i < this.#queue.length; i++) {

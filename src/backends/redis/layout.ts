@@ -40,8 +40,9 @@ export interface Layout {
 
 /**
  * The field of the entries hash that holds the store id (hex). Entry fields are 16 bytes long,
- * so this one, 2 bytes, is never an entry's. An entries hash that lacks it gets it back when an
- * instance that may write opens the store; until then a get reads the id from the meta instead.
+ * so this one, 2 bytes, is never an entry's. Written when the store is created and again by
+ * each clear; an entries hash that lacks it (edited on the server) makes a get read the id from
+ * the meta instead, in a second round trip.
  */
 export const ENTRIES_ID_FIELD = 'id'
 

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto'
 import { ENTRIES_ID_FIELD } from './layout.js'
-import { LAYOUT_VERSION, MAGIC } from './sealing.js'
 
 /**
  * The server side of the Redis backend: Lua scripts, each atomic on the server, sent with
@@ -47,9 +46,9 @@ export const EXPIRED_PER_COMMIT = 128
  * meta fields to create the store with, as field, value pairs, if nothing is under the name.
  * Returns {'meta', field, value, ...} (the meta found), {'created'}, {'absent'} (nothing there,
  * and no fields to create it with), {'foreign', key, type} (a key of the wrong type) or
- * {'orphan', key} (keys of a store without its meta). Never changes a store it did not create,
- * except to give the entries hash of a store of ours the store id a get reads with each entry
- * (see ENTRIES_ID_FIELD), when it lacks it and ARGV[1] is '1'.
+ * {'orphan', key} (keys of a store without its meta). Writes nothing unless it creates the
+ * store: an open must work on a server that refuses writes (out of memory, a replica) and must
+ * not touch a store whose key it has not checked yet.
  */
 export const INIT = script(
   'init',
@@ -66,12 +65,6 @@ for i = 2, #KEYS do
 end
 if metaType == 'hash' then
   local meta = redis.call('HGETALL', KEYS[1])
-  if ARGV[1] == '1' then
-    local magic, format, id = unpack(redis.call('HMGET', KEYS[1], 'magic', 'format', 'id'))
-    if magic == '${MAGIC}' and format == '${LAYOUT_VERSION}' and id then
-      redis.call('HSETNX', KEYS[2], '${ENTRIES_ID_FIELD}', id)
-    end
-  end
   table.insert(meta, 1, 'meta')
   return meta
 end

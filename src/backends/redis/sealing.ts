@@ -70,6 +70,8 @@ export class EntryKeys {
 
   /** CMAC under the key of each 16-byte block of `blocks`, in place of them. */
   cmacBlocks(blocks: Buffer): Buffer {
+    // A partial block would stay buffered in the kept cipher and shift every later derivation.
+    if (blocks.length % 16 !== 0) throw new RangeError('cmacBlocks takes whole 16-byte blocks')
     for (let i = 0; i < blocks.length; i++) blocks[i]! ^= this.#k1[i % 16]!
     return this.#ecb.update(blocks)
   }

@@ -242,6 +242,8 @@ if (shared === undefined) {
         { redis: { url, name: '' } },
         { redis: { url, name: 'a}b' } },
         { redis: { url, name: 'x', timeoutMs: 0 } },
+        // Past what a Node timer holds: it would fire at once, again and again.
+        { redis: { url, name: 'x', timeoutMs: 2 ** 31 } },
         { redis: { url, name: 'x', timeout: 5 } },
         { redis: 'redis://localhost' },
       ]
@@ -317,6 +319,17 @@ if (shared === undefined) {
       expect(await store.get('n')).toBe(6)
       expect(await store.entries()).toEqual([['n', 6]])
       expect(await seq()).toBe(before + 2)
+
+      // A commit that changed nothing is not recorded: sent again, it changes nothing again.
+      const recorded = async () =>
+        (await client.hLen(`anystore:{${name}}:commits`)) + (await client.hLen(`anystore:{${name}}:commits-2`))
+      const record = await recorded()
+      proxy.dropReplyTo(COMMIT.sha)
+      expect(await store.delete('missing')).toBe(false)
+      expect(proxy.dropped).toBe(3)
+      expect(await recorded()).toBe(record)
+      expect(await seq()).toBe(before + 2)
+      expect(await store.entries()).toEqual([['n', 6]])
     })
 
     it('the commit script run twice with one id applies once and answers the same results', async () => {

@@ -1,15 +1,12 @@
-import { afterAll, describe, expect, it, onTestFinished } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { AnyStore, newKey } from '../../../src/index.js'
 import { admin, freshName } from './helpers.js'
-import { type RedisServer, redisTestsEnabled, SKIP_MESSAGE, startRedis } from './server.js'
+import { sharedRedis } from './server.js'
 
 // The README lists the commands a Redis user needs under ACLs: a user allowed those and nothing
 // else can do everything with a store.
 
-const shared: RedisServer | undefined = redisTestsEnabled ? await startRedis() : undefined
-afterAll(async () => {
-  await shared?.stop()
-})
+const shared = await sharedRedis('redis backend: ACL')
 
 /** As README "Redis" lists them: sent by the store, then run by its scripts, then for watch(). */
 const COMMANDS = [
@@ -19,11 +16,7 @@ const COMMANDS = [
   'ssubscribe',
 ]
 
-if (shared === undefined) {
-  describe('redis backend: ACL', () => {
-    it.skip(SKIP_MESSAGE, () => {})
-  })
-} else {
+if (shared !== undefined) {
   const server = shared
 
   describe('redis backend: ACL', () => {

@@ -1,28 +1,21 @@
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { EXPIRED_PER_COMMIT, PAGE, SIZE } from '../../../src/backends/redis/scripts.js'
 import { newKey } from '../../../src/index.js'
 import { admin, freshName, keysOf, open, sleep } from './helpers.js'
-import { type RedisServer, redisTestsEnabled, SKIP_MESSAGE, startRedis } from './server.js'
+import { sharedRedis } from './server.js'
 
 // Expiry on Redis beyond what the conformance suite checks on every backend: the index the
 // scripts judge by, whose clock counts, what someone editing the index on the server can do,
 // and how much a commit drops.
 
-const shared: RedisServer | undefined = redisTestsEnabled ? await startRedis() : undefined
-afterAll(async () => {
-  await shared?.stop()
-})
+const shared = await sharedRedis('redis backend: expiry')
 
 /** Waits until the clock is past `at`. */
 async function until(at: number): Promise<void> {
   while (Date.now() <= at) await sleep(Math.min(20, at - Date.now() + 1))
 }
 
-if (shared === undefined) {
-  describe('redis backend: expiry', () => {
-    it.skip(SKIP_MESSAGE, () => {})
-  })
-} else {
+if (shared !== undefined) {
   const server = shared
 
   describe('redis backend: expiry', () => {

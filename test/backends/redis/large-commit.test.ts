@@ -1,24 +1,17 @@
-import { afterAll, describe, expect, it, onTestFinished } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { RedisConnection } from '../../../src/backends/redis/connection.js'
 import { allKeys, layoutOf } from '../../../src/backends/redis/layout.js'
 import { COMMIT } from '../../../src/backends/redis/scripts.js'
 import { AnyStore, BackendUnavailableError, newKey } from '../../../src/index.js'
 import { freshName } from './helpers.js'
-import { type RedisServer, redisTestsEnabled, SKIP_MESSAGE, startRedis } from './server.js'
+import { sharedRedis } from './server.js'
 
-const shared: RedisServer | undefined = redisTestsEnabled ? await startRedis() : undefined
-afterAll(async () => {
-  await shared?.stop()
-})
+const shared = await sharedRedis('redis backend: large commits')
 
 /** Past the number of script arguments node-redis can spread (about 100,000 here). */
 const ENTRIES = 100_000
 
-if (shared === undefined) {
-  describe('redis backend: large commits', () => {
-    it.skip(SKIP_MESSAGE, () => {})
-  })
-} else {
+if (shared !== undefined) {
   const server = shared
 
   describe('redis backend: large commits', () => {

@@ -1,18 +1,15 @@
-import { afterAll, describe, expect, it, onTestFinished } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { AnyStore, newKey } from '../../../src/index.js'
 import { rejection } from '../../helpers.js'
 import { admin, freshName, keysOf, open, sleep } from './helpers.js'
-import { type RedisServer, redisTestsEnabled, SKIP_MESSAGE, startRedis } from './server.js'
+import { sharedRedis, startRedis } from './server.js'
 
 // A get outside run() is one HMGET of the entry and of the store id kept beside the entries
 // (src/backends/redis/layout.ts, ENTRIES_ID_FIELD). What a get costs on the server, and what it
 // does on a store whose entries hash lacks that id: one written before it existed, or cleared
 // by an older version.
 
-const shared: RedisServer | undefined = redisTestsEnabled ? await startRedis() : undefined
-afterAll(async () => {
-  await shared?.stop()
-})
+const shared = await sharedRedis('redis backend: the read path')
 
 /** The commands the server ran while `fn` ran, by name (INFO commandstats), less INFO itself. */
 async function commandsDuring(client: Awaited<ReturnType<typeof admin>>, fn: () => Promise<unknown>) {
@@ -33,11 +30,7 @@ async function commandsDuring(client: Awaited<ReturnType<typeof admin>>, fn: () 
   return ran
 }
 
-if (shared === undefined) {
-  describe('redis backend: the read path', () => {
-    it.skip(SKIP_MESSAGE, () => {})
-  })
-} else {
+if (shared !== undefined) {
   const server = shared
 
   describe('redis backend: the read path', () => {

@@ -1,21 +1,14 @@
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { COMMIT, pack, RECORDED_COMMITS, REMEMBERED_DELETES } from '../../../src/backends/redis/scripts.js'
 import { admin, entryFields, freshName, keysOf, open } from './helpers.js'
-import { type RedisServer, redisTestsEnabled, SKIP_MESSAGE, startRedis } from './server.js'
+import { sharedRedis } from './server.js'
 
 // The two records the commit script keeps beside the entries stay bounded: the commit ids (for
 // a commit sent again after a lost reply) and the deleted keys (for the versions of absent keys).
 
-const shared: RedisServer | undefined = redisTestsEnabled ? await startRedis() : undefined
-afterAll(async () => {
-  await shared?.stop()
-})
+const shared = await sharedRedis('redis backend: bounded records')
 
-if (shared === undefined) {
-  describe('redis backend: bounded records', () => {
-    it.skip(SKIP_MESSAGE, () => {})
-  })
-} else {
+if (shared !== undefined) {
   const server = shared
 
   describe('redis backend: bounded records', () => {

@@ -1,24 +1,17 @@
 import { join } from 'node:path'
 import { createClient } from 'redis'
-import { afterAll, describe, expect, it, onTestFinished } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { COMMIT, pack } from '../../../src/backends/redis/scripts.js'
 import { AnyStore, type AnyStoreOptions, newKey } from '../../../src/index.js'
 import { exited, nextMessage, rejection, runFixture, spawnFixture, tempDir } from '../../helpers.js'
 import { admin, entryFields, freshName, keysOf, open, sleep } from './helpers.js'
 import { startProxy } from './proxy.js'
-import { freePort, type RedisServer, redisTestsEnabled, SKIP_MESSAGE, startRedis } from './server.js'
+import { freePort, sharedRedis, startRedis } from './server.js'
 
 // Tests that kill or restart the server get one of their own; the others share this one.
-const shared: RedisServer | undefined = redisTestsEnabled ? await startRedis() : undefined
-afterAll(async () => {
-  await shared?.stop()
-})
+const shared = await sharedRedis('redis backend')
 
-if (shared === undefined) {
-  describe('redis backend', () => {
-    it.skip(SKIP_MESSAGE, () => {})
-  })
-} else {
+if (shared !== undefined) {
   const server = shared
 
   describe('redis backend: processes', () => {

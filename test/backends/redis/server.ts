@@ -1,3 +1,4 @@
+import { afterAll, describe, it } from 'vitest'
 import { type ChildProcess, spawn } from 'node:child_process'
 import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { createServer, connect } from 'node:net'
@@ -168,4 +169,23 @@ export async function startRedis(): Promise<RedisServer> {
       rmSync(dir, { recursive: true, force: true })
     },
   }
+}
+
+/**
+ * The redis-server the tests of one file share: started now, stopped after them. Where the
+ * Redis tests are off, undefined, after registering one skipped test under `title` that says
+ * why (so that the run shows what it did not test).
+ */
+export async function sharedRedis(title: string): Promise<RedisServer | undefined> {
+  if (!redisTestsEnabled) {
+    describe(title, () => {
+      it.skip(SKIP_MESSAGE, () => {})
+    })
+    return undefined
+  }
+  const server = await startRedis()
+  afterAll(async () => {
+    await server.stop()
+  })
+  return server
 }

@@ -1,17 +1,14 @@
 import { createClient } from 'redis'
-import { afterAll, describe, expect, it, onTestFinished } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { AnyStore, newKey, type StoreChange } from '../../../src/index.js'
 import { runFixture } from '../../helpers.js'
 import { admin, freshName, keysOf, open, sleep } from './helpers.js'
-import { type RedisServer, redisTestsEnabled, SKIP_MESSAGE, startRedis } from './server.js'
+import { sharedRedis, startRedis } from './server.js'
 
 // Change events on Redis beyond the conformance suite: what the channel carries, exactness
 // across processes, and commits missed while the connection that hears them was down.
 
-const shared: RedisServer | undefined = redisTestsEnabled ? await startRedis() : undefined
-afterAll(async () => {
-  await shared?.stop()
-})
+const shared = await sharedRedis('redis backend: change events')
 
 /** Watches `store`, keeping the changes and errors; `next()` waits for the next change. */
 function recorder(store: AnyStore) {
@@ -51,11 +48,7 @@ async function subscribers(client: Awaited<ReturnType<typeof admin>>): Promise<n
   return list.split('\n').filter((line) => line.trim() !== '').length
 }
 
-if (shared === undefined) {
-  describe('redis backend: change events', () => {
-    it.skip(SKIP_MESSAGE, () => {})
-  })
-} else {
+if (shared !== undefined) {
   const server = shared
 
   describe('redis backend: change events', () => {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { createClient } from 'redis'
 import { onTestFinished } from 'vitest'
+import { COMMIT, pack } from '../../../src/backends/redis/scripts.js'
 import { AnyStore, type AnyStoreOptions, newKey } from '../../../src/index.js'
 import type { RedisServer } from './server.js'
 
@@ -19,6 +20,8 @@ export const keysOf = (name: string) => {
     order: `${prefix}order`,
     expiry: `${prefix}expiry`,
     channel: `${prefix}changes`,
+    commits: `${prefix}commits`,
+    commitsOther: `${prefix}commits-2`,
     all: ['meta', 'entries', 'order', 'versions', 'deleted', 'commits', 'commits-2', 'expiry'].map(
       (k) => `${prefix}${k}`,
     ),
@@ -57,4 +60,30 @@ export async function open(
   })
   onTestFinished(() => store.close())
   return store
+}
+
+type AdminClient = Awaited<ReturnType<typeof admin>>
+
+/** How many commit ids the store `name` has recorded (both generations of the record). */
+export async function recordedCommits(client: AdminClient, name: string): Promise<number> {
+  const k = keysOf(name)
+  return (await client.hLen(k.commits)) + (await client.hLen(k.commitsOther))
+}
+
+/**
+ * The commit script of the store `name`, called directly: `commit(commitId, changes,
+ * sentBefore)` with the changes as the script takes them (see COMMIT) answers the script's
+ * reply, each part as text.
+ */
+export async function commitScript(client: AdminClient, name: string) {
+  const k = keysOf(name)
+  const raw = client.withTypeMapping({ [36]: Buffer } as const)
+  const id = (await client.hGet(k.meta, 'id'))!
+  return async (commitId: string, changes: (string | Buffer)[], sentBefore: boolean): Promise<string[]> => {
+    const reply = (await raw.evalSha(COMMIT.sha, {
+      keys: k.all,
+      arguments: [id, commitId, '', '', String(Date.now()), k.channel, pack([]), pack(changes), sentBefore ? '1' : '0'],
+    })) as unknown as Buffer[]
+    return reply.map(String)
+  }
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { COMMIT, pack, RECORDED_COMMITS, REMEMBERED_DELETES } from '../../../src/backends/redis/scripts.js'
-import { admin, entryFields, freshName, keysOf, open } from './helpers.js'
+import { RECORDED_COMMITS, REMEMBERED_DELETES } from '../../../src/backends/redis/scripts.js'
+import { admin, commitScript, entryFields, freshName, keysOf, open, recordedCommits } from './helpers.js'
 import { sharedRedis } from './server.js'
 
 // The two records the commit script keeps beside the entries stay bounded: the commit ids (for
@@ -19,21 +19,12 @@ if (shared !== undefined) {
       await store.set('a', 0)
       const k = keysOf(name)
       const raw = client.withTypeMapping({ [36]: Buffer } as const)
-      const id = (await client.hGet(k.meta, 'id'))!
       const [field] = await entryFields(client, k.entries)
       const sealed = (await raw.hGet(k.entries, field!)) as unknown as Buffer
+      const script = await commitScript(client, name)
       const commit = async (commitId: string, sentBefore: boolean) =>
-        String(
-          ((await raw.evalSha(COMMIT.sha, {
-            keys: k.all,
-            arguments: [
-              id, commitId, '', '', String(Date.now()), k.channel, pack([]), pack(['s', field!, sealed, '']),
-              sentBefore ? '1' : '0',
-            ],
-          })) as Buffer[])[0],
-        )
-      const recorded = async () =>
-        (await client.hLen(`anystore:{${name}}:commits`)) + (await client.hLen(`anystore:{${name}}:commits-2`))
+        (await script(commitId, ['s', field!, sealed, ''], sentBefore))[0]!
+      const recorded = () => recordedCommits(client, name)
       const total = 2 * RECORDED_COMMITS + 17
       // Sent in batches without waiting for each reply: one script call per commit all the same.
       for (let at = 1; at <= total; at += 1000) {
@@ -58,8 +49,7 @@ if (shared !== undefined) {
       const name = freshName()
       const store = await open(server, { name })
       await store.set('a', 1)
-      const recorded = async () =>
-        (await client.hLen(`anystore:{${name}}:commits`)) + (await client.hLen(`anystore:{${name}}:commits-2`))
+      const recorded = () => recordedCommits(client, name)
       const before = await recorded()
       expect(await store.delete('missing')).toBe(false)
       expect(await recorded()).toBe(before)

@@ -1,10 +1,10 @@
 import { join } from 'node:path'
 import { createClient } from 'redis'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { COMMIT, pack } from '../../../src/backends/redis/scripts.js'
+import { COMMIT } from '../../../src/backends/redis/scripts.js'
 import { AnyStore, type AnyStoreOptions, newKey } from '../../../src/index.js'
 import { exited, nextMessage, rejection, runFixture, spawnFixture, tempDir } from '../../helpers.js'
-import { admin, entryFields, freshName, keysOf, open, sleep } from './helpers.js'
+import { admin, commitScript, entryFields, freshName, keysOf, open, recordedCommits, sleep } from './helpers.js'
 import { startProxy } from './proxy.js'
 import { freePort, sharedRedis, startRedis } from './server.js'
 
@@ -314,8 +314,7 @@ if (shared !== undefined) {
       expect(await seq()).toBe(before + 2)
 
       // A commit that changed nothing is not recorded: sent again, it changes nothing again.
-      const recorded = async () =>
-        (await client.hLen(`anystore:{${name}}:commits`)) + (await client.hLen(`anystore:{${name}}:commits-2`))
+      const recorded = () => recordedCommits(client, name)
       const record = await recorded()
       proxy.dropReplyTo(COMMIT.sha)
       expect(await store.delete('missing')).toBe(false)
@@ -331,19 +330,14 @@ if (shared !== undefined) {
       const store = await open(server, { name })
       await store.set('a', 1)
       const k = keysOf(name)
-      const raw = client.withTypeMapping({ [36]: Buffer } as const)
-      const id = (await client.hGet(k.meta, 'id'))!
       const [field] = await entryFields(client, k.entries)
-      const commit = () =>
-        raw.evalSha(COMMIT.sha, {
-          keys: k.all,
-          arguments: [id, 'one-commit-id', '', '', String(Date.now()), k.channel, pack([]), pack(['d', field!]), '1'],
-        })
-      const first = (await commit()) as Buffer[]
+      const script = await commitScript(client, name)
+      const commit = () => script('one-commit-id', ['d', field!], true)
+      const first = await commit()
       const seq = await client.hGet(k.meta, 'seq')
-      const second = (await commit()) as Buffer[]
-      expect(first.map(String)).toEqual(['ok', '1'])
-      expect(second.map(String)).toEqual(['done', '1'])
+      const second = await commit()
+      expect(first).toEqual(['ok', '1'])
+      expect(second).toEqual(['done', '1'])
       expect(await client.hGet(k.meta, 'seq')).toBe(seq)
       expect(await store.has('a')).toBe(false)
     })

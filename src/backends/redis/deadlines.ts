@@ -31,8 +31,8 @@ export class Deadlines {
 
   /**
    * `attempt`'s outcome, or a rejection with TIMED_OUT once `deadline` (on the clock of
-   * monotonicNow) has passed. With `onExpire`, the deadline calls it first and rejects on the next turn of
-   * the event loop, so that a rejection it causes (an abort) arrives first.
+   * monotonicNow) has passed. With `onExpire`, the deadline calls it first and rejects on the
+   * next turn of the event loop, so that a rejection it causes (an abort) arrives first.
    */
   within<T>(attempt: Promise<T>, deadline: number, onExpire?: () => void): Promise<T> {
     return new Promise<T>((resolve, reject) => {

@@ -24,6 +24,7 @@ export interface Layout {
    * begins, so the record holds the last RECORDED_COMMITS to twice as many.
    */
   readonly commits: string
+  /** The record's other generation (see commits). */
   readonly commitsOther: string
   /**
    * Sorted set: keyed hash of a key whose entry expires → its expiry time (ms since the epoch),

@@ -142,6 +142,7 @@ export function fieldOf(keys: RedisKeys, storeId: Buffer, key: StoreKey): Buffer
   return hmac.digest().subarray(0, FIELD_SIZE)
 }
 
+/** The AES key of the entry with this salt, as long as the store's key (see EntryKeys). */
 function entryKey(keys: RedisKeys, salt: Buffer): Buffer {
   return keys.entries.derive(salt, keys.derived.keyLength)
 }

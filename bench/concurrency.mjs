@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url'
 import { openStore } from './lib/backends.mjs'
 import { check, freshDir, keyFor, valueFor } from './lib/data.mjs'
 import { measure } from './lib/harness.mjs'
-import { startLineChild } from './lib/line-child.mjs'
+import { releaseTogether, startLineChild } from './lib/line-child.mjs'
 import { populate } from './scenarios.mjs'
 
 const INCREMENTER = fileURLToPath(new URL('./fixtures/increment.mjs', import.meta.url))
@@ -101,12 +101,7 @@ export async function contend(kind, processes, count, warmUp = 0, backend = 'fil
   const contenders = Array.from({ length: processes }, () =>
     startContender(kind, path, count, warmUp, backend),
   )
-  for (const c of contenders) check((await c.ready) === 'ready', `${kind} contender starts`)
-  const done = contenders.map((c) => c.next())
-  const start = performance.now()
-  for (const c of contenders) c.child.stdin.end('go\n')
-  const reports = (await Promise.all(done)).map((line) => JSON.parse(line))
-  const wallMs = performance.now() - start
+  const { reports, wallMs } = await releaseTogether(contenders, `${kind} contender`)
   const total = processes * count
   const final = await readCounter(kind, path, backend)
   return {

@@ -6,7 +6,7 @@ import { openStore, redisUrl } from './lib/backends.mjs'
 import { clientOptions, REDIS_BENCH_KEY } from './lib/redis-server.mjs'
 import { check, drawIndexes, freshDir, keyFor, valueFor } from './lib/data.mjs'
 import { formatRatio, formatUs, printTable } from './lib/harness.mjs'
-import { startLineChild } from './lib/line-child.mjs'
+import { releaseTogether, startLineChild } from './lib/line-child.mjs'
 import { populate } from './scenarios.mjs'
 
 /**
@@ -243,12 +243,7 @@ async function readCounter(kind, name) {
 async function contendCounted(kind, processes, count, warmUp) {
   const name = `anystore-bench-inc:${freshDir(`redis-contend-${kind}`)}`
   const children = Array.from({ length: processes }, () => startIncrementer(kind, name, count, warmUp))
-  for (const c of children) check((await c.ready) === 'ready', `${kind} incrementer starts`)
-  const done = children.map((c) => c.next())
-  const start = performance.now()
-  for (const c of children) c.child.stdin.end('go\n')
-  const reports = (await Promise.all(done)).map((line) => JSON.parse(line))
-  const wallMs = performance.now() - start
+  const { reports, wallMs } = await releaseTogether(children, `${kind} incrementer`)
   const total = processes * count
   const final = await readCounter(kind, name)
   return {

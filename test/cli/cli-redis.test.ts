@@ -289,7 +289,7 @@ if (server === undefined) {
         code: 'ERR_ANYSTORE_WRONG_KEY',
       })
       // One commit: the store's commit number went from 0 to 1.
-      expect(await (await admin()).hGet(`anystore:{${name}}:meta`, 'seq')).toBe('1')
+      expect(await (await admin()).hGet(`anystore:{${name}}:entries`, 'seq')).toBe('1')
     })
 
     it('Redis → file re-seals under --to-key-file, in one commit; the source key does not open the copy', async () => {
@@ -439,7 +439,7 @@ if (server === undefined) {
       const entries = await copy.entries()
       expect(entries[0]).toEqual(['key:0', 0])
       expect(entries[count - 1]).toEqual([`key:${count - 1}`, count - 1])
-      expect(await (await admin()).hGet(`anystore:{${name}}:meta`, 'seq')).toBe('1')
+      expect(await (await admin()).hGet(`anystore:{${name}}:entries`, 'seq')).toBe('1')
     })
 
     it('a source value that does not decode is refused (exit 6) before the destination is created', async () => {

@@ -4,19 +4,18 @@
  * them all.
  */
 export interface Layout {
-  /** Hash: magic, format, store id, key check, key length, KDF block, commit counters. */
+  /** Hash: magic, format, store id, key check, key length, KDF block; written once. */
   readonly meta: string
   /**
-   * Hash: keyed hash of a key name → the sealed entry; and ENTRIES_ID_FIELD → the store id, so
-   * that a get reads the entry and the id that tells the store is still this one in one HMGET.
+   * Hash: keyed hash of a key name (16 bytes) → the sealed entry; and, under short names no
+   * field takes, the store's own: ENTRIES_ID_FIELD → the store id, so that a get reads the
+   * entry and the id that tells the store is still this one in one HMGET; `seq` → the commit
+   * number; `ins` → the number of inserts; `x` → '1' once an entry with an expiry was set since
+   * the last clear. A commit reads them with one HMGET and updates them with its entries.
    */
   readonly entries: string
   /** Sorted set: keyed hash → insertion sequence number, for Map order and ZCARD. */
   readonly order: string
-  /** Hash: keyed hash of a live key → the commit number of its last change. */
-  readonly versions: string
-  /** Hash: keyed hash of a deleted key → the commit number that deleted it. */
-  readonly deleted: string
   /**
    * Hashes: commit id → the results of its deletes, for commits sent again after a lost reply.
    * Two generations, by the commit number: commits numbered in an even span of
@@ -43,7 +42,7 @@ export interface Layout {
  * The field of the entries hash that holds the store id (hex). Entry fields are 16 bytes long,
  * so this one, 2 bytes, is never an entry's. Written when the store is created and again by
  * each clear; an entries hash that lacks it (edited on the server) makes a get read the id from
- * the meta instead, in a second round trip.
+ * the meta instead, in a second round trip, and a commit fail (the counters went with it).
  */
 export const ENTRIES_ID_FIELD = 'id'
 
@@ -53,8 +52,6 @@ export function layoutOf(name: string): Layout {
     meta: `${prefix}meta`,
     entries: `${prefix}entries`,
     order: `${prefix}order`,
-    versions: `${prefix}versions`,
-    deleted: `${prefix}deleted`,
     commits: `${prefix}commits`,
     commitsOther: `${prefix}commits-2`,
     expiry: `${prefix}expiry`,
@@ -68,8 +65,6 @@ export function allKeys(layout: Layout): string[] {
     layout.meta,
     layout.entries,
     layout.order,
-    layout.versions,
-    layout.deleted,
     layout.commits,
     layout.commitsOther,
     layout.expiry,

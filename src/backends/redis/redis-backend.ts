@@ -32,6 +32,7 @@ import {
   LAYOUT_VERSION,
   MAGIC,
   normalizeKey,
+  markOf,
   openEntry,
   type RedisKeys,
   redisKeys,
@@ -39,7 +40,7 @@ import {
   sealEntry,
   STORE_ID_SIZE,
 } from './sealing.js'
-import { COMMIT, INIT, pack, PAGE, READ, type Script, SIZE } from './scripts.js'
+import { COMMIT, INIT, pack, PAGE, type Script, SIZE } from './scripts.js'
 import type { RedisArgument, RedisCommands, ResolvedRedisOptions } from './types.js'
 import { type CommitSource, CommitWatcher, watchesStarting } from './watcher.js'
 
@@ -74,12 +75,12 @@ function fieldFor(store: Opened, key: StoreKey): Buffer {
 }
 
 /**
- * What a transaction read: each field with its version and whether it was there (an entry
- * seen that has expired by the commit is a change), and the commit number and time of the
+ * What a transaction read: each field with the mark of the entry read (see markOf; '' for
+ * none) and whether it was there (an entry seen that has expired by the commit is a change), and the commit number and time of the
  * first listing or count.
  */
 interface ReadSet {
-  readonly keys: Map<string, { field: Buffer; version: string; key: StoreKey; present: boolean }>
+  readonly keys: Map<string, { field: Buffer; mark: Buffer | ''; key: StoreKey; present: boolean }>
   listed: { seq: string; now: number } | undefined
 }
 
@@ -185,9 +186,6 @@ export class RedisBackend implements Backend {
       'id', id.toString('hex'),
       'check', check.toString('hex'),
       'keylen', String(keyLength),
-      'seq', '0',
-      'base', '0',
-      'inserts', '0',
     ]
     if (sealing.kdf !== undefined) fields.push('kdf', sealing.kdf.toString('hex'))
     // Another process may have created it meanwhile: then its meta comes back, and is checked.
@@ -295,6 +293,9 @@ export class RedisBackend implements Backend {
       const found = text(answer[1])
       return new StoreReplacedError(this.location, store.idHex, found === '' ? '(none: the store was deleted)' : found)
     }
+    if (what === 'damaged') {
+      return new CorruptFileError(this.location, "the entries hash lacks the store's id or counters (changed on the server)")
+    }
     return new CorruptFileError(this.location, `a script answered ${what}`)
   }
 
@@ -339,14 +340,18 @@ export class RedisBackend implements Backend {
     const field = fieldFor(store, key)
     // The time the call began: a read that began before the entry expired may still see it.
     const now = Date.now()
+    return this.#live(store, field, await this.#sealed(store, field), now)?.[1]
+  }
+
+  /** The sealed entry under `field` (null: none), read with the store id in one HMGET. */
+  async #sealed(store: Opened, field: Buffer): Promise<unknown> {
     const { entries } = this.#layout
     const found = await this.#connection.call('read', (c) => c.hmGet(entries, [ENTRIES_ID_FIELD, field]))
     const [id, sealed] = Array.isArray(found) ? found : []
-    if (id !== null && id !== undefined && text(id) === store.idHex) return this.#live(store, field, sealed, now)?.[1]
+    if (id !== null && id !== undefined && text(id) === store.idHex) return sealed
     // The entries hash does not say it is this store's (it lacks the id, or holds another
     // store's): the meta decides, as the scripts read it.
-    const again = await this.#read(store, (c) => c.hGet(entries, field))
-    return this.#live(store, field, again, now)?.[1]
+    return this.#read(store, (c) => c.hGet(entries, field))
   }
 
   /** As get(): whether an entry has expired is known only once it is opened (see #live). */
@@ -362,8 +367,8 @@ export class RedisBackend implements Backend {
 
   /** The SIZE script: the commit number and the number of entries not expired at `now`. */
   async #count(store: Opened, now: number): Promise<[seq: string, count: number]> {
-    const { meta, order, expiry } = this.#layout
-    const answer = await this.#script('read', SIZE, [meta, order, expiry], [store.idHex, String(now)])
+    const { meta, entries, order, expiry } = this.#layout
+    const answer = await this.#script('read', SIZE, [meta, entries, order, expiry], [store.idHex, String(now)])
     if (text(answer[0]) !== 'ok') throw this.#notOk(store, answer)
     return [text(answer[1]), Number(answer[2])]
   }
@@ -436,23 +441,18 @@ export class RedisBackend implements Backend {
       if (ended) throw new StoreClosedError('transaction')
       this.#assertOpen()
     }
-    const { meta, entries, versions, deleted, expiry } = this.#layout
     const read = async (key: StoreKey): Promise<Entry | undefined> => {
       use()
       if (store === undefined) return undefined
       const field = fieldFor(store, key)
       const now = Date.now()
-      const answer = await this.#script('read', READ, [meta, entries, versions, deleted, expiry], [
-        store.idHex,
-        field,
-        String(now),
-      ])
-      if (text(answer[0]) !== 'ok') throw this.#notOk(store, answer)
-      const entry = this.#live(store, field, answer[2], now)?.[1]
+      const sealed = await this.#sealed(store, field)
+      const entry = this.#live(store, field, sealed, now)?.[1]
       const hex = field.toString('hex')
       const seen = reads.keys.get(hex)
       if (seen === undefined) {
-        reads.keys.set(hex, { field, version: text(answer[1]), key, present: entry !== undefined })
+        const mark = Buffer.isBuffer(sealed) ? markOf(sealed) : ''
+        reads.keys.set(hex, { field, mark, key, present: entry !== undefined })
       } else if (entry !== undefined) {
         seen.present = true
       }
@@ -517,7 +517,7 @@ export class RedisBackend implements Backend {
       this.#layout.channel,
     ]
     const read: RedisArgument[] = []
-    for (const { field, version, present } of reads.keys.values()) read.push(field, version, present ? '1' : '0')
+    for (const { field, mark, present } of reads.keys.values()) read.push(field, mark, present ? '1' : '0')
     const written: RedisArgument[] = []
     for (const change of changes) {
       switch (change.kind) {

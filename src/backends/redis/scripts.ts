@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import { ENTRIES_ID_FIELD } from './layout.js'
+import { MARK_AT, MARK_SIZE } from './sealing.js'
 
 /**
  * The server side of the Redis backend: Lua scripts, each atomic on the server, sent with
@@ -27,14 +28,6 @@ function script(name: string, text: string): Script {
 export const RECORDED_COMMITS = 10_000
 
 /**
- * Absent keys whose deletion is remembered (so that a transaction that read one as absent
- * sees that it was set and deleted since). Past this many, they are forgotten at once and every
- * absent key takes the current commit number: transactions that read an absent key then retry.
- */
-export const REMEMBERED_DELETES = 1000
-
-
-/**
  * At most this many expired entries are dropped by one commit, besides those its own changes
  * touch: the work of a commit stays bounded however many entries expired at once. The rest stay
  * (hidden from every read) until the next commits, each of which drops as many again.
@@ -53,7 +46,7 @@ export const EXPIRED_PER_COMMIT = 128
 export const INIT = script(
   'init',
   `
-local expected = {'hash', 'hash', 'zset', 'hash', 'hash', 'hash', 'hash', 'zset'}
+local expected = {'hash', 'hash', 'zset', 'hash', 'hash', 'zset'}
 local metaType = redis.call('TYPE', KEYS[1])['ok']
 if metaType ~= 'none' and metaType ~= 'hash' then return {'foreign', KEYS[1], metaType} end
 for i = 2, #KEYS do
@@ -70,21 +63,10 @@ if metaType == 'hash' then
 end
 if ARGV[1] ~= '1' or #ARGV < 2 then return {'absent'} end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('HSET', KEYS[2], '${ENTRIES_ID_FIELD}', redis.call('HGET', KEYS[1], 'id'))
+redis.call('HSET', KEYS[2], '${ENTRIES_ID_FIELD}', redis.call('HGET', KEYS[1], 'id'), 'seq', '0', 'ins', '0')
 return {'created'}
 `,
 )
-
-/**
- * The version of a field (the commit number of its last change) shared by the scripts below:
- * a live key's own, else the commit that deleted it, else the base (the last clear, or the
- * last time the deletions were forgotten). Never reused, and never lower than a value it had.
- */
-const VERSION_OF = `
-local function versionOf(meta, versions, deleted, f)
-  return redis.call('HGET', versions, f) or redis.call('HGET', deleted, f) or redis.call('HGET', meta, 'base')
-end
-`
 
 /**
  * Whether field `f` has expired at `now` by the expiry index (a number). The client's clock
@@ -99,33 +81,30 @@ end
 `
 
 /**
- * One key's entry with its version, read together. KEYS: meta, entries, versions, deleted,
- * expiry. ARGV: store id, field, now. Returns {'ok', version, sealed entry} or {'ok', version}
- * (absent, or expired by the index at now), or {'replaced', store id found or ''}.
+ * The answer of a script whose entries hash does not hold this store's id and counters: the
+ * meta decides between another store under the name ({'replaced', id found or ''}) and an
+ * entries hash changed on the server ({'damaged'}). KEYS[1] is the meta, ARGV[1] the store id.
  */
-export const READ = script(
-  'read',
-  `${VERSION_OF}${EXPIRED_AT}
-local id = redis.call('HGET', KEYS[1], 'id')
-if id ~= ARGV[1] then return {'replaced', id or ''} end
-local version = versionOf(KEYS[1], KEYS[3], KEYS[4], ARGV[2])
-if expiredAt(KEYS[5], ARGV[2], tonumber(ARGV[3])) then return {'ok', version} end
-return {'ok', version, redis.call('HGET', KEYS[2], ARGV[2])}
-`,
-)
+const NOT_OURS = `
+local function notOurs()
+  local found = redis.call('HGET', KEYS[1], 'id')
+  if found ~= ARGV[1] then return {'replaced', found or ''} end
+  return {'damaged'}
+end
+`
 
 /**
  * The number of entries not expired at now, with the commit number it belongs to: the order
- * set's count less the index's count up to now, both O(log n) at most. KEYS: meta, order,
- * expiry. ARGV: store id, now. Returns {'ok', commit number, count} or {'replaced', id}.
+ * set's count less the index's count up to now, both O(log n) at most. KEYS: meta, entries,
+ * order, expiry. ARGV: store id, now. Returns {'ok', commit number, count}, or as NOT_OURS.
  */
 export const SIZE = script(
   'size',
-  `
-local id = redis.call('HGET', KEYS[1], 'id')
-if id ~= ARGV[1] then return {'replaced', id or ''} end
-local count = redis.call('ZCARD', KEYS[2]) - redis.call('ZCOUNT', KEYS[3], '-inf', ARGV[2])
-return {'ok', redis.call('HGET', KEYS[1], 'seq'), count}
+  `${NOT_OURS}
+local id, seq = unpack(redis.call('HMGET', KEYS[2], '${ENTRIES_ID_FIELD}', 'seq'))
+if id ~= ARGV[1] or not seq then return notOurs() end
+local count = redis.call('ZCARD', KEYS[3]) - redis.call('ZCOUNT', KEYS[4], '-inf', ARGV[2])
+return {'ok', seq, count}
 `,
 )
 
@@ -133,18 +112,18 @@ return {'ok', redis.call('HGET', KEYS[1], 'seq'), count}
  * One page of entries in insertion order, with the commit number it belongs to. KEYS: meta,
  * entries, order, expiry. ARGV: store id, the lowest score ('-inf', or '(' and the last score
  * seen), the page size, now. Returns {'ok', commit number, number of keys scanned, last score
- * scanned, field, sealed entry, ...} or {'replaced', id}: the keys expired by the index at now
+ * scanned, field, sealed entry, ...}, or as NOT_OURS: the keys expired by the index at now
  * are scanned but not returned. Paging by score, not index: a key that stays in the store
  * keeps its score, so it is listed once even while other keys come and go between pages.
  */
 export const PAGE = script(
   'page',
-  `
-local id = redis.call('HGET', KEYS[1], 'id')
-if id ~= ARGV[1] then return {'replaced', id or ''} end
+  `${NOT_OURS}
+local id, seq = unpack(redis.call('HMGET', KEYS[2], '${ENTRIES_ID_FIELD}', 'seq'))
+if id ~= ARGV[1] or not seq then return notOurs() end
 local page = redis.call('ZRANGE', KEYS[3], ARGV[2], '+inf', 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]), 'WITHSCORES')
 local scanned = #page / 2
-local out = {'ok', redis.call('HGET', KEYS[1], 'seq'), scanned, scanned == 0 and '' or page[#page]}
+local out = {'ok', seq, scanned, scanned == 0 and '' or page[#page]}
 if scanned == 0 then return out end
 local fields = {}
 for i = 1, #page, 2 do fields[#fields + 1] = page[i] end
@@ -201,15 +180,20 @@ end
  * KEYS: allKeys(layout). ARGV: store id, commit id ('' for a commit without changes, which
  * only checks), the commit number a listing was read at ('' for none), the time of that
  * listing ('' for none), now (the client's clock, ms since the epoch), the channel to announce
- * on, then two packs (see pack()): the keys read, as field, version, '1' if it was read present
- * (else '0') for each; and the changes: 's' field sealed-entry expiry-time ('' for none),
- * 'd' field, 'c'; last, '1' if this commit may have been sent before (its reply lost), else
- * '0': only then is its id looked up in the record. Packed, a commit of any size is a fixed
- * number of arguments: one argument per field would overflow the client's stack past about
- * 100,000 (25,000 sets).
+ * on, then two packs (see pack()): the keys read, as field, mark (see markOf: the entry read,
+ * '' for none), '1' if it was read present, else '0' (none, or expired) for each; and the
+ * changes: 's' field sealed-entry expiry-time ('' for none), 'd' field, 'c'; last, '1' if this
+ * commit may have been sent before (its reply lost), else '0': only then is its id looked up
+ * in the record. Packed, a commit of any size is a fixed number of arguments: one argument per
+ * field would overflow the client's stack past about 100,000 (25,000 sets).
  * Returns {'ok', results}, {'done', results} (this commit id was applied before: its reply was
- * lost, and it is not applied again), {'conflict', field or ''} (nothing applied) or
- * {'replaced', id}. The results hold one '1' or '0' per delete, in order: whether it existed.
+ * lost, and it is not applied again), {'conflict', field or ''} (nothing applied), or as
+ * NOT_OURS. The results hold one '1' or '0' per delete, in order: whether it existed.
+ *
+ * A read holds while the key's entry is the one read: every write seals anew under fresh
+ * random bytes, so an entry's mark names one write of it, and no per-key version is kept. A
+ * key read absent holds while it is absent (or holds the entry that had expired when read),
+ * whatever happened to it in between: the transaction then reads what it would read now.
  *
  * A commit that changed something is announced on the channel (a shard channel: SPUBLISH,
  * served by the node of the store's slot), if anyone listens there: `store id:commit
@@ -220,11 +204,18 @@ end
  */
 export const COMMIT = script(
   'commit',
-  `${VERSION_OF}${EXPIRED_AT}${TAKE}
-local meta, entries, order, versions, deleted, commits, commitsOther, expiry = unpack(KEYS)
+  `${NOT_OURS}${EXPIRED_AT}${TAKE}
+local meta, entries, order, commits, commitsOther, expiry = unpack(KEYS)
 local function int(n) return string.format('%.0f', n) end
-local id, seqText, insertsText = unpack(redis.call('HMGET', meta, 'id', 'seq', 'inserts'))
-if id ~= ARGV[1] then return {'replaced', id or ''} end
+local id, seqText, insertsText, flagged = unpack(redis.call('HMGET', entries, '${ENTRIES_ID_FIELD}', 'seq', 'ins', 'x'))
+-- An id missing from the entries hash (edited on the server) is taken from the meta, and put back.
+local restoreId = false
+if id ~= ARGV[1] then
+  if id or redis.call('HGET', meta, 'id') ~= ARGV[1] then return notOurs() end
+  id = ARGV[1]
+  restoreId = true
+end
+if not seqText or not insertsText then return notOurs() end
 local commitId = ARGV[2]
 -- A commit id is drawn afresh for each commit: only one sent again can be in the record.
 if commitId ~= '' and ARGV[9] == '1' then
@@ -233,9 +224,11 @@ if commitId ~= '' and ARGV[9] == '1' then
 end
 local seq = tonumber(seqText)
 local now = tonumber(ARGV[5])
--- A store without expiring entries skips every look at the index.
-local indexed = redis.call('EXISTS', expiry) == 1
+-- The field x marks a store that has had expiring entries since its last clear: a store
+-- without any skips every look at the index.
+local indexed = flagged and redis.call('EXISTS', expiry) == 1
 local function expired(f) return indexed and expiredAt(expiry, f, now) end
+local function markOf(sealed) return sealed and string.sub(sealed, ${MARK_AT + 1}, ${MARK_AT + MARK_SIZE}) or '' end
 if ARGV[3] ~= '' then
   if tonumber(ARGV[3]) ~= seq then return {'conflict', ''} end
   -- An entry that was listed and has expired since: the listing no longer holds.
@@ -243,22 +236,24 @@ if ARGV[3] ~= '' then
 end
 local reads, at = ARGV[7], 1
 while at <= #reads do
-  local f, version, present
+  local f, mark, present
   f, at = take(reads, at)
-  version, at = take(reads, at)
+  mark, at = take(reads, at)
   present, at = take(reads, at)
-  if tonumber(versionOf(meta, versions, deleted, f)) ~= tonumber(version) then
+  local current = redis.call('HGET', entries, f)
+  if present == '1' then
+    if markOf(current) ~= mark or expired(f) then return {'conflict', f} end
+  elseif current and markOf(current) ~= mark then
     return {'conflict', f}
   end
-  if present == '1' and expired(f) then return {'conflict', f} end
 end
 local nextSeq = seq + 1
 local inserts = tonumber(insertsText)
--- Whether this commit recorded a deletion: only then can the record have grown past its bound.
-local recordedDeletes = false
-local base = nil
 local changed = false
 local cleared = false
+-- Whether the new commit number is written yet (with the first set), and the insert count.
+local counted = false
+local insertsChanged = false
 local results = {}
 -- The fields to announce, each once, in the order first touched.
 local touched, announced = {}, {}
@@ -273,9 +268,6 @@ local function drop(f)
   if indexed then redis.call('ZREM', expiry, f) end
   if redis.call('HDEL', entries, f) == 1 then
     redis.call('ZREM', order, f)
-    redis.call('HDEL', versions, f)
-    redis.call('HSET', deleted, f, int(nextSeq))
-    recordedDeletes = true
     changed = true
   end
 end
@@ -295,18 +287,29 @@ while pos <= #changes do
     at, pos = take(changes, pos)
     -- An expired entry is absent: a set of its key is the set of a new key.
     if expired(f) then drop(f) end
-    if redis.call('HSET', entries, f, sealed) == 1 then
+    local added
+    if counted then
+      added = redis.call('HSET', entries, f, sealed)
+    else
+      -- The commit number rides with the first set: one call where a lone set needs one.
+      added = redis.call('HSET', entries, f, sealed, 'seq', int(nextSeq))
+      counted = true
+    end
+    if added == 1 then
       inserts = inserts + 1
+      insertsChanged = true
       redis.call('ZADD', order, int(inserts), f)
-      redis.call('HDEL', deleted, f)
     end
     if at ~= '' then
       redis.call('ZADD', expiry, at, f)
+      if not flagged then
+        redis.call('HSET', entries, 'x', '1')
+        flagged = true
+      end
       indexed = true
     elseif indexed then
       redis.call('ZREM', expiry, f)
     end
-    redis.call('HSET', versions, f, int(nextSeq))
     changed = true
     touch(f)
     sets[#sets + 1] = f
@@ -317,9 +320,6 @@ while pos <= #changes do
     if redis.call('HDEL', entries, f) == 1 then
       redis.call('ZREM', order, f)
       if indexed then redis.call('ZREM', expiry, f) end
-      redis.call('HDEL', versions, f)
-      redis.call('HSET', deleted, f, int(nextSeq))
-      recordedDeletes = true
       changed = true
       touch(f)
       results[#results + 1] = '1'
@@ -328,12 +328,14 @@ while pos <= #changes do
     end
   elseif op == 'c' then
     if redis.call('ZCARD', order) > 0 then
-      redis.call('DEL', entries, order, versions, deleted, expiry)
-      redis.call('HSET', entries, '${ENTRIES_ID_FIELD}', id)
-      base = nextSeq
+      redis.call('DEL', entries, order, expiry)
+      redis.call('HSET', entries, '${ENTRIES_ID_FIELD}', id, 'seq', int(nextSeq), 'ins', int(inserts))
+      counted = true
+      insertsChanged = false
       changed = true
       cleared = true
       indexed = false
+      flagged = false
     end
   else
     return redis.error_reply('ERR anystore: unknown change ' .. tostring(op))
@@ -346,12 +348,11 @@ if indexed then
   end
 end
 if changed then
-  if recordedDeletes and redis.call('HLEN', deleted) > ${REMEMBERED_DELETES} then
-    redis.call('DEL', deleted)
-    base = nextSeq
+  if not counted then
+    redis.call('HSET', entries, 'seq', int(nextSeq))
   end
-  redis.call('HSET', meta, 'seq', int(nextSeq), 'inserts', int(inserts))
-  if base then redis.call('HSET', meta, 'base', int(base)) end
+  if insertsChanged then redis.call('HSET', entries, 'ins', int(inserts)) end
+  if restoreId and not cleared then redis.call('HSET', entries, '${ENTRIES_ID_FIELD}', id) end
   -- pcall: a server without sharded pub/sub (before Redis 7.0) has no listeners to tell.
   local listening = redis.pcall('PUBSUB', 'SHARDNUMSUB', ARGV[6])
   if type(listening) == 'table' and tonumber(listening[2] or 0) > 0 then

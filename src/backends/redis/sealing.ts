@@ -36,6 +36,19 @@ const NONCE_AT = SALT_AT + SALT_SIZE
 const CIPHERTEXT_AT = NONCE_AT + NONCE_SIZE
 export const SEALING_OVERHEAD = CIPHERTEXT_AT + TAG_SIZE
 
+/**
+ * An entry's mark: 16 of the random bytes each sealing draws (the salt and a byte of the
+ * nonce), which name one write of an entry. A transaction's read holds while the entry's mark
+ * is the one read (the commit script compares them), so no per-key version is stored.
+ */
+export const MARK_AT = SALT_AT
+export const MARK_SIZE = 16
+
+/** The mark of a sealed entry (see MARK_AT). */
+export function markOf(sealed: Buffer): Buffer {
+  return sealed.subarray(MARK_AT, MARK_AT + MARK_SIZE)
+}
+
 const NAMES_INFO = 'anystore/redis/v1/key-names'
 const ENTRIES_INFO = 'anystore/redis/v1/entries'
 const AAD_LABEL = Buffer.from('anystore/redis/v1/entry\0', 'ascii')

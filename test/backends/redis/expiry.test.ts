@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { EXPIRED_PER_COMMIT, PAGE, SIZE } from '../../../src/backends/redis/scripts.js'
 import { newKey } from '../../../src/index.js'
-import { admin, freshName, keysOf, open, sleep } from './helpers.js'
+import { admin, entryFields, freshName, keysOf, open, sleep } from './helpers.js'
 import { sharedRedis } from './server.js'
 
 // Expiry on Redis beyond what the conformance suite checks on every backend: the index the
@@ -57,7 +57,7 @@ if (shared !== undefined) {
       const k = keysOf(name)
       const id = (await client.hGet(k.meta, 'id'))!
       const size = async (now: number) =>
-        ((await client.evalSha(SIZE.sha, { keys: [k.meta, k.order, k.expiry], arguments: [id, String(now)] })) as unknown[])[2]
+        ((await client.evalSha(SIZE.sha, { keys: [k.meta, k.entries, k.order, k.expiry], arguments: [id, String(now)] })) as unknown[])[2]
       const listed = async (now: number) =>
         ((await client.evalSha(PAGE.sha, {
           keys: [k.meta, k.entries, k.order, k.expiry],
@@ -119,15 +119,15 @@ if (shared !== undefined) {
       })
       await store.set('kept', 1)
       const k = keysOf(name)
-      // The entries hash also holds the store id (one field), besides the entries.
-      const stored = async () => (await client.hLen(k.entries)) - 1
+      // The entries hash also holds the store id and counters, besides the entries.
+      const stored = async () => (await entryFields(client, k.entries)).length
       expect(await stored()).toBe(count + 1)
       await until(at)
       // Hidden at once, by reads that write nothing.
-      const seq = await client.hGet(k.meta, 'seq')
+      const seq = await client.hGet(k.entries, 'seq')
       expect(await store.size()).toBe(1)
       expect(await store.keys()).toEqual(['kept'])
-      expect(await client.hGet(k.meta, 'seq')).toBe(seq)
+      expect(await client.hGet(k.entries, 'seq')).toBe(seq)
       expect(await stored()).toBe(count + 1)
       // Each commit drops its share, and its own keys whatever their number.
       await store.set('n1', 1)

@@ -22,7 +22,7 @@ export const keysOf = (name: string) => {
     channel: `${prefix}changes`,
     commits: `${prefix}commits`,
     commitsOther: `${prefix}commits-2`,
-    all: ['meta', 'entries', 'order', 'versions', 'deleted', 'commits', 'commits-2', 'expiry'].map(
+    all: ['meta', 'entries', 'order', 'commits', 'commits-2', 'expiry'].map(
       (k) => `${prefix}${k}`,
     ),
   }
@@ -30,7 +30,7 @@ export const keysOf = (name: string) => {
 
 /**
  * The fields of the entries hash `entries` that hold entries (16 bytes each), as Buffers: the
- * hash also holds the store id under the field `id`.
+ * hash also holds the store id and counters under short fields (`id`, `seq`, `ins`, `x`).
  */
 export async function entryFields(client: { hKeys(key: string): Promise<unknown> }, entries: string): Promise<Buffer[]> {
   const raw = (client as unknown as { withTypeMapping(m: object): typeof client }).withTypeMapping({ [36]: Buffer })

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import { RECORDED_COMMITS, REMEMBERED_DELETES } from '../../../src/backends/redis/scripts.js'
+import { RECORDED_COMMITS } from '../../../src/backends/redis/scripts.js'
 import { admin, commitScript, entryFields, freshName, keysOf, open, recordedCommits } from './helpers.js'
 import { sharedRedis } from './server.js'
 
-// The two records the commit script keeps beside the entries stay bounded: the commit ids (for
-// a commit sent again after a lost reply) and the deleted keys (for the versions of absent keys).
+// What the commit script keeps beside the entries: the commit ids (for a commit sent again after
+// a lost reply), bounded, and no version per key, live or deleted.
 
 const shared = await sharedRedis('redis backend: bounded records')
 
@@ -57,34 +57,56 @@ if (shared !== undefined) {
       expect(await recorded()).toBe(before + 1)
     })
 
-    it('forgets the deleted keys past REMEMBERED_DELETES, and a transaction that read one absent then retries once', async () => {
+    it('keeps no version per key: a read holds while the entry is the one read, and a key read absent while it is absent', async () => {
       const client = await admin(server)
       const name = freshName()
       const store = await open(server, { name })
       const k = keysOf(name)
-      const deleted = `anystore:{${name}}:deleted`
-      await store.run(async (tx) => {
-        for (let i = 0; i <= REMEMBERED_DELETES; i++) await tx.set(`k${i}`, i)
-      })
-      for (let i = 0; i < REMEMBERED_DELETES; i++) await store.delete(`k${i}`)
-      expect(await client.hLen(deleted)).toBe(REMEMBERED_DELETES)
-      // Sets of keys never deleted leave the record as it is.
-      for (let i = 0; i < 5; i++) await store.set('other', i)
-      expect(await client.hLen(deleted)).toBe(REMEMBERED_DELETES)
-      const base = await client.hGet(k.meta, 'base')
+      await store.set('a', 1)
+      await store.set('gone', 1)
+      await store.delete('gone')
+      // The whole store: its meta, one field per entry beside the id and counters, the order
+      // and the commit record. Nothing for the deleted key.
+      expect((await client.keys(`anystore:{${name}}:*`)).sort()).toEqual([k.commits, k.entries, k.meta, k.order].sort())
+      const raw = client.withTypeMapping({ [36]: Buffer } as const)
+      const own = ((await raw.hKeys(k.entries)) as unknown as Buffer[]).filter((f) => f.length !== 16)
+      expect(own.map(String).sort()).toEqual(['id', 'ins', 'seq'])
+      expect(await entryFields(client, k.entries)).toHaveLength(1)
+
+      // The same value written again by someone else is another write: the read no longer holds.
       let calls = 0
       await store.run(async (tx) => {
         calls++
-        await tx.get('k0')
-        // One more delete, by someone else, while this one runs: past the bound, the record
-        // goes, and every absent key takes the current commit as its version.
-        if (calls === 1) await store.delete(`k${REMEMBERED_DELETES}`)
-        await tx.set('seen', calls)
+        const seen = (await tx.get('a')) as number
+        if (calls === 1) await store.set('a', seen)
+        await tx.set('a', seen + 1)
       })
-      expect(await client.hLen(deleted)).toBe(0)
-      expect(await client.hGet(k.meta, 'base')).not.toBe(base)
       expect(calls).toBe(2)
-      expect(await store.get('seen')).toBe(2)
+      expect(await store.get('a')).toBe(2)
+
+      // Set and deleted again meanwhile, a key read absent is still absent: the read holds.
+      calls = 0
+      await store.run(async (tx) => {
+        calls++
+        expect(await tx.get('b')).toBeUndefined()
+        if (calls === 1) {
+          await store.set('b', 'brief')
+          await store.delete('b')
+        }
+        await tx.set('b', calls)
+      })
+      expect(calls).toBe(1)
+      expect(await store.get('b')).toBe(1)
+
+      // Set meanwhile and still there, it is a conflict.
+      calls = 0
+      await store.run(async (tx) => {
+        calls++
+        if ((await tx.get('c')) === undefined && calls === 1) await store.set('c', 'theirs')
+        await tx.set('c', `mine ${calls}`)
+      })
+      expect(calls).toBe(2)
+      expect(await store.get('c')).toBe('mine 2')
     })
   })
 }

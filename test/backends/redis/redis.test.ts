@@ -288,7 +288,7 @@ if (shared !== undefined) {
       onTestFinished(() => store.close())
       await store.set('a', 1)
       await store.set('n', 5)
-      const seq = async () => Number(await client.hGet(keysOf(name).meta, 'seq'))
+      const seq = async () => Number(await client.hGet(keysOf(name).entries, 'seq'))
       const before = await seq()
 
       proxy.dropReplyTo(COMMIT.sha)
@@ -334,11 +334,11 @@ if (shared !== undefined) {
       const script = await commitScript(client, name)
       const commit = () => script('one-commit-id', ['d', field!], true)
       const first = await commit()
-      const seq = await client.hGet(k.meta, 'seq')
+      const seq = await client.hGet(k.entries, 'seq')
       const second = await commit()
       expect(first).toEqual(['ok', '1'])
       expect(second).toEqual(['done', '1'])
-      expect(await client.hGet(k.meta, 'seq')).toBe(seq)
+      expect(await client.hGet(k.entries, 'seq')).toBe(seq)
       expect(await store.has('a')).toBe(false)
     })
   })
@@ -349,7 +349,7 @@ if (shared !== undefined) {
       const name = freshName()
       const store = await open(server, { name })
       await store.set('old', 0)
-      const seq = async () => Number(await client.hGet(keysOf(name).meta, 'seq'))
+      const seq = async () => Number(await client.hGet(keysOf(name).entries, 'seq'))
       const before = await seq()
       const results = await Promise.all([
         ...Array.from({ length: 100 }, (_, i) => store.set(`k${i}`, i)),

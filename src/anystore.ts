@@ -536,6 +536,13 @@ export class AnyStore<V = unknown> {
       return batch
     }
     try {
+      const { backend } = queue
+      if (backend.commitWrites !== undefined) {
+        const writes = take()
+        const results = writes.length === 0 ? [] : await backend.commitWrites(writes.map((p) => p.change))
+        for (const [i, p] of writes.entries()) p.resolve(results[i])
+        return
+      }
       const results = await this.#transact(
         queue.backend,
         async (btx): Promise<Attempt<readonly ChangeResult[]>> => {

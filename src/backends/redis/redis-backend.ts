@@ -84,6 +84,9 @@ interface ReadSet {
   listed: { seq: string; now: number } | undefined
 }
 
+/** The read set of a commit that read nothing. */
+const NO_READS: ReadSet = { keys: new Map(), listed: undefined }
+
 /** One entry of a listing, with its field. */
 type Listed = [field: Buffer, key: StoreKey, entry: Entry]
 
@@ -498,6 +501,17 @@ export class RedisBackend implements Backend {
     } finally {
       ended = true
     }
+  }
+
+  /** Writes that read nothing: one commit script call, which cannot conflict. */
+  async commitWrites(changes: readonly Change[]): Promise<readonly ChangeResult[]> {
+    if (this.readOnly) throw new ReadOnlyError(this.location, 'commit')
+    const store = this.#opened ?? (await this.#store())
+    // A writable instance creates the store as it opens: it is there from then on.
+    if (store === undefined) throw new Error('a writable Redis store without its store')
+    const outcome = await this.#commit(store, NO_READS, changes)
+    if (!outcome.committed) throw new Error(`a commit that read nothing conflicted: ${outcome.conflict}`)
+    return outcome.results
   }
 
   /** One script call: the read set is checked and the changes applied, or nothing happens. */

@@ -40,7 +40,7 @@ import {
   sealEntry,
   STORE_ID_SIZE,
 } from './sealing.js'
-import { COMMIT, INIT, pack, PAGE, type Script, SIZE } from './scripts.js'
+import { COMMIT, INIT, pack, PAGE, type Script, SIZE, UNPACKED_CHANGES } from './scripts.js'
 import type { RedisArgument, RedisCommands, ResolvedRedisOptions } from './types.js'
 import { type CommitSource, CommitWatcher, watchesStarting } from './watcher.js'
 
@@ -116,6 +116,8 @@ export class RedisBackend implements Backend {
   readonly readOnly: boolean
   readonly #connection: RedisConnection
   readonly #layout: Layout
+  /** allKeys(layout), made once: every commit sends them. */
+  readonly #keys: string[]
   readonly #keyring: KeyRing
   readonly #timeoutMs: number
   /** Undefined only for a read-only instance opened before the store was created. */
@@ -147,6 +149,7 @@ export class RedisBackend implements Backend {
     this.#connection = connection
     this.location = location
     this.#layout = layoutOf(name)
+    this.#keys = allKeys(this.#layout)
     this.#keyring = keyring
     this.readOnly = readOnly
     this.#timeoutMs = timeoutMs
@@ -550,11 +553,13 @@ export class RedisBackend implements Backend {
           break
       }
     }
-    args.push(pack(read), pack(written))
-    const answer = await this.#script('write', COMMIT, allKeys(this.#layout), (sentBefore) => [
-      ...args,
-      sentBefore ? '1' : '0',
-    ])
+    const unpacked = written.length <= UNPACKED_CHANGES
+    args.push(pack(read), unpacked ? '' : pack(written))
+    const answer = await this.#script('write', COMMIT, this.#keys, (sentBefore) => {
+      const all = [...args, sentBefore ? '1' : '0']
+      if (unpacked) all.push(...written)
+      return all
+    })
     const what = text(answer[0])
     if (what === 'conflict') {
       const field = Buffer.isBuffer(answer[1]) ? answer[1].toString('hex') : ''

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { createClient } from 'redis'
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { COMMIT } from '../../../src/backends/redis/scripts.js'
+import { COMMIT, UNPACKED_CHANGES } from '../../../src/backends/redis/scripts.js'
 import { AnyStore, type AnyStoreOptions, newKey } from '../../../src/index.js'
 import { exited, nextMessage, rejection, runFixture, spawnFixture, tempDir } from '../../helpers.js'
 import { admin, commitScript, entryFields, freshName, keysOf, open, recordedCommits, sleep } from './helpers.js'
@@ -359,6 +359,19 @@ if (shared !== undefined) {
       expect(results.slice(100)).toEqual([true, false])
       expect(await seq()).toBe(before + 1)
       expect(await store.size()).toBe(100)
+    })
+
+    it('a commit sends its changes as arguments up to UNPACKED_CHANGES, packed past it, with the same outcome', async () => {
+      const store = await open(server)
+      // A set is 4 arguments, a delete 2: 64 sets fill the limit, and one delete more passes it.
+      for (const extra of [[], ['k0']]) {
+        const sets = Array.from({ length: UNPACKED_CHANGES / 4 }, (_, i) => store.set(`k${i}`, `${extra.length}:${i}`))
+        const deletes = extra.map((key) => store.delete(key))
+        const results = await Promise.all([...sets, ...deletes])
+        expect(results.slice(sets.length)).toEqual(extra.map(() => true))
+        const expected = Array.from({ length: UNPACKED_CHANGES / 4 }, (_, i) => [`k${i}`, `${extra.length}:${i}`])
+        expect(await store.entries()).toEqual(extra.length === 0 ? expected : expected.slice(1))
+      }
     })
   })
 

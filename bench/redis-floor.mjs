@@ -400,7 +400,7 @@ export async function redisSideBySide(mode, server) {
   const rateRatio = (kind) =>
     spread(runsOf.anystore.map((r, i) => r.opsPerSec / runsOf[kind][i].opsPerSec))
   const what = {
-    anystore: 'run(): READ script, then COMMIT script (compare-and-set of what it read), retried with backoff',
+    anystore: 'run(): HMGET of the entry, then COMMIT script (compare-and-set of what it read), retried with backoff',
     'bare-cas': 'GET, then a Lua compare-and-set (EVALSHA) of that value, retried at once',
     'bare-watch': 'WATCH, GET, MULTI/SET/EXEC, retried at once on WatchError',
     keyv: 'get() then set(): keyv has no transaction or compare-and-set',

@@ -11,7 +11,7 @@ const shared = await sharedRedis('redis backend: ACL')
 /** As README "Redis" lists them: sent by the store, then run by its scripts, then for watch(). */
 const COMMANDS = [
   'evalsha', 'eval', 'hmget', 'hget',
-  'type', 'exists', 'del', 'hgetall', 'hset', 'hdel', 'hlen', 'zadd', 'zcard', 'zcount', 'zmscore',
+  'type', 'exists', 'del', 'hgetall', 'hset', 'hdel', 'zadd', 'zcard', 'zcount', 'zmscore',
   'zrange', 'zrem', 'zscore', 'pubsub|shardnumsub', 'spublish',
   'ssubscribe',
 ]

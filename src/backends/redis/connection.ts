@@ -298,14 +298,12 @@ export class RedisConnection {
     keys: RedisArgument[],
     args: RedisArgument[] | ((sentBefore: boolean) => RedisArgument[]),
   ): Promise<unknown> {
-    return this.call(kind, async (commands, sentBefore) => {
+    return this.call(kind, (commands, sentBefore) => {
       const options = { keys, arguments: typeof args === 'function' ? args(sentBefore) : args }
-      try {
-        return await commands.evalSha(script.sha, options)
-      } catch (error) {
+      return commands.evalSha(script.sha, options).catch((error: unknown) => {
         if (!isA(error, 'ErrorReply') || !(error as Error).message.startsWith('NOSCRIPT')) throw error
         return commands.eval(script.text, options)
-      }
+      })
     })
   }
 

@@ -162,7 +162,12 @@ function entryKey(keys: RedisKeys, salt: Buffer): Buffer {
 
 /** What the tag binds besides the plaintext: the sealing version, the store and the field. */
 function aadOf(storeId: Buffer, field: Buffer): Buffer {
-  return Buffer.concat([AAD_LABEL, Buffer.of(SEALING_VERSION), storeId, field])
+  const aad = Buffer.allocUnsafe(AAD_LABEL.length + 1 + storeId.length + field.length)
+  let at = AAD_LABEL.copy(aad, 0)
+  aad[at++] = SEALING_VERSION
+  at += storeId.copy(aad, at)
+  field.copy(aad, at)
+  return aad
 }
 
 /**

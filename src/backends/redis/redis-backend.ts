@@ -80,8 +80,19 @@ function fieldFor(store: Opened, key: StoreKey): Buffer {
  * first listing or count.
  */
 interface ReadSet {
-  readonly keys: Map<string, { field: Buffer; mark: Buffer | ''; key: StoreKey; present: boolean }>
+  readonly keys: Map<string, { field: Buffer; mark: Buffer | '' | typeof CHANGED; key: StoreKey; present: boolean }>
   listed: { seq: string; now: number } | undefined
+}
+
+/**
+ * The mark of a key read twice with two different entries: a byte, which no entry's mark (16
+ * bytes) or an absent key's ('') equals, so the commit conflicts.
+ */
+const CHANGED = '-'
+
+function sameMark(a: Buffer | '' | typeof CHANGED, b: Buffer | ''): boolean {
+  if (typeof a === 'string' || typeof b === 'string') return a === b
+  return a.equals(b)
 }
 
 /** The read set of a commit that read nothing. */
@@ -455,12 +466,15 @@ export class RedisBackend implements Backend {
       const sealed = await this.#sealed(store, field)
       const entry = this.#live(store, field, sealed, now)?.[1]
       const hex = field.toString('hex')
+      const mark = Buffer.isBuffer(sealed) ? markOf(sealed) : ''
       const seen = reads.keys.get(hex)
       if (seen === undefined) {
-        const mark = Buffer.isBuffer(sealed) ? markOf(sealed) : ''
         reads.keys.set(hex, { field, mark, key, present: entry !== undefined })
-      } else if (entry !== undefined) {
-        seen.present = true
+      } else {
+        // Read again and found another entry: the transaction saw two states of the key, and
+        // no commit can make both hold.
+        if (!sameMark(seen.mark, mark)) seen.mark = CHANGED
+        if (entry !== undefined) seen.present = true
       }
       return entry
     }
@@ -508,6 +522,7 @@ export class RedisBackend implements Backend {
 
   /** Writes that read nothing: one commit script call, which cannot conflict. */
   async commitWrites(changes: readonly Change[]): Promise<readonly ChangeResult[]> {
+    this.#assertOpen()
     if (this.readOnly) throw new ReadOnlyError(this.location, 'commit')
     const store = this.#opened ?? (await this.#store())
     // A writable instance creates the store as it opens: it is there from then on.

@@ -87,6 +87,8 @@ end
  * The answer of a script whose entries hash does not hold this store's id and counters: the
  * meta decides between another store under the name ({'replaced', id found or ''}) and an
  * entries hash changed on the server ({'damaged'}). KEYS[1] is the meta, ARGV[1] the store id.
+ * An entries hash that only lacks the id (the meta holding this store's) is this store's: the
+ * scripts go on, and the next commit that changes something puts the id back.
  */
 const NOT_OURS = `
 local function notOurs()
@@ -105,7 +107,8 @@ export const SIZE = script(
   'size',
   `${NOT_OURS}
 local id, seq = unpack(redis.call('HMGET', KEYS[2], '${ENTRIES_ID_FIELD}', 'seq'))
-if id ~= ARGV[1] or not seq then return notOurs() end
+if id ~= ARGV[1] and (id or redis.call('HGET', KEYS[1], 'id') ~= ARGV[1]) then return notOurs() end
+if not seq then return notOurs() end
 local count = redis.call('ZCARD', KEYS[3]) - redis.call('ZCOUNT', KEYS[4], '-inf', ARGV[2])
 return {'ok', seq, count}
 `,
@@ -123,7 +126,8 @@ export const PAGE = script(
   'page',
   `${NOT_OURS}
 local id, seq = unpack(redis.call('HMGET', KEYS[2], '${ENTRIES_ID_FIELD}', 'seq'))
-if id ~= ARGV[1] or not seq then return notOurs() end
+if id ~= ARGV[1] and (id or redis.call('HGET', KEYS[1], 'id') ~= ARGV[1]) then return notOurs() end
+if not seq then return notOurs() end
 local page = redis.call('ZRANGE', KEYS[3], ARGV[2], '+inf', 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]), 'WITHSCORES')
 local scanned = #page / 2
 local out = {'ok', seq, scanned, scanned == 0 and '' or page[#page]}
@@ -248,7 +252,7 @@ while at <= #reads do
   present, at = take(reads, at)
   local current = redis.call('HGET', entries, f)
   if present == '1' then
-    if markOf(current) ~= mark or expired(f) then return {'conflict', f} end
+    if not current or markOf(current) ~= mark or expired(f) then return {'conflict', f} end
   elseif current and markOf(current) ~= mark then
     return {'conflict', f}
   end

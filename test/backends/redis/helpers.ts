@@ -72,17 +72,22 @@ export async function recordedCommits(client: AdminClient, name: string): Promis
 
 /**
  * The commit script of the store `name`, called directly: `commit(commitId, changes,
- * sentBefore)` with the changes as the script takes them (see COMMIT) answers the script's
- * reply, each part as text.
+ * sentBefore, reads)` with the changes and reads as the script takes them (see COMMIT) answers
+ * the script's reply, each part as text.
  */
 export async function commitScript(client: AdminClient, name: string) {
   const k = keysOf(name)
   const raw = client.withTypeMapping({ [36]: Buffer } as const)
   const id = (await client.hGet(k.meta, 'id'))!
-  return async (commitId: string, changes: (string | Buffer)[], sentBefore: boolean): Promise<string[]> => {
+  return async (
+    commitId: string,
+    changes: (string | Buffer)[],
+    sentBefore: boolean,
+    reads: (string | Buffer)[] = [],
+  ): Promise<string[]> => {
     const reply = (await raw.evalSha(COMMIT.sha, {
       keys: k.all,
-      arguments: [id, commitId, '', '', String(Date.now()), k.channel, pack([]), pack(changes), sentBefore ? '1' : '0'],
+      arguments: [id, commitId, '', '', String(Date.now()), k.channel, pack(reads), pack(changes), sentBefore ? '1' : '0'],
     })) as unknown as Buffer[]
     return reply.map(String)
   }

@@ -54,7 +54,7 @@ if (shared !== undefined) {
       })).toEqual({ hmget: 2 })
     })
 
-    it('a store whose entries lack the store id reads the id from the meta, until a clear puts it back', async () => {
+    it('a store whose entries lack the store id reads the id from the meta, until a commit puts it back', async () => {
       const client = await admin(server)
       const name = freshName()
       const encryptionKey = newKey()
@@ -68,14 +68,18 @@ if (shared !== undefined) {
       const reader = await open(server, { name }, { encryptionKey, readOnly: true })
       expect(await reader.get('a')).toBe('value')
       expect(await reader.get('missing')).toBeUndefined()
+      expect(await reader.size()).toBe(1)
+      expect(await reader.keys()).toEqual(['a'])
       const writer = await open(server, { name }, { encryptionKey })
       expect(await writer.get('a')).toBe('value')
-      // Opening writes nothing, even for a writable instance.
+      // Opening writes nothing, even for a writable instance, nor does a commit that changes nothing.
       expect(await client.hExists(k.entries, 'id')).toBe(0)
-      await writer.clear()
-      expect(await client.hGet(k.entries, 'id')).toBe(await client.hGet(k.meta, 'id'))
+      expect(await writer.delete('missing')).toBe(false)
+      expect(await client.hExists(k.entries, 'id')).toBe(0)
       await writer.set('b', 1)
+      expect(await client.hGet(k.entries, 'id')).toBe(await client.hGet(k.meta, 'id'))
       expect(await reader.get('b')).toBe(1)
+      expect(await reader.keys()).toEqual(['a', 'b'])
     })
 
     it('a writable open of a store works on a server that refuses writes (out of memory), and reads still do', async () => {

@@ -108,5 +108,40 @@ if (shared !== undefined) {
       expect(calls).toBe(2)
       expect(await store.get('c')).toBe('mine 2')
     })
+
+    it('a key read twice with two different entries is a conflict, even when it is as first read by the commit', async () => {
+      const store = await open(server)
+      let calls = 0
+      const seen: unknown[][] = []
+      await store.run(async (tx) => {
+        calls++
+        const first = await tx.get('k')
+        if (calls === 1) await store.set('k', 5)
+        const second = await tx.get('k')
+        if (calls === 1) await store.delete('k')
+        seen.push([first, second])
+        await tx.set('out', calls)
+      })
+      // Absent, then 5: no one state of the store has both, so the first try must not commit.
+      expect(seen).toEqual([
+        [undefined, 5],
+        [undefined, undefined],
+      ])
+      expect(calls).toBe(2)
+      expect(await store.get('out')).toBe(2)
+    })
+
+    it('the commit script refuses a read of a present key whose key is gone, whatever mark was read', async () => {
+      const client = await admin(server)
+      const name = freshName()
+      const store = await open(server, { name })
+      await store.set('gone', 1)
+      const [field] = await entryFields(client, keysOf(name).entries)
+      await store.delete('gone')
+      const script = await commitScript(client, name)
+      const reply = await script('c1', ['s', 'x'.repeat(16), 'sealed', ''], false, [field!, '', '1'])
+      expect(reply[0]).toBe('conflict')
+      expect(await store.keys()).toEqual([])
+    })
   })
 }

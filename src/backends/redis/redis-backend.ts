@@ -569,7 +569,8 @@ export class RedisBackend implements Backend {
       }
     }
     const unpacked = written.length <= UNPACKED_CHANGES
-    args.push(pack(read), unpacked ? '' : pack(written))
+    // An empty pack as a string: a Buffer argument costs node-redis two socket writes.
+    args.push(read.length === 0 ? '' : pack(read), unpacked ? '' : pack(written))
     const answer = await this.#script('write', COMMIT, this.#keys, (sentBefore) => {
       const all = [...args, sentBefore ? '1' : '0']
       if (unpacked) all.push(...written)

@@ -42,7 +42,8 @@ export interface Layout {
  * The field of the entries hash that holds the store id (hex). Entry fields are 16 bytes long,
  * so this one, 2 bytes, is never an entry's. Written when the store is created and again by
  * each clear; an entries hash that lacks it (edited on the server) makes a get read the id from
- * the meta instead, in a second round trip, and a commit fail (the counters went with it).
+ * the meta instead, in a second round trip, until the next commit that changes something puts
+ * it back (the scripts too take the meta's word for it).
  */
 export const ENTRIES_ID_FIELD = 'id'
 

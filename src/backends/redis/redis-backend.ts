@@ -76,8 +76,8 @@ function fieldFor(store: Opened, key: StoreKey): Buffer {
 
 /**
  * What a transaction read: each field with the mark of the entry read (see markOf; '' for
- * none) and whether it was there (an entry seen that has expired by the commit is a change), and the commit number and time of the
- * first listing or count.
+ * none) and whether it was there (an entry seen that has expired by the commit is a change),
+ * and the commit number and time of the first listing or count.
  */
 interface ReadSet {
   readonly keys: Map<string, { field: Buffer; mark: Buffer | '' | typeof CHANGED; key: StoreKey; present: boolean }>

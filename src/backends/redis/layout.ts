@@ -33,7 +33,8 @@ export interface Layout {
   readonly expiry: string
   /**
    * The pub/sub channel each commit that changed something is announced on (a channel, not a
-   * key: it holds nothing).
+   * key: it holds nothing). The meta's name with `changes` for `meta`: the commit script
+   * derives it so, rather than receive it with every commit.
    */
   readonly channel: string
 }

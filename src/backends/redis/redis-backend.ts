@@ -540,24 +540,25 @@ export class RedisBackend implements Backend {
     // A watcher of this process starting up: it must see this commit as news, not as its start.
     const starting = watchesStarting(store.idHex)
     if (starting !== undefined) await starting
-    const args: RedisArgument[] = [
-      store.idHex,
-      changes.length === 0 ? '' : commitId(),
-      reads.listed?.seq ?? '',
-      reads.listed === undefined ? '' : String(reads.listed.now),
-      String(Date.now()),
-      this.#layout.channel,
-    ]
-    const read: RedisArgument[] = []
-    for (const { field, mark, present } of reads.keys.values()) read.push(field, mark, present ? '1' : '0')
+    const id = changes.length === 0 ? '' : commitId()
+    const now = String(Date.now())
+    const readFields: RedisArgument[] = []
+    for (const { field, mark, present } of reads.keys.values()) readFields.push(field, mark, present ? '1' : '0')
+    const conditions = (sentBefore: boolean): RedisArgument => {
+      if (!sentBefore && readFields.length === 0 && reads.listed === undefined) return ''
+      const listing = reads.listed === undefined ? ['', ''] : [reads.listed.seq, String(reads.listed.now)]
+      return pack([sentBefore ? '1' : '0', ...listing, ...readFields])
+    }
     const written: RedisArgument[] = []
     for (const change of changes) {
       switch (change.kind) {
         case 'set': {
           const key = normalizeKey(change.key)
           const field = fieldFor(store, key)
+          const sealed = sealEntry(store.keys, store.id, field, key, change.entry)
           const at = change.entry.expiresAt
-          written.push('s', field, sealEntry(store.keys, store.id, field, key, change.entry), at === undefined ? '' : String(at))
+          if (at === undefined) written.push('s', field, sealed)
+          else written.push('e', field, sealed, String(at))
           break
         }
         case 'delete':
@@ -569,12 +570,12 @@ export class RedisBackend implements Backend {
       }
     }
     const unpacked = written.length <= UNPACKED_CHANGES
-    // An empty pack as a string: a Buffer argument costs node-redis two socket writes.
-    args.push(read.length === 0 ? '' : pack(read), unpacked ? '' : pack(written))
+    // Empty strings, not empty Buffers: a Buffer argument costs node-redis two socket writes.
+    const packedChanges = unpacked ? '' : pack(written)
     const answer = await this.#script('write', COMMIT, this.#keys, (sentBefore) => {
-      const all = [...args, sentBefore ? '1' : '0']
-      if (unpacked) all.push(...written)
-      return all
+      const args = [store.idHex, id, now, conditions(sentBefore), packedChanges]
+      if (unpacked) args.push(...written)
+      return args
     })
     const what = text(answer[0])
     if (what === 'conflict') {

@@ -72,8 +72,9 @@ export async function recordedCommits(client: AdminClient, name: string): Promis
 
 /**
  * The commit script of the store `name`, called directly: `commit(commitId, changes,
- * sentBefore, reads)` with the changes and reads as the script takes them (see COMMIT) answers
- * the script's reply, each part as text.
+ * sentBefore, reads, conditions)` with the changes and reads as the script takes them (see
+ * COMMIT) answers the script's reply, each part as text. The conditions go as the store sends
+ * them ('' when there is nothing in them), or always packed with `conditions: 'packed'`.
  */
 export async function commitScript(client: AdminClient, name: string) {
   const k = keysOf(name)
@@ -84,10 +85,19 @@ export async function commitScript(client: AdminClient, name: string) {
     changes: (string | Buffer)[],
     sentBefore: boolean,
     reads: (string | Buffer)[] = [],
+    conditions: 'as sent' | 'packed' = 'as sent',
   ): Promise<string[]> => {
+    const packed = sentBefore || reads.length > 0 || conditions === 'packed'
     const reply = (await raw.evalSha(COMMIT.sha, {
       keys: k.all,
-      arguments: [id, commitId, '', '', String(Date.now()), k.channel, pack(reads), pack(changes), sentBefore ? '1' : '0'],
+      arguments: [
+        id,
+        commitId,
+        String(Date.now()),
+        packed ? pack([sentBefore ? '1' : '0', '', '', ...reads]) : '',
+        '',
+        ...changes,
+      ],
     })) as unknown as Buffer[]
     return reply.map(String)
   }

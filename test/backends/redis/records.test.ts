@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { RECORDED_COMMITS } from '../../../src/backends/redis/scripts.js'
-import { admin, commitScript, entryFields, freshName, keysOf, open, recordedCommits } from './helpers.js'
+import { admin, commitScript, entryFields, freshName, keysOf, open, recordedCommits, sleep } from './helpers.js'
 import { sharedRedis } from './server.js'
 
 // What the commit script keeps beside the entries: the commit ids (for a commit sent again after
@@ -23,7 +23,7 @@ if (shared !== undefined) {
       const sealed = (await raw.hGet(k.entries, field!)) as unknown as Buffer
       const script = await commitScript(client, name)
       const commit = async (commitId: string, sentBefore: boolean) =>
-        (await script(commitId, ['s', field!, sealed, ''], sentBefore))[0]!
+        (await script(commitId, ['s', field!, sealed], sentBefore))[0]!
       const recorded = () => recordedCommits(client, name)
       const total = 2 * RECORDED_COMMITS + 17
       // Sent in batches without waiting for each reply: one script call per commit all the same.
@@ -43,6 +43,58 @@ if (shared !== undefined) {
       expect(await commit(`c${total}`, false)).toBe('ok')
       expect(await store.get('a')).toBe(0)
     }, 60_000)
+
+    it('a lone set takes a path of its own in the script, and leaves and announces what the general path does', async () => {
+      const client = await admin(server)
+      const listener = client.duplicate()
+      await listener.connect()
+      onTestFinished(() => listener.destroy())
+      const raw = client.withTypeMapping({ [36]: Buffer } as const)
+      // The same commits on two stores, one with its conditions as a lone set sends them
+      // (nothing), the other with them packed, which no lone set does.
+      const outcome = async (conditions: 'as sent' | 'packed') => {
+        const name = freshName()
+        const store = await open(server, { name })
+        await store.set('first', 1)
+        const k = keysOf(name)
+        const id = (await client.hGet(k.meta, 'id'))!
+        const messages: string[] = []
+        await listener.sSubscribe(k.channel, (message) => messages.push(message.toString('latin1').replace(id, 'ID')), true)
+        const script = await commitScript(client, name)
+        const replies: string[][] = []
+        // A new key, an overwrite, and the new key again: inserts count once, commits each time.
+        for (const [commitId, field] of [['c1', 'f'.repeat(16)], ['c2', 'g'.repeat(16)], ['c3', 'f'.repeat(16)]]) {
+          replies.push(await script(commitId!, ['s', field!, `sealed-${commitId}`], false, [], conditions))
+        }
+        while (messages.length < 3) await sleep(5)
+        await listener.sUnsubscribe(k.channel)
+        const entries = (await raw.hGetAll(k.entries)) as unknown as Record<string, Buffer>
+        const counters = { seq: String(entries.seq), ins: String(entries.ins), x: entries.x }
+        const order = await client.zRangeWithScores(k.order, 0, -1)
+        const recorded = { ...(await client.hGetAll(k.commits)), ...(await client.hGetAll(k.commitsOther)) }
+        return {
+          replies,
+          counters,
+          sealed: ['f', 'g'].map((c) => String(entries[c.repeat(16)])),
+          order: order.slice(1),
+          scores: order.map((o) => o.score),
+          // Beside the store's own first commit, under an id of its own.
+          recorded: Object.keys(recorded).filter((commitId) => /^c\d$/.test(commitId)).sort(),
+          recordedCount: Object.keys(recorded).length,
+          messages,
+        }
+      }
+      const lone = await outcome('as sent')
+      const general = await outcome('packed')
+      expect(lone).toEqual(general)
+      expect(lone.replies).toEqual([['ok', ''], ['ok', ''], ['ok', '']])
+      expect(lone.counters).toEqual({ seq: '4', ins: '3', x: undefined })
+      expect(lone.sealed).toEqual(['sealed-c3', 'sealed-c2'])
+      expect(lone.scores).toEqual([1, 2, 3])
+      expect(lone.recorded).toEqual(['c1', 'c2', 'c3'])
+      expect(lone.recordedCount).toBe(4)
+      expect(lone.messages[2]).toBe(`ID:4:-:${'f'.repeat(16)}\0\0\0\x09sealed-c3`)
+    })
 
     it('records no commit that changed nothing', async () => {
       const client = await admin(server)
@@ -139,7 +191,7 @@ if (shared !== undefined) {
       const [field] = await entryFields(client, keysOf(name).entries)
       await store.delete('gone')
       const script = await commitScript(client, name)
-      const reply = await script('c1', ['s', 'x'.repeat(16), 'sealed', ''], false, [field!, '', '1'])
+      const reply = await script('c1', ['s', 'x'.repeat(16), 'sealed'], false, [field!, '', '1'])
       expect(reply[0]).toBe('conflict')
       expect(await store.keys()).toEqual([])
     })

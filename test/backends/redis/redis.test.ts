@@ -363,14 +363,37 @@ if (shared !== undefined) {
 
     it('a commit sends its changes as arguments up to UNPACKED_CHANGES, packed past it, with the same outcome', async () => {
       const store = await open(server)
-      // A set is 4 arguments, a delete 2: 64 sets fill the limit, and one delete more passes it.
+      const client = await admin(server)
+      // A set is 3 arguments, one with an expiry 4, a delete 2: 84 sets and one with an expiry
+      // fill the limit, and one delete more passes it.
+      const plain = (UNPACKED_CHANGES - 4) / 3
+      const hour = 3_600_000
+      // The server's log of every command shows how many arguments each commit had.
+      const threshold = await client.configGet('slowlog-log-slower-than')
+      await client.configSet('slowlog-log-slower-than', '0')
+      onTestFinished(async () => {
+        await client.configSet(threshold)
+      })
       for (const extra of [[], ['k0']]) {
-        const sets = Array.from({ length: UNPACKED_CHANGES / 4 }, (_, i) => store.set(`k${i}`, `${extra.length}:${i}`))
+        await client.sendCommand(['SLOWLOG', 'RESET'])
+        const sets = Array.from({ length: plain }, (_, i) => store.set(`k${i}`, `${extra.length}:${i}`))
+        sets.push(store.set('expiring', extra.length, { ttlMs: hour }))
         const deletes = extra.map((key) => store.delete(key))
         const results = await Promise.all([...sets, ...deletes])
         expect(results.slice(sets.length)).toEqual(extra.map(() => true))
-        const expected = Array.from({ length: UNPACKED_CHANGES / 4 }, (_, i) => [`k${i}`, `${extra.length}:${i}`])
+        const expected: [string, unknown][] = Array.from({ length: plain }, (_, i) => [`k${i}`, `${extra.length}:${i}`])
+        expected.push(['expiring', extra.length])
         expect(await store.entries()).toEqual(extra.length === 0 ? expected : expected.slice(1))
+        const log = (await client.sendCommand(['SLOWLOG', 'GET', '1000'])) as [unknown, unknown, unknown, string[]][]
+        const commits = log.map((entry) => entry[3]).filter((args) => /^eval(sha)?$/i.test(args[0]!))
+        // EVALSHA (or EVAL), the script, the count of keys, 6 keys, 5 arguments before the changes.
+        const fixed = 2 + 7 + 5
+        const counts = commits.map((args) => {
+          const more = /^\.\.\. \((\d+) more arguments\)$/.exec(args.at(-1)!)
+          return more ? args.length - 1 + Number(more[1]) : args.length
+        })
+        // The commit of the sets is the one with the most arguments (the others are SIZE and PAGE).
+        expect(Math.max(...counts)).toBe(extra.length === 0 ? fixed + UNPACKED_CHANGES : fixed)
       }
     })
   })

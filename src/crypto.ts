@@ -281,9 +281,14 @@ function cipherName(keyLength: number): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256
 
 /** AES-GCM encryption under `key` (its length picks AES-128, -192 or -256), authenticating `aad`. */
 export function newCipher(key: Buffer, nonce: Buffer, aad: Buffer): CipherGCM {
-  const cipher = createCipheriv(cipherName(key.length), key, nonce)
+  const cipher = newCipherWithoutAad(key, nonce)
   cipher.setAAD(aad)
   return cipher
+}
+
+/** As newCipher, for a caller that sets the AAD itself before the data. */
+export function newCipherWithoutAad(key: Buffer, nonce: Buffer): CipherGCM {
+  return createCipheriv(cipherName(key.length), key, nonce)
 }
 
 /** AES-GCM decryption under `key`, authenticating `aad`; the tag is set by the caller. */

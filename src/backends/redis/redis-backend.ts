@@ -572,11 +572,14 @@ export class RedisBackend implements Backend {
     const unpacked = written.length <= UNPACKED_CHANGES
     // Empty strings, not empty Buffers: a Buffer argument costs node-redis two socket writes.
     const packedChanges = unpacked ? '' : pack(written)
-    const answer = await this.#script('write', COMMIT, this.#keys, (sentBefore) => {
+    const sent = this.#script('write', COMMIT, this.#keys, (sentBefore) => {
       const args = [store.idHex, id, now, conditions(sentBefore), packedChanges]
       if (unpacked) args.push(...written)
       return args
     })
+    // The ciphers of the next sets are made while this commit is with the server.
+    store.keys.ciphers.prepareSoon()
+    const answer = await sent
     const what = text(answer[0])
     if (what === 'conflict') {
       const field = Buffer.isBuffer(answer[1]) ? answer[1].toString('hex') : ''

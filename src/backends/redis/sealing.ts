@@ -1,11 +1,11 @@
-import { type Cipher, createCipheriv, createHmac, timingSafeEqual } from 'node:crypto'
+import { type Cipher, type CipherGCM, createCipheriv, createHmac, timingSafeEqual } from 'node:crypto'
 import {
   backendSubkey,
   type DerivedKeys,
   fillRandom,
   keyCheckValue,
   NONCE_SIZE,
-  newCipher,
+  newCipherWithoutAad,
   newDecipher,
   TAG_SIZE,
 } from '../../crypto.js'
@@ -61,6 +61,8 @@ export interface RedisKeys {
   readonly names: Buffer
   /** What derives each entry's own key from its salt. */
   readonly entries: EntryKeys
+  /** The ciphers the next sealings use, made ahead. */
+  readonly ciphers: ReadyCiphers
 }
 
 /**
@@ -91,12 +93,89 @@ export class EntryKeys {
 
   /** The key of the entry with this salt (SALT_SIZE bytes), `length` bytes (16, 24 or 32). */
   derive(salt: Buffer, length: number): Buffer {
-    const input = Buffer.allocUnsafe(32)
-    input[0] = 1
-    salt.copy(input, 1, 0, SALT_SIZE)
-    input[16] = 2
-    salt.copy(input, 17, 0, SALT_SIZE)
-    return this.cmacBlocks(input).subarray(0, length)
+    return this.deriveMany([salt])[0]!.subarray(0, length)
+  }
+
+  /** The 32-byte keys of the entries with these salts, in one call of the cipher. */
+  deriveMany(salts: readonly Buffer[]): Buffer[] {
+    const input = Buffer.allocUnsafe(32 * salts.length)
+    for (const [i, salt] of salts.entries()) {
+      input[32 * i] = 1
+      salt.copy(input, 32 * i + 1, 0, SALT_SIZE)
+      input[32 * i + 16] = 2
+      salt.copy(input, 32 * i + 17, 0, SALT_SIZE)
+    }
+    const keys = this.cmacBlocks(input)
+    return salts.map((_, i) => keys.subarray(32 * i, 32 * i + 32))
+  }
+}
+
+/** How many ciphers ReadyCiphers keeps made ahead. */
+export const READY_CIPHERS = 8
+
+/** A cipher for one sealing, with the random bytes it was made from. */
+export interface ReadyCipher {
+  /** The salt and the nonce: SALT_SIZE + NONCE_SIZE fresh random bytes, used by this cipher only. */
+  readonly random: Buffer
+  /** AES-GCM under the key derived from the salt, with the nonce; no AAD or data yet. */
+  readonly cipher: CipherGCM
+}
+
+/**
+ * AES-GCM ciphers made ahead for the next sealings of a store key. Making one (drawing its
+ * salt and nonce, deriving its key, creating the cipher) is most of what a set costs the
+ * client; the Redis backend has them made while a commit is on its way to the server, when
+ * the process would otherwise wait for the answer. Each is taken once, so each salt and nonce
+ * seals one entry, as when made on the spot. Made in batches: one cipher call derives a batch's
+ * keys.
+ */
+export class ReadyCiphers {
+  readonly #entries: EntryKeys
+  readonly #keyLength: number
+  #ready: ReadyCipher[] = []
+  #scheduled = false
+
+  constructor(entries: EntryKeys, keyLength: number) {
+    this.#entries = entries
+    this.#keyLength = keyLength
+  }
+
+  /** A cipher for one sealing: made ahead if there is one, else now. */
+  take(): ReadyCipher {
+    return this.#ready.pop() ?? this.#make(1)[0]!
+  }
+
+  /**
+   * Makes ciphers up to READY_CIPHERS on the next turn of the event loop, after what is already
+   * queued for it: called right after a command is queued, so its socket write (node-redis
+   * writes on setImmediate) goes first and the making overlaps the server's work.
+   */
+  prepareSoon(): void {
+    if (this.#scheduled || this.#ready.length >= READY_CIPHERS) return
+    this.#scheduled = true
+    setImmediate(() => {
+      this.#scheduled = false
+      const missing = READY_CIPHERS - this.#ready.length
+      if (missing > 0) this.#ready.push(...this.#make(missing))
+    }).unref()
+  }
+
+  /** How many are made ahead now. */
+  get ready(): number {
+    return this.#ready.length
+  }
+
+  #make(count: number): ReadyCipher[] {
+    const random = Buffer.allocUnsafe(count * (SALT_SIZE + NONCE_SIZE))
+    fillRandom(random, 0, random.length)
+    const randoms = Array.from({ length: count }, (_, i) =>
+      random.subarray(i * (SALT_SIZE + NONCE_SIZE), (i + 1) * (SALT_SIZE + NONCE_SIZE)),
+    )
+    const keys = this.#entries.deriveMany(randoms)
+    return randoms.map((bytes, i) => ({
+      random: bytes,
+      cipher: newCipherWithoutAad(keys[i]!.subarray(0, this.#keyLength), bytes.subarray(SALT_SIZE)),
+    }))
   }
 }
 
@@ -117,10 +196,12 @@ const cache = new WeakMap<DerivedKeys, RedisKeys>()
 export function redisKeys(derived: DerivedKeys): RedisKeys {
   let keys = cache.get(derived)
   if (keys === undefined) {
+    const entries = new EntryKeys(backendSubkey(derived, ENTRIES_INFO))
     keys = {
       derived,
       names: backendSubkey(derived, NAMES_INFO),
-      entries: new EntryKeys(backendSubkey(derived, ENTRIES_INFO)),
+      entries,
+      ciphers: new ReadyCiphers(entries, derived.keyLength),
     }
     cache.set(derived, keys)
   }
@@ -185,12 +266,9 @@ export function sealEntry(
   writeEntry(plaintext, 0, key, entry)
   const out = Buffer.allocUnsafe(SEALING_OVERHEAD + plaintext.length)
   out[0] = SEALING_VERSION
-  fillRandom(out, SALT_AT, SALT_SIZE + NONCE_SIZE)
-  const cipher = newCipher(
-    entryKey(keys, out.subarray(SALT_AT, NONCE_AT)),
-    out.subarray(NONCE_AT, CIPHERTEXT_AT),
-    aadOf(storeId, field),
-  )
+  const { random, cipher } = keys.ciphers.take()
+  random.copy(out, SALT_AT)
+  cipher.setAAD(aadOf(storeId, field))
   let at = CIPHERTEXT_AT
   at += cipher.update(plaintext).copy(out, at)
   at += cipher.final().copy(out, at)

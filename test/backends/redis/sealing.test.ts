@@ -1,6 +1,7 @@
-import { createCipheriv } from 'node:crypto'
+import { createCipheriv, randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { EntryKeys } from '../../../src/backends/redis/sealing.js'
+import { EntryKeys, openEntry, READY_CIPHERS, redisKeys, sealEntry } from '../../../src/backends/redis/sealing.js'
+import { deriveKeys } from '../../../src/crypto.js'
 
 // The derivation of each entry's own key (no Redis needed).
 
@@ -50,4 +51,43 @@ describe('redis sealing: entry keys', () => {
     expect(() => keys.cmacBlocks(Buffer.alloc(15))).toThrow(RangeError)
     expect(keys.derive(salt, 32).toString('hex')).toBe(expected.toString('hex'))
   })
+})
+
+/** An entry whose value is the bytes of `text`. */
+const entryOf = (text: string) => ({ value: Buffer.from(text) })
+const textOf = (entry: { value: Uint8Array }) => Buffer.from(entry.value).toString()
+
+describe('redis sealing: ciphers made ahead', () => {
+  for (const keyLength of [16, 32]) {
+    it(`seal as ciphers made on the spot do, each with salt and nonce of its own (${keyLength}-byte key)`, async () => {
+      const keys = redisKeys(deriveKeys(randomBytes(keyLength)))
+      const storeId = randomBytes(16)
+      const field = randomBytes(16)
+      const nextTurn = () => new Promise((resolve) => setImmediate(resolve))
+      const sealed: Buffer[] = []
+      // Made on the spot (none ahead yet), then made ahead a batch at a time, and used up past them.
+      expect(keys.ciphers.ready).toBe(0)
+      sealed.push(sealEntry(keys, storeId, field, 'k', entryOf('on the spot')))
+      for (let round = 0; round < 3; round++) {
+        keys.ciphers.prepareSoon()
+        keys.ciphers.prepareSoon()
+        await nextTurn()
+        expect(keys.ciphers.ready).toBe(READY_CIPHERS)
+        for (let i = 0; i < READY_CIPHERS + 2; i++) sealed.push(sealEntry(keys, storeId, field, 'k', entryOf(`${round}:${i}`)))
+        expect(keys.ciphers.ready).toBe(0)
+      }
+      // Each opens under the key its own salt derives, bound to the store and field.
+      expect(textOf(openEntry(keys, storeId, field, sealed[0]!)[1])).toBe('on the spot')
+      for (const [n, bytes] of sealed.slice(1).entries()) {
+        const round = Math.floor(n / (READY_CIPHERS + 2))
+        expect(textOf(openEntry(keys, storeId, field, bytes)[1])).toBe(`${round}:${n % (READY_CIPHERS + 2)}`)
+      }
+      expect(() => openEntry(keys, storeId, randomBytes(16), sealed[1]!)).toThrow()
+      // Version byte, then 15 bytes of salt and 12 of nonce: never the same twice.
+      const salts = new Set(sealed.map((bytes) => bytes.subarray(1, 16).toString('hex')))
+      const nonces = new Set(sealed.map((bytes) => bytes.subarray(16, 28).toString('hex')))
+      expect(salts.size).toBe(sealed.length)
+      expect(nonces.size).toBe(sealed.length)
+    })
+  }
 })

@@ -42,6 +42,7 @@ import {
 } from './sealing.js'
 import { COMMIT, INIT, pack, PAGE, type Script, SIZE, UNPACKED_CHANGES } from './scripts.js'
 import type { RedisArgument, RedisCommands, ResolvedRedisOptions } from './types.js'
+import { RecentEntries } from './recent-entries.js'
 import { type CommitSource, CommitWatcher, watchesStarting } from './watcher.js'
 
 /** Entries per page of a listing: one script call each, a bounded reply. */
@@ -54,6 +55,8 @@ interface Opened {
   readonly keys: RedisKeys
   /** The fields of keys used lately (see fieldFor). */
   readonly fields: Map<StoreKey, Buffer>
+  /** Entries opened or sealed lately, to open again without decrypting. */
+  readonly recent: RecentEntries
 }
 
 /**
@@ -211,6 +214,7 @@ export class RedisBackend implements Backend {
       idHex: id.toString('hex'),
       keys: redisKeys(sealing.keys),
       fields: new Map(),
+      recent: new RecentEntries(),
     }
   }
 
@@ -274,7 +278,7 @@ export class RedisBackend implements Backend {
       (keys) => keyCheckEquals(keys, fields, check),
       'store',
     )
-    return { id, idHex: id.toString('hex'), keys: redisKeys(derived), fields: new Map() }
+    return { id, idHex: id.toString('hex'), keys: redisKeys(derived), fields: new Map(), recent: new RecentEntries() }
   }
 
   /**
@@ -318,8 +322,12 @@ export class RedisBackend implements Backend {
 
   #open(store: Opened, field: Buffer, sealed: unknown): [StoreKey, Entry] {
     if (!Buffer.isBuffer(sealed)) throw new CorruptFileError(this.location, 'an entry is not a string')
+    const recent = store.recent.get(field, sealed)
+    if (recent !== undefined) return recent
     try {
-      return openEntry(store.keys, store.id, field, sealed)
+      const item = openEntry(store.keys, store.id, field, sealed)
+      store.recent.remember(field, sealed, item)
+      return item
     } catch (error) {
       if (error instanceof SealError) throw new CorruptFileError(this.location, error.message)
       throw error
@@ -556,6 +564,8 @@ export class RedisBackend implements Backend {
           const key = normalizeKey(change.key)
           const field = fieldFor(store, key)
           const sealed = sealEntry(store.keys, store.id, field, key, change.entry)
+          // Kept whether or not the commit lands: it is found only if the server holds these bytes.
+          store.recent.remember(field, sealed, [key, change.entry])
           const at = change.entry.expiresAt
           if (at === undefined) written.push('s', field, sealed)
           else written.push('e', field, sealed, String(at))

@@ -1,7 +1,7 @@
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { AnyStore, newKey } from '../../../src/index.js'
 import { rejection } from '../../helpers.js'
-import { admin, freshName, keysOf, open, sleep } from './helpers.js'
+import { admin, entryFields, freshName, keysOf, open, sleep } from './helpers.js'
 import { sharedRedis, startRedis } from './server.js'
 
 // A get outside run() is one HMGET of the entry and of the store id kept beside the entries
@@ -52,6 +52,29 @@ if (shared !== undefined) {
         expect(await store.get('a')).toBeUndefined()
         expect(await store.get('b')).toBe(1)
       })).toEqual({ hmget: 2 })
+    })
+
+    it('an entry the instance sealed or opened is read again from the server each time, and bytes changed there do not open', async () => {
+      const client = await admin(server)
+      const name = freshName()
+      const store = await open(server, { name })
+      await store.set('k', { n: 1 })
+      // Kept as sealed: the next reads take it without decrypting, and each one still asks.
+      expect(await store.get('k')).toEqual({ n: 1 })
+      const first = await store.get('k')
+      ;(first as { n: number }).n = 99
+      expect(await store.get('k')).toEqual({ n: 1 })
+      const raw = client.withTypeMapping({ [36]: Buffer } as const)
+      const [field] = await entryFields(client, keysOf(name).entries)
+      const sealed = (await raw.hGet(keysOf(name).entries, field!)) as unknown as Buffer
+      // One byte of the ciphertext changed, the salt and nonce (so the mark) left as they were.
+      const tampered = Buffer.from(sealed)
+      tampered[30]! ^= 1
+      await client.hSet(keysOf(name).entries, field!, tampered)
+      expect(await rejection(store.get('k'))).toMatchObject({ code: 'ERR_ANYSTORE_CORRUPT_FILE' })
+      // Put back, the same bytes read as before.
+      await client.hSet(keysOf(name).entries, field!, sealed)
+      expect(await store.get('k')).toEqual({ n: 1 })
     })
 
     it('a store whose entries lack the store id reads the id from the meta, until a commit puts it back', async () => {

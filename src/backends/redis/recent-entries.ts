@@ -35,13 +35,18 @@ export class RecentEntries {
 
   /** Keeps what `sealed` holds under `field`, opened or just sealed. */
   remember(field: Buffer, sealed: Buffer, item: [StoreKey, Entry]): void {
-    if (sealed.length > RECENT_ENTRY_BYTES) return
     const at = field.toString('latin1')
-    // A copy of its own: the bytes given may be a slice of a larger buffer (a reply, a pool).
+    this.#recent.delete(at)
+    if (sealed.length > RECENT_ENTRY_BYTES) return
+    // Copies of their own, sealed bytes and value: what is given may be a slice of a larger
+    // buffer (a reply, Node's pool, a whole decrypted file), which would stay alive with it.
     const own = Buffer.allocUnsafeSlow(sealed.length)
     sealed.copy(own)
-    this.#recent.delete(at)
-    this.#recent.set(at, { sealed: own, item })
+    const [key, entry] = item
+    const value = Buffer.allocUnsafeSlow(entry.value.length)
+    value.set(entry.value)
+    const kept: Entry = entry.expiresAt === undefined ? { value } : { value, expiresAt: entry.expiresAt }
+    this.#recent.set(at, { sealed: own, item: [key, kept] })
     if (this.#recent.size > RECENT_ENTRIES) this.#recent.delete(this.#recent.keys().next().value!)
   }
 

@@ -1,3 +1,4 @@
+import { fillRandom } from '../../crypto.js'
 import { newStoreId, parseKdfBlock } from '../../format/header.js'
 import type { Entry } from '../../format/payload.js'
 import {
@@ -558,14 +559,14 @@ export class RedisBackend implements Backend {
       return pack([sentBefore ? '1' : '0', ...listing, ...readFields])
     }
     const written: RedisArgument[] = []
+    const sealedEntries: { field: Buffer; sealed: Buffer; item: [StoreKey, Entry] }[] = []
     for (const change of changes) {
       switch (change.kind) {
         case 'set': {
           const key = normalizeKey(change.key)
           const field = fieldFor(store, key)
           const sealed = sealEntry(store.keys, store.id, field, key, change.entry)
-          // Kept whether or not the commit lands: it is found only if the server holds these bytes.
-          store.recent.remember(field, sealed, [key, change.entry])
+          sealedEntries.push({ field, sealed, item: [key, change.entry] })
           const at = change.entry.expiresAt
           if (at === undefined) written.push('s', field, sealed)
           else written.push('e', field, sealed, String(at))
@@ -587,8 +588,16 @@ export class RedisBackend implements Backend {
       if (unpacked) args.push(...written)
       return args
     })
-    // The ciphers of the next sets are made while this commit is with the server.
-    store.keys.ciphers.prepareSoon()
+    // What can wait is done once the command is written, while the server works on it
+    // (node-redis writes on setImmediate, queued before this): the ciphers of the next sets
+    // are made, and the entries sealed are kept, whether or not the commit lands, since one is
+    // found only if the server holds its bytes.
+    if (sealedEntries.length > 0) {
+      store.keys.ciphers.prepareSoon()
+      setImmediate(() => {
+        for (const { field, sealed, item } of sealedEntries) store.recent.remember(field, sealed, item)
+      })
+    }
     const answer = await sent
     const what = text(answer[0])
     if (what === 'conflict') {
@@ -677,7 +686,11 @@ async function* keysOf(entries: AsyncIterable<[StoreKey, Entry]>): AsyncGenerato
   for await (const [key] of entries) yield key
 }
 
+/** The random bytes of the commit id being drawn: made a string at once, so one buffer serves. */
+const commitIdBytes = Buffer.alloc(16)
+
 /** A commit's id: random, so that a retry after a lost reply is recognized and nothing else is. */
 function commitId(): string {
-  return newStoreId().toString('base64url')
+  fillRandom(commitIdBytes, 0, commitIdBytes.length)
+  return commitIdBytes.toString('base64url')
 }

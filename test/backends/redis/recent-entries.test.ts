@@ -19,6 +19,14 @@ describe('redis: entries kept opened', () => {
     changed[changed.length - 1]! ^= 1
     expect(recent.get(field(1), changed)).toBeUndefined()
     expect(recent.get(field(1), sealed.subarray(1))).toBeUndefined()
+    // The value kept is a copy too, of its own memory.
+    const value = Buffer.from('value')
+    recent.remember(field(3), Buffer.from('three'), ['k3', { value, expiresAt: 5 }])
+    value[0] = 0
+    const kept = recent.get(field(3), Buffer.from('three'))!
+    expect(Buffer.from(kept[1].value).toString()).toBe('value')
+    expect(kept[1].expiresAt).toBe(5)
+    expect(kept[1].value.buffer.byteLength).toBe(5)
     // A copy is kept: the caller's buffer changing afterwards changes nothing.
     sealed[0]! ^= 1
     expect(recent.get(field(1), sealed)).toBeUndefined()
@@ -41,11 +49,13 @@ describe('redis: entries kept opened', () => {
     expect(recent.get(field(1), bytes(1))).toBeUndefined()
     expect(recent.get(field(0), bytes(0))).toEqual(item(0))
     expect(recent.get(field(RECENT_ENTRIES), bytes(RECENT_ENTRIES))).toEqual(item(RECENT_ENTRIES))
-    const large = Buffer.alloc(RECENT_ENTRY_BYTES + 1, 7)
-    recent.remember(field(9999), large, item(9999))
-    expect(recent.get(field(9999), large)).toBeUndefined()
     const largest = Buffer.alloc(RECENT_ENTRY_BYTES, 7)
     recent.remember(field(9999), largest, item(9999))
     expect(recent.get(field(9999), largest)).toEqual(item(9999))
+    // A later entry too large to keep under the field drops the earlier one.
+    const large = Buffer.alloc(RECENT_ENTRY_BYTES + 1, 7)
+    recent.remember(field(9999), large, item(9999))
+    expect(recent.get(field(9999), large)).toBeUndefined()
+    expect(recent.get(field(9999), largest)).toBeUndefined()
   })
 })

@@ -58,7 +58,7 @@ const entryOf = (text: string) => ({ value: Buffer.from(text) })
 const textOf = (entry: { value: Uint8Array }) => Buffer.from(entry.value).toString()
 
 describe('redis sealing: ciphers made ahead', () => {
-  for (const keyLength of [16, 32]) {
+  for (const keyLength of [16, 24, 32]) {
     it(`seal as ciphers made on the spot do, each with salt and nonce of its own (${keyLength}-byte key)`, async () => {
       const keys = redisKeys(deriveKeys(randomBytes(keyLength)))
       const storeId = randomBytes(16)

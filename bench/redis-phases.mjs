@@ -1,7 +1,8 @@
 // node bench/redis-phases.mjs <redis URL> [dist/index.js of a build]...
 // Where the time of one awaited `get` and one `set` goes on the client: each build's store is
 // given a node-redis client whose command methods are timed, so that every call splits into
-// the time before its command is handed to node-redis (encoding, sealing, building arguments),
+// the time before its command is handed to node-redis (encoding, sealing, building arguments;
+// the typed methods and sendCommand() are timed, whichever the build calls),
 // the command itself (node-redis, the network and the server, up to its reply), and the time
 // after the reply until the call resolves (opening the entry, decoding). 100-byte values on a
 // 1,000-entry store, 5,000 calls per turn after 500 unmeasured ones, 4 turns per build and
@@ -26,7 +27,7 @@ const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.l
 
 /** The time the last timed command was handed over, and the time its reply came. */
 const command = { sent: 0, answered: 0 }
-const TIMED = new Set(['hmGet', 'evalSha', 'eval'])
+const TIMED = new Set(['hmGet', 'evalSha', 'eval', 'sendCommand'])
 
 function timed(commands) {
   return new Proxy(commands, {

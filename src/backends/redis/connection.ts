@@ -9,8 +9,14 @@ import type {
   RedisArgument,
   RedisClientLike,
   RedisCommands,
+  RedisEvalOptions,
   ResolvedRedisOptions,
 } from './types.js'
+
+/** node-redis's sendCommand() of a client of one server: a command as Redis takes it. */
+interface SendsCommands {
+  sendCommand(args: RedisArgument[]): Promise<unknown>
+}
 
 /** node-redis's RESP type of bulk strings ('$'): mapped to Buffer, since entries are bytes. */
 const BLOB_STRING = 36
@@ -137,7 +143,29 @@ export class RedisConnection {
     this.#location = location
     this.#timeoutMs = timeoutMs
     this.#connectionError = connectionError
-    this.#commands = client.withCommandOptions(COMMAND_OPTIONS as never) as RedisCommands
+    this.#commands = this.#commandsWith(COMMAND_OPTIONS)
+  }
+
+  /**
+   * The commands, sent through a view of the client with these command options. A client of
+   * one server sends them with sendCommand(), as Redis takes them: its typed methods (hmGet,
+   * evalSha) first build each command through a parser of their own, which cost a `get` and a
+   * `set` 14–18 µs of CPU time each (docs/PERFORMANCE.md, "The third pass on `set`"). A cluster
+   * keeps the typed methods: its sendCommand() is told the key to route by.
+   */
+  #commandsWith(options: object): RedisCommands {
+    const view = this.#client.withCommandOptions(options as never) as RedisCommands & SendsCommands
+    // node-redis's RedisCluster, and views of it, have `masters`; a client of one server has not.
+    if ('masters' in this.#client) return view
+    const send = (args: RedisArgument[]) => view.sendCommand(args)
+    const withKeys = (name: string, first: string, { keys, arguments: args }: RedisEvalOptions) =>
+      send([name, first, String(keys.length), ...keys, ...args])
+    return {
+      hGet: (key, field) => send(['HGET', key, field]),
+      hmGet: (key, fields) => send(['HMGET', key, ...fields]),
+      evalSha: (sha1, options) => withKeys('EVALSHA', sha1, options),
+      eval: (script, options) => withKeys('EVAL', script, options),
+    }
   }
 
   /** Connects a client of our own to `options.url`, or takes the one given, which must be open. */
@@ -246,7 +274,7 @@ export class RedisConnection {
         const controller = new AbortController()
         expire = () => controller.abort()
         attempt = op(
-          this.#client.withCommandOptions({ ...COMMAND_OPTIONS, abortSignal: controller.signal } as never) as RedisCommands,
+          this.#commandsWith({ ...COMMAND_OPTIONS, abortSignal: controller.signal }),
           maybeSent,
         )
       }

@@ -94,8 +94,8 @@ export interface RedisServer {
   stop(): Promise<void>
 }
 
-/** Starts a redis-server and waits until it answers PING. */
-export async function startRedis(): Promise<RedisServer> {
+/** Starts a redis-server (with `extraArgs` after its own) and waits until it answers PING. */
+export async function startRedis(extraArgs: readonly string[] = []): Promise<RedisServer> {
   if (binary === undefined) throw new Error('redis-server not found on PATH: install it (apt-get install redis-server)')
   const path = binary
   const dir = mkdtempSync(join(tmpdir(), 'anystore-redis-'))
@@ -116,6 +116,7 @@ export async function startRedis(): Promise<RedisServer> {
         '--dir', dir,
         '--daemonize', 'no',
         '--loglevel', 'warning',
+        ...extraArgs,
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     )

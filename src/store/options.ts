@@ -599,6 +599,15 @@ function redisOption(options: AnyStoreOptions): ResolvedRedisOptions {
       'redis',
     )
   }
+  // The store names its keys and its channel itself: a prefix put before the keys alone would
+  // part the channel the commit script derives from them from the one watchers listen on.
+  const prefix = (client as { options?: { keyPrefix?: unknown } } | undefined)?.options?.keyPrefix
+  if (prefix !== undefined && prefix !== '') {
+    throw new InvalidOptionError(
+      'Expected `redis.client` without a `keyPrefix`: the store puts its keys under `anystore:{name}:` itself',
+      'redis',
+    )
+  }
   // Braces would end the hash tag early: the keys of one store could land in several slots.
   if (typeof name !== 'string' || name === '' || /[{}]/.test(name)) {
     throw new InvalidOptionError(

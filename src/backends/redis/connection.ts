@@ -15,7 +15,16 @@ import type {
 
 /** node-redis's sendCommand() of a client of one server: a command as Redis takes it. */
 interface SendsCommands {
-  sendCommand(args: RedisArgument[]): Promise<unknown>
+  sendCommand(args: RedisArgument[], options: object): Promise<unknown>
+}
+
+/**
+ * Whether `client` is node-redis's client of one server (createClient(), or a pool of them):
+ * RedisCluster has `masters` and RedisSentinel `getMasterNode`, each with a sendCommand() of
+ * other arguments.
+ */
+function isSingleServerClient(client: RedisClientLike): boolean {
+  return !('masters' in client || 'getMasterNode' in client)
 }
 
 /** node-redis's RESP type of bulk strings ('$'): mapped to Buffer, since entries are bytes. */
@@ -149,15 +158,17 @@ export class RedisConnection {
   /**
    * The commands, sent through a view of the client with these command options. A client of
    * one server sends them with sendCommand(), as Redis takes them: its typed methods (hmGet,
-   * evalSha) first build each command through a parser of their own, which cost a `get` and a
-   * `set` 14–18 µs of CPU time each (docs/PERFORMANCE.md, "The third pass on `set`"). A cluster
-   * keeps the typed methods: its sendCommand() is told the key to route by.
+   * evalSha) first build each command through a parser of their own, which cost a `get` 19 µs
+   * and a `set` 14 µs of CPU time (docs/PERFORMANCE.md, "The third pass on `set`"). The options
+   * go with each command as well: node-redis 5 applies the client's own options to
+   * sendCommand(), not the view's. Anything else keeps the typed methods: a cluster (its
+   * sendCommand() is told the key to route by), a Sentinel client (told whether the command
+   * only reads). A client with a `keyPrefix` is refused when the store opens (options.ts).
    */
   #commandsWith(options: object): RedisCommands {
     const view = this.#client.withCommandOptions(options as never) as RedisCommands & SendsCommands
-    // node-redis's RedisCluster, and views of it, have `masters`; a client of one server has not.
-    if ('masters' in this.#client) return view
-    const send = (args: RedisArgument[]) => view.sendCommand(args)
+    if (!isSingleServerClient(this.#client)) return view
+    const send = (args: RedisArgument[]) => view.sendCommand(args, options)
     const withKeys = (name: string, first: string, { keys, arguments: args }: RedisEvalOptions) =>
       send([name, first, String(keys.length), ...keys, ...args])
     return {
@@ -298,8 +309,9 @@ export class RedisConnection {
           await sleep(Math.min(50, Math.max(1, deadline - monotonicNow())))
           continue
         }
-        // Raised before the command was written (as a RangeError for more arguments than the
-        // client can spread): the server never saw it.
+        // Raised before the command was written (a TypeError for an argument node-redis cannot
+        // encode; on a cluster, a RangeError for more arguments than its typed methods can
+        // spread): the server never saw it.
         if (!isA(error, 'ClientOfflineError') && !isConnectionError(error)) throw error
         lastError = error
         if (isA(error, 'ClientOfflineError')) {

@@ -2,7 +2,7 @@ import { createClient, createCluster } from 'redis'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { AnyStore, newKey } from '../../../src/index.js'
 import { freshName, sleep } from './helpers.js'
-import { redisTestsEnabled, SKIP_MESSAGE, startRedis } from './server.js'
+import { freePort, redisTestsEnabled, SKIP_MESSAGE, startRedis } from './server.js'
 
 // A store through a node-redis cluster client (createCluster()), on a cluster of one node that
 // serves every slot: the client routes each command by its key, and a store's keys share one
@@ -15,7 +15,14 @@ describe('redis backend: a cluster client', () => {
     return
   }
   it('opens, reads, writes, lists and runs transactions through createCluster()', { timeout: 60_000 }, async () => {
-    const server = await startRedis(['--cluster-enabled', 'yes'])
+    // The cluster bus on a port of its own: by default it is the port plus 10,000, past 65,535
+    // for a high port.
+    const busPort = await freePort()
+    const server = await startRedis([
+      '--cluster-enabled', 'yes',
+      '--cluster-port', String(busPort),
+      '--cluster-announce-ip', '127.0.0.1',
+    ])
     onTestFinished(() => server.stop())
     const admin = createClient({ url: server.url })
     await admin.connect()
